@@ -1,0 +1,110 @@
+"""What one party does for a job: run its tasks in DAG order, each as the same component code
+that its peers run, with inputs from its own catalog or its own earlier outputs.
+
+On failure the party tells its peers (so they stop now rather than at a timeout), marks the task
+failed, and runs nothing further. The same function serves threads, local processes and nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..net.channel import Channel, Transport
+from ..net.errors import JobAborted, JobCancelled
+from ..runtime.component import get_component
+from ..runtime.context import Context
+from .artifacts import PartyArtifacts
+from .catalog import Catalog
+from .components import load_builtin_components
+from .spec import DatasetRef, JobSpec, parse_ref
+from .store import JobStore
+
+
+@dataclass
+class PartyResult:
+    party: str
+    state: str  # succeeded | failed | cancelled
+    error: str | None = None
+    failed_task: str | None = None
+    caused_by: str | None = None  # the party whose failure stopped this one, if another
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    traffic: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def run_party(spec: JobSpec, job_id: str, party: str, catalog: Catalog, transport: Transport,
+              artifacts_root: Path, store: JobStore | None = None,
+              timeout: float | None = None,
+              on_progress: Callable[[str, float, float, str], None] | None = None) -> PartyResult:
+    """Run every task of `spec` that `party` takes part in; never raises for a task failure."""
+    load_builtin_components()
+    log = logging.getLogger(f"sharedml.party.{party}")
+    artifacts = PartyArtifacts(artifacts_root, job_id, party)
+    result = PartyResult(party, "succeeded")
+    wait = spec.timeout if timeout is None else timeout
+    for task in spec.tasks_for(party):
+        task_spec = spec.tasks[task]
+        parties = spec.parties_for(task)
+        channel = Channel(transport, job_id, task, parties, wait)
+        _set_state(store, job_id, task, party, "running")
+        log.info("task %s (%s) started", task, task_spec.component)
+        try:
+            comp = get_component(task_spec.component)
+            params = comp.params.model_validate(task_spec.params)
+            inputs = {name: _resolve(spec, party, catalog, artifacts, text)
+                      for name, text in task_spec.inputs.items()}
+            ctx = Context(party, {p: spec.parties[p].role for p in parties}, job_id, task, channel,
+                          artifacts.begin(task), log=log, on_progress=on_progress)
+            outputs = comp.func(ctx, params, **inputs)
+            traffic = channel.stats.snapshot()
+            written = artifacts.save(task, outputs or {}, ctx.metrics.records, traffic)
+        except BaseException as err:  # noqa: BLE001 - every failure ends the party's job, reported below
+            _fail(result, spec, job_id, task, party, err, transport, artifacts, store, log)
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            return result
+        result.outputs[task] = {name: str(path) for name, path in written.items()}
+        result.traffic[task] = traffic
+        _set_state(store, job_id, task, party, "succeeded")
+        log.info("task %s succeeded", task)
+    transport.mailbox.forget_job(job_id)
+    return result
+
+
+def _resolve(spec: JobSpec, party: str, catalog: Catalog, artifacts: PartyArtifacts, text: str) -> Any:
+    ref = parse_ref(text)
+    if isinstance(ref, DatasetRef):
+        return catalog.read(spec.parties[party].data[ref.alias])
+    return artifacts.load(ref.task, ref.output)
+
+
+def _fail(result: PartyResult, spec: JobSpec, job_id: str, task: str, party: str, err: BaseException,
+          transport: Transport, artifacts: PartyArtifacts, store: JobStore | None,
+          log: logging.Logger) -> None:
+    if isinstance(err, JobAborted):
+        state, message, result.caused_by = "failed", str(err), err.party
+    elif isinstance(err, JobCancelled | KeyboardInterrupt):
+        state, message = "cancelled", f"job cancelled while party {party!r} ran task {task!r}"
+    else:
+        state, message = "failed", f"party {party!r} failed in task {task!r}: {type(err).__name__}: {err}"
+        log.error("%s\n%s", message, "".join(traceback.format_exception(err)))
+    # Tell every party of the job, not only this task's, so nobody waits for us until a timeout.
+    if not isinstance(err, JobAborted):
+        transport.abort_job(job_id, message, [p for p in spec.parties if p != party])
+    result.state, result.error, result.failed_task = state, message, task
+    artifacts.fail(task, message)
+    _set_state(store, job_id, task, party, state, message)
+    log.info("task %s %s: %s", task, state, message)
+
+
+def _set_state(store: JobStore | None, job_id: str, task: str, party: str, state: str,
+               error: str | None = None) -> None:
+    if store is not None:
+        store.set_task_state(job_id, task, party, state, error)

@@ -1,0 +1,212 @@
+"""Run a whole job on this machine: every party as a thread (in-memory transport) or as its own
+OS process on loopback (gRPC with mutual TLS). The same `run_party` does the work either way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..net.certs import init_federation
+from ..net.memory import MemoryHub
+from .artifacts import PartyArtifacts
+from .catalog import Catalog
+from .components import check_components
+from .party import PartyResult, run_party
+from .spec import JobSpec
+from .store import JobStore, sqlite_url
+
+MODES = ("threads", "processes")
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    state: str
+    parties: dict[str, PartyResult]
+    workdir: Path
+
+    @property
+    def error(self) -> str | None:
+        """The root cause: the failure of the party that failed first, not its peers' echoes of it."""
+        failed = [r for r in self.parties.values() if r.state != "succeeded"]
+        root = next((r for r in failed if r.caused_by is None), failed[0] if failed else None)
+        return None if root is None else root.error
+
+    def output(self, party: str, task: str, name: str) -> Any:
+        return PartyArtifacts(self.workdir, self.job_id, party).load(task, name)
+
+
+def new_job_id(name: str) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{name}-{stamp}-{secrets.token_hex(3)}"
+
+
+class LocalRunner:
+    """Runs jobs with all parties on this machine; states go to `<workdir>/sharedml.db` by default."""
+
+    def __init__(self, workdir: Path, db_url: str | None = None) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.db_url = db_url or sqlite_url(self.workdir / "sharedml.db")
+        self.store = JobStore(self.db_url)
+
+    def run(self, spec: JobSpec, catalogs: dict[str, Catalog], mode: str = "threads",
+            timeout: float | None = None, spec_text: str = "") -> JobResult:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        check_components(spec)
+        missing = [p for p in spec.parties if p not in catalogs]
+        if missing:
+            raise ValueError(f"no dataset catalog for party(ies) {missing}")
+        job_id = new_job_id(spec.job)
+        self.store.create_job(job_id, spec.job, spec_text or spec.model_dump_json(),
+                              {t: spec.parties_for(t) for t in spec.topological_order()})
+        self.store.set_job_state(job_id, "running")
+        try:
+            if mode == "threads":
+                results = self._run_threads(spec, job_id, catalogs, timeout)
+            else:
+                results = self._run_processes(spec, job_id, catalogs, timeout)
+        except KeyboardInterrupt:
+            self._finish(job_id, "cancelled", "cancelled by the user (Ctrl-C)")
+            raise
+        result = JobResult(job_id, _overall_state(results), results, self.workdir)
+        self._finish(job_id, result.state, result.error)
+        return result
+
+    def _finish(self, job_id: str, state: str, error: str | None) -> None:
+        for task in self.store.tasks(job_id):
+            if task.state in ("queued", "running"):
+                self.store.set_task_state(job_id, task.task, task.party, "cancelled",
+                                          "not run: the job stopped before this task finished")
+        self.store.set_job_state(job_id, state, error)
+
+    def _run_threads(self, spec: JobSpec, job_id: str, catalogs: dict[str, Catalog],
+                     timeout: float | None) -> dict[str, PartyResult]:
+        hub = MemoryHub()
+        transports = {p: hub.transport(p) for p in spec.parties}
+        results: dict[str, PartyResult] = {}
+
+        def work(party: str) -> None:
+            results[party] = run_party(spec, job_id, party, catalogs[party], transports[party],
+                                       self.workdir, self.store, timeout)
+
+        threads = [threading.Thread(target=work, args=(p,), name=f"party-{p}", daemon=True)
+                   for p in spec.parties]
+        for thread in threads:
+            thread.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                for thread in threads:
+                    thread.join(0.1)
+        except KeyboardInterrupt:
+            for transport in transports.values():
+                transport.cancel_job(job_id)
+            for thread in threads:
+                thread.join(5)
+            raise
+        return results
+
+    def _run_processes(self, spec: JobSpec, job_id: str, catalogs: dict[str, Catalog],
+                       timeout: float | None) -> dict[str, PartyResult]:
+        run_dir = self.workdir / job_id / "_local"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        parties = list(spec.parties)
+        init_federation(parties, run_dir / "certs")
+        addresses = {p: f"127.0.0.1:{port}" for p, port in zip(parties, _free_ports(len(parties)), strict=True)}
+        spec_json = spec.model_dump(mode="json")
+        procs: dict[str, subprocess.Popen] = {}
+        for party in parties:
+            config = {
+                "spec": spec_json, "job_id": job_id, "party": party,
+                "catalog": {"entries": _catalog_document(catalogs[party]), "source": catalogs[party].source,
+                            "base_dir": str(catalogs[party].base_dir)},
+                "cert_dir": str(run_dir / "certs"), "listen": addresses[party],
+                "peers": {p: a for p, a in addresses.items() if p != party},
+                "workdir": str(self.workdir), "db_url": self.db_url, "timeout": timeout,
+                "result": str(run_dir / f"{party}.result.json"),
+            }
+            config_path = run_dir / f"{party}.config.json"
+            config_path.write_text(json.dumps(config))
+            with open(run_dir / f"{party}.log", "wb") as log:
+                procs[party] = subprocess.Popen([sys.executable, "-m", "sharedml.flow.worker", str(config_path)],
+                                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while any(p.poll() is None for p in procs.values()):
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            _stop(procs)
+            raise
+        return {party: _read_result(party, run_dir, procs[party].returncode) for party in parties}
+
+
+def _catalog_document(catalog: Catalog) -> dict[str, Any]:
+    return {"datasets": {name: entry.model_dump(mode="json", exclude_none=True)
+                         for name, entry in catalog.entries.items()}}
+
+
+def _overall_state(results: dict[str, PartyResult]) -> str:
+    states = {r.state for r in results.values()}
+    if states == {"succeeded"}:
+        return "succeeded"
+    return "cancelled" if "cancelled" in states and "failed" not in states else "failed"
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _stop(procs: dict[str, subprocess.Popen]) -> None:
+    """Interrupt every party process (so it can tell its peers and mark its task), then make sure."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 10
+    for proc in procs.values():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _read_result(party: str, run_dir: Path, returncode: int | None) -> PartyResult:
+    path = run_dir / f"{party}.result.json"
+    if path.exists():
+        return PartyResult(**json.loads(path.read_text()))
+    log_tail = _tail(run_dir / f"{party}.log")
+    return PartyResult(party, "failed",
+                       error=f"party {party!r} process exited with code {returncode} without a result"
+                             f"{': ' + log_tail if log_tail else ''}")
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)

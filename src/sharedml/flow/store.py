@@ -1,0 +1,125 @@
+"""Job and task states in a SQL database (SQLite file by default, any SQLAlchemy URL otherwise).
+
+Several party processes of one local run may update the same SQLite file, so writes are short
+transactions and SQLite waits (busy timeout) instead of failing when another writer holds the lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import DateTime, ForeignKey, String, Text, create_engine, event, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class JobRecord(_Base):
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(20), default="queued")
+    spec: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class TaskRecord(_Base):
+    __tablename__ = "tasks"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    task: Mapped[str] = mapped_column(String(200), primary_key=True)
+    party: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20), default="queued")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+class JobStore:
+    """Reads and writes job/task states; safe to open from several processes on one SQLite file."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        is_sqlite = url.startswith("sqlite")
+        self.engine = create_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
+        if is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        _Base.metadata.create_all(self.engine)
+
+    def create_job(self, job_id: str, name: str, spec: str, tasks: dict[str, list[str]]) -> None:
+        """Record a new job and a queued row for every (task, party)."""
+        with Session(self.engine) as session, session.begin():
+            session.add(JobRecord(id=job_id, name=name, spec=spec, state="queued"))
+            for task, parties in tasks.items():
+                for party in parties:
+                    session.add(TaskRecord(job_id=job_id, task=task, party=party, state="queued"))
+
+    def set_job_state(self, job_id: str, state: str, error: str | None = None) -> None:
+        _check_state(state)
+        with Session(self.engine) as session, session.begin():
+            job = session.get(JobRecord, job_id)
+            if job is None:
+                raise KeyError(f"no job {job_id!r} in {self.url}")
+            job.state = state
+            if state == "running":
+                job.started_at = _now()
+            elif state in ("succeeded", "failed", "cancelled"):
+                job.finished_at = _now()
+                job.error = error
+
+    def set_task_state(self, job_id: str, task: str, party: str, state: str, error: str | None = None) -> None:
+        _check_state(state)
+        with Session(self.engine) as session, session.begin():
+            record = session.get(TaskRecord, (job_id, task, party))
+            if record is None:
+                record = TaskRecord(job_id=job_id, task=task, party=party)
+                session.add(record)
+            record.state = state
+            if state == "running":
+                record.started_at = _now()
+            elif state in ("succeeded", "failed", "cancelled"):
+                record.finished_at = _now()
+                record.error = error
+
+    def job(self, job_id: str) -> JobRecord | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.get(JobRecord, job_id)
+
+    def jobs(self, limit: int = 50) -> list[JobRecord]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(session.scalars(select(JobRecord).order_by(JobRecord.created_at.desc()).limit(limit)))
+
+    def tasks(self, job_id: str) -> list[TaskRecord]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            query = select(TaskRecord).where(TaskRecord.job_id == job_id).order_by(TaskRecord.started_at)
+            return list(session.scalars(query))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _check_state(state: str) -> None:
+    if state not in STATES:
+        raise ValueError(f"unknown state {state!r}; states are {STATES}")
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

@@ -1,0 +1,52 @@
+"""One party as its own OS process: `python -m sharedml.flow.worker CONFIG.json`.
+
+The local runner starts one of these per party; each listens on its own port with its own
+certificate and talks to its peers over gRPC with mutual TLS, exactly as separate nodes would.
+Exit code: 0 succeeded, 1 failed, 130 cancelled; the outcome is also written to the result file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ..net.certs import load_identity
+from ..net.grpc_transport import GrpcTransport
+from .catalog import Catalog
+from .party import PartyResult, run_party
+from .runner import write_json_atomic
+from .spec import JobSpec
+from .store import JobStore
+
+EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 130}
+
+
+def main(config_path: str) -> int:
+    config = json.loads(Path(config_path).read_text())
+    party = config["party"]
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s {party} %(levelname)s %(name)s: %(message)s")
+    spec = JobSpec.model_validate(config["spec"])
+    catalog = Catalog.from_mapping(config["catalog"]["entries"], config["catalog"]["source"],
+                                   Path(config["catalog"]["base_dir"]))
+    timeout = config["timeout"] if config["timeout"] is not None else spec.timeout
+    transport = GrpcTransport(load_identity(Path(config["cert_dir"]), party), config["listen"],
+                              config["peers"], allowed=set(spec.parties), connect_timeout=timeout)
+    store = JobStore(config["db_url"])
+    result = PartyResult(party, "cancelled", error="cancelled before the first task")
+    try:
+        result = run_party(spec, config["job_id"], party, catalog, transport, Path(config["workdir"]),
+                           store, timeout)
+    except KeyboardInterrupt:
+        result = PartyResult(party, "cancelled", error=f"party {party!r} was interrupted (Ctrl-C)")
+    finally:
+        write_json_atomic(Path(config["result"]), result.to_json())
+        transport.close()
+        store.close()
+    return EXIT_CODES[result.state]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
