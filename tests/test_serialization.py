@@ -33,7 +33,7 @@ def same(a: object, b: object) -> bool:
             return all(same(x, y) for x, y in zip(a.ravel().tolist(), b.ravel().tolist(), strict=True))
         return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
     if isinstance(a, np.generic):
-        return a.dtype == b.dtype and same(np.asarray(a)[()].item(), np.asarray(b)[()].item())
+        return a.dtype == b.dtype and same(a.item(), b.item())
     if isinstance(a, list | tuple):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):

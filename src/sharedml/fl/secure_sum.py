@@ -1,6 +1,6 @@
 """Secure sum by additive secret sharing: every party learns the total and nothing else.
 
-Each party encodes its input as fixed-point ring elements, splits it into one share per party,
+Each party encodes its input as fixed-point (absolute error at most 2^-97 per input) ring elements, splits it into one share per party,
 keeps one and sends the others out; each party adds the shares it holds and broadcasts that
 partial sum; the total is the sum of the partial sums. Any single party's view (its own shares,
 the shares sent to it, the partial sums) is uniformly random apart from the total. Semi-honest;
@@ -18,7 +18,9 @@ from ..crypto.sharing import FixedPointRing
 from ..runtime.component import component
 from ..runtime.context import Context
 
-DEFAULT_RING = FixedPointRing(bits=128, frac_bits=32)
+# 96 fractional bits resolve sums of squares of tiny values (1e-6 squared is 1e-12) to ~1e-29, and the
+# 2^256 ring still leaves room for magnitudes up to 2^158: aggregates of any real column fit.
+DEFAULT_RING = FixedPointRing(bits=256, frac_bits=96)
 
 
 def secure_sum(ctx: Context, values: np.ndarray | float, tag: str = "secure_sum",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 from pydantic import ValidationError
 
@@ -10,12 +11,18 @@ from ..runtime.component import Component, get_component
 from .spec import JobSpec, JobSpecError
 
 BUILTIN_MODULES = ("sharedml.fl.secure_sum", "sharedml.fl.stats")
+PLUGINS_ENV = "SHAREDML_COMPONENT_MODULES"
 
 
 def load_builtin_components() -> None:
-    """Import the modules whose `@component` decorators register the built-in components."""
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
+    """Import the modules whose `@component` decorators register components: the built-in ones,
+    then any listed (comma-separated) in $SHAREDML_COMPONENT_MODULES, for a site's own components."""
+    extra = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    for module in (*BUILTIN_MODULES, *extra):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ImportError(f"cannot import component module {module!r} (from ${PLUGINS_ENV}): {err}") from err
 
 
 def check_components(spec: JobSpec) -> dict[str, Component]:

@@ -1,0 +1,200 @@
+"""The `sharedml` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .flow.catalog import Catalog, DatasetError
+from .flow.runner import MODES, JobResult, LocalRunner
+from .flow.spec import JobSpecError, load_job
+
+app = typer.Typer(help="sharedml: shared machine learning across data silos.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+certs_app = typer.Typer(help="Federation certificates for mutual TLS.", no_args_is_help=True)
+app.add_typer(certs_app, name="certs")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        _fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode
+
+
+@certs_app.command("init")
+def certs_init(
+    parties: Annotated[str, typer.Option(help="comma-separated party names, e.g. bank,telco,shop")],
+    out: Annotated[Path, typer.Option(help="directory for ca.crt/ca.key and <party>.crt/.key")],
+) -> None:
+    """Create a federation CA (or reuse the one in OUT) and a key + certificate per party."""
+    from .net.certs import init_federation
+
+    names = [p.strip() for p in parties.split(",") if p.strip()]
+    if not names:
+        _fail("--parties needs at least one name")
+    try:
+        init_federation(names, out)
+    except ValueError as err:
+        _fail(str(err))
+    console.print(f"CA and certificates for {', '.join(names)} written to {out}")
+    console.print("Keep each <party>.key at that party only; ca.key signs new members — guard it.")
+
+
+def _parse_catalogs(entries: list[str]) -> dict[str, Catalog]:
+    catalogs = {}
+    for entry in entries:
+        party, sep, path = entry.partition("=")
+        if not sep or not party or not path:
+            _fail(f"--catalog takes PARTY=FILE, got {entry!r}")
+        catalogs[party] = Catalog.load(path)
+    return catalogs
+
+
+@app.command()
+def validate(job: Path) -> None:
+    """Check a job file: syntax, fields, references, DAG, components and their params."""
+    from .flow.components import check_components
+
+    try:
+        spec = load_job(job)
+        check_components(spec)
+    except JobSpecError as err:
+        _fail(str(err))
+    console.print(f"{job}: job {spec.job!r} is valid; task order: {' -> '.join(spec.topological_order())}")
+
+
+@app.command()
+def run(
+    job: Path,
+    catalog: Annotated[list[str], typer.Option(help="PARTY=FILE: a party's local dataset catalog (repeat)")],
+    mode: Annotated[str, typer.Option(help="threads (in-memory) or processes (gRPC + mutual TLS)")] = "threads",
+    workdir: Annotated[Path, typer.Option(help="where job outputs and the job database go")] = Path("sharedml-runs"),
+    timeout: Annotated[float | None, typer.Option(help="seconds to wait for a peer (default: the job's)")] = None,
+) -> None:
+    """Run a job with every party on this machine."""
+    _check_mode(mode)
+    try:
+        spec = load_job(job)
+        result = LocalRunner(workdir).run(spec, _parse_catalogs(catalog), mode=mode, timeout=timeout,
+                                          spec_text=job.read_text())
+    except (JobSpecError, DatasetError, ValueError) as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        _fail("cancelled (Ctrl-C); every party was stopped", 130)
+    _print_result(result)
+    if result.state != "succeeded":
+        raise typer.Exit(1)
+
+
+@app.command()
+def jobs(workdir: Annotated[Path, typer.Option(help="the runs directory")] = Path("sharedml-runs")) -> None:
+    """List jobs run from this directory, newest first, with each task's state per party."""
+    from .flow.store import JobStore, sqlite_url
+
+    db = workdir / "sharedml.db"
+    if not db.exists():
+        _fail(f"no job database at {db}; run a job first or pass --workdir")
+    store = JobStore(sqlite_url(db))
+    table = Table("job", "state", "started", "finished", "tasks")
+    for record in store.jobs():
+        tasks = ", ".join(f"{t.task}@{t.party}:{t.state}" for t in store.tasks(record.id))
+        table.add_row(record.id, record.state, str(record.started_at or ""), str(record.finished_at or ""), tasks)
+    console.print(table)
+
+
+@app.command()
+def components() -> None:
+    """List the components a job can use."""
+    from .flow.components import load_builtin_components
+    from .runtime.component import registered
+
+    load_builtin_components()
+    table = Table("component", "roles", "inputs", "outputs", "description")
+    for comp in registered().values():
+        table.add_row(comp.name, ", ".join(comp.roles or ["any"]), ", ".join(comp.inputs),
+                      ", ".join(comp.outputs), comp.description)
+    console.print(table)
+
+
+@app.command()
+def demo(
+    mode: Annotated[str, typer.Option(help="processes (one OS process per party, gRPC + mutual TLS) "
+                                           "or threads (in-memory)")] = "processes",
+    data_dir: Annotated[Path | None, typer.Option(help="folder of the example CSVs (default: ../shared/data)")] = None,
+    workdir: Annotated[Path, typer.Option(help="where the demo writes its files")] = Path("sharedml-demo"),
+    timeout: Annotated[float, typer.Option(help="seconds a party waits for a peer")] = 60.0,
+) -> None:
+    """Run a three-party job on the bundled example data: secure sum, then federated statistics."""
+    from .demo import PRIVATE_VALUES, DemoDataError, plaintext_check, run_demo
+
+    _check_mode(mode)
+    console.rule("[bold]sharedml demo")
+    console.print("Three parties — bank, insurer, shop — each with its own catalog and data; "
+                  f"transport: {'gRPC + mutual TLS, one process per party' if mode == 'processes' else 'in-memory'}.")
+    try:
+        with console.status("running the job (secure_sum, then federated_stats)..."):
+            outcome = run_demo(workdir, data_dir, mode, timeout)
+    except DemoDataError as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        _fail("cancelled (Ctrl-C); every party was stopped", 130)
+    result = outcome.result
+    _print_result(result)
+    if result.state != "succeeded":
+        raise typer.Exit(1)
+
+    values = ", ".join(f"{p} {v}" for p, v in PRIVATE_VALUES.items())
+    console.rule("secure_sum")
+    for party in result.parties:
+        total = result.output(party, "total", "result")["total"].iloc[0]
+        console.print(f"{party:8} learned the total {total:g}")
+    console.print(f"(private inputs, never sent in the clear: {values})")
+
+    console.rule("federated_stats (each party learns the same table)")
+    stats = result.output("bank", "stats", "stats")
+    table = Table("column", "count", "mean", "std", "min", "max")
+    for row in stats.itertuples():
+        table.add_row(row.column, f"{row.count:,}", f"{row.mean:,.4f}", f"{row.std:,.4f}",
+                      f"{row.min:,.4g}", f"{row.max:,.4g}")
+    console.print(table)
+    check = plaintext_check(stats, outcome.pooled)
+    console.print("max relative difference from pandas on the pooled rows (which no party has): " +
+                  ", ".join(f"{k} {v:.1e}" for k, v in check.iloc[0].items()))
+    console.print(f"\njob file: {outcome.job_path}\noutputs:  {result.workdir / result.job_id}")
+    console.print(f"replay:   sharedml run {outcome.job_path} " +
+                  " ".join(f"--catalog {p}={c}" for p, c in outcome.catalog_paths.items()))
+
+
+def _print_result(result: JobResult) -> None:
+    colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}[result.state]
+    console.print(f"job {result.job_id}: [bold {colour}]{result.state}[/]")
+    if result.error:
+        err_console.print(f"[red]{result.error}[/]", highlight=False)
+    table = Table("party", "state", "bytes sent", "bytes received")
+    for party, outcome in result.parties.items():
+        sent = sum(peer["bytes_sent"] for task in outcome.traffic.values() for peer in task.values())
+        recv = sum(peer["bytes_recv"] for task in outcome.traffic.values() for peer in task.values())
+        table.add_row(party, outcome.state, f"{sent:,}", f"{recv:,}")
+    console.print(table)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Shared fixtures: example data location, and the test-only component plugins."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+DATA = TESTS.parents[1] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.exists():
+        pytest.skip(f"example data not found at {DATA}")
+    return DATA
+
+
+@pytest.fixture
+def faulty_plugin(monkeypatch):
+    """Register tests/plugins/faulty.py here and in any party process started by the test."""
+    monkeypatch.setenv("SHAREDML_COMPONENT_MODULES", "plugins.faulty")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    monkeypatch.syspath_prepend(str(TESTS))
+    import plugins.faulty  # noqa: F401  (registers the component in this process)
