@@ -35,7 +35,7 @@ def test_describe_matches_pandas_with_missing_values_and_extremes():
     out = simulate(lambda ctx: federated_describe(ctx, frames[ctx.party], ["amount", "score", "tiny"]),
                    list(frames))
     pooled = pd.concat(frames.values())
-    for party, stats in out.items():
+    for stats in out.values():
         stats = stats.set_index("column")
         assert list(stats["count"]) == list(pooled.count())
         assert np.allclose(stats["mean"], pooled.mean(), rtol=1e-9, atol=1e-12)

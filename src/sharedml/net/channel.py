@@ -146,8 +146,9 @@ class Transport(ABC):
     @abstractmethod
     def _notify_abort(self, peer: str, job: str, reason: str) -> None: ...
 
+    @abstractmethod
     def close(self) -> None:
-        """Release network resources; the default has none."""
+        """Release network resources."""
 
     def send_encoded(self, peer: str, key: MessageKey, segments: list[memoryview]) -> int:
         nbytes = encoded_size(segments)
