@@ -1,11 +1,12 @@
 """Secure sum by additive secret sharing: every party learns the total and nothing else.
 
-Each party encodes its input as fixed-point ring elements (absolute error at most 2^-97 per input),
-splits it into one share per party, keeps one and sends the others out; each party adds the shares it holds and broadcasts that
-partial sum; the total is the sum of the partial sums. Any single party's view (its own shares,
-the shares sent to it, the partial sums) is uniformly random apart from the total. Semi-honest;
-a coalition of all parties but one learns the remaining party's input, as the total reveals it
-(with two parties, each therefore learns the other's input — use it with three or more).
+Each party encodes its input as fixed-point ring elements (absolute error at most 2^-97 per
+input), splits it into one share per party, keeps one and sends the others out; each party adds
+the shares it holds and broadcasts that partial sum; the total is the sum of the partial sums.
+Any single party's view (its own shares, the shares sent to it, the partial sums) is uniformly
+random apart from the total. Semi-honest; a coalition of all parties but one learns the remaining
+party's input, as the total reveals it (with two parties, each therefore learns the other's
+input — use it with three or more).
 """
 
 from __future__ import annotations
