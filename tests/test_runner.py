@@ -125,3 +125,31 @@ def test_unreadable_dataset_file_is_a_clear_error(tmp_path):
     catalog = Catalog.from_mapping({"datasets": {"x": {"path": "missing.csv"}}}, "cat.yaml", tmp_path)
     with pytest.raises(DatasetError, match="missing.csv"):
         catalog.read("x")
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_every_party_process_cleanly(tmp_path, faulty_plugin):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    job = tmp_path / "job.yaml"
+    job.write_text(FAULTY_JOB.format(timeout=60, fault="hang"))
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("datasets: {}\n")
+    command = [sys.executable, "-m", "sharedml.cli", "run", str(job), "--mode", "processes",
+               "--workdir", str(tmp_path / "runs"), *[f"--catalog={p}={catalog}" for p in "ABC"]]
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(6)  # parties started and waiting on the hanging culprit
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out.decode()
+    assert b"cancelled" in out
+    store = JobStore(f"sqlite:///{tmp_path / 'runs' / 'sharedml.db'}")
+    (job_record,) = store.jobs()
+    assert job_record.state == "cancelled"
+    states = {(t.task, t.party): t.state for t in store.tasks(job_record.id)}
+    assert states[("first", "B")] == "cancelled"
+    # A and C were interrupted too, or heard B's abort notice first: either way nothing is left running
+    assert set(states.values()) <= {"cancelled", "failed"} and states[("after", "A")] == "cancelled"

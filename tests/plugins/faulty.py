@@ -15,7 +15,7 @@ from sharedml.runtime.context import Context
 
 class FaultyParams(BaseModel):
     culprit: str
-    fault: Literal["raise", "exit", "none"] = "raise"
+    fault: Literal["raise", "exit", "hang", "none"] = "raise"
 
 
 @component("faulty", params=FaultyParams, outputs=("seen",), min_parties=2)
@@ -28,6 +28,8 @@ def faulty(ctx: Context, params: FaultyParams) -> dict[str, object]:
             raise ValueError("deliberate failure in the culprit")
         if params.fault == "exit":
             os._exit(3)  # a crash: no abort notice, no result file
+        if params.fault == "hang":
+            time.sleep(120)
     else:
         time.sleep(0.05)
     ctx.broadcast("second", ctx.party)

@@ -176,16 +176,21 @@ def _free_ports(count: int) -> list[int]:
 
 
 def _stop(procs: dict[str, subprocess.Popen]) -> None:
-    """Interrupt every party process (so it can tell its peers and mark its task), then make sure."""
+    """Stop every party process after Ctrl-C without cutting short its clean-up.
+
+    From a terminal the parties got the same SIGINT and are already telling their peers and
+    marking their tasks; give them a moment, interrupt the ones that did not notice (we were
+    interrupted programmatically), and kill only what still hangs after that.
+    """
+    for grace, action in ((2.0, "interrupt"), (10.0, "kill")):
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(p.poll() is None for p in procs.values()):
+            time.sleep(0.05)
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT) if action == "interrupt" else proc.kill()
     for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + 10
-    for proc in procs.values():
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        proc.wait()
 
 
 def _read_result(party: str, run_dir: Path, returncode: int | None) -> PartyResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def main(config_path: str) -> int:
     except KeyboardInterrupt:
         result = PartyResult(party, "cancelled", error=f"party {party!r} was interrupted (Ctrl-C)")
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         write_json_atomic(Path(config["result"]), result.to_json())
         transport.close()
         store.close()
