@@ -27,7 +27,8 @@ class ArtifactError(RuntimeError):
     """An upstream output is missing or incomplete."""
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary name, then rename: readers see the old file or the whole new one."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -61,18 +62,18 @@ class PartyArtifacts:
                 write_table_atomic(value, target)
             else:
                 target = path / f"{name}.msgpack"
-                _write_atomic(target, dumps_bytes(value))
+                write_bytes_atomic(target, dumps_bytes(value))
             written[name] = target
         summary = {"metrics": metrics, "traffic": traffic}
-        _write_atomic(path / "metrics.json", json.dumps(summary, indent=2, default=str).encode())
-        _write_atomic(path / SUCCESS, b"")
+        write_bytes_atomic(path / "metrics.json", json.dumps(summary, indent=2, default=str).encode())
+        write_bytes_atomic(path / SUCCESS, b"")
         return written
 
     def fail(self, task: str, error: str) -> None:
         path = self.task_dir(task)
         path.mkdir(parents=True, exist_ok=True)
         (path / SUCCESS).unlink(missing_ok=True)
-        _write_atomic(path / FAILED, error.encode())
+        write_bytes_atomic(path / FAILED, error.encode())
 
     def load(self, task: str, output: str) -> Any:
         path = self.task_dir(task)

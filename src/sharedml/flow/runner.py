@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import secrets
 import signal
 import socket
@@ -20,7 +19,7 @@ from typing import Any
 
 from ..net.certs import init_federation
 from ..net.memory import MemoryHub
-from .artifacts import PartyArtifacts
+from .artifacts import PartyArtifacts, write_bytes_atomic
 from .catalog import Catalog
 from .components import check_components
 from .party import PartyResult, run_party
@@ -212,6 +211,4 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    write_bytes_atomic(path, json.dumps(data, indent=2, default=str).encode())
