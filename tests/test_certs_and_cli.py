@@ -52,6 +52,15 @@ def test_validate_reports_file_line_and_field(tmp_path):
     assert "job.yaml, line 6, tasks.t.componnt" in " ".join(result.output.split())
 
 
+def test_validate_locates_component_param_errors(tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text("job: j\nparties: {a: {role: x, data: {d: d}}, b: {role: x, data: {d: d}}}\ntasks:\n"
+                   "  t:\n    component: secure_sum\n    inputs: {data: $d}\n    params:\n      colums: [v]\n")
+    result = runner.invoke(app, ["validate", str(job)])
+    assert result.exit_code == 2
+    assert "job.yaml, line 8, tasks.t.params.colums: Extra inputs are not permitted" in " ".join(result.output.split())
+
+
 def test_run_with_a_malformed_catalog_argument_is_a_usage_error(tmp_path):
     job = tmp_path / "job.yaml"
     job.write_text("job: j\nparties: {a: {role: x}, b: {role: x}}\ntasks: {t: {component: secure_sum}}\n")

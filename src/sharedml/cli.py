@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .flow.catalog import Catalog, DatasetError
 from .flow.runner import MODES, JobResult, LocalRunner
-from .flow.spec import JobSpecError, load_job
+from .flow.spec import JobSpecError
 
 app = typer.Typer(help="sharedml: shared machine learning across data silos.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -66,11 +66,10 @@ def _parse_catalogs(entries: list[str]) -> dict[str, Catalog]:
 @app.command()
 def validate(job: Path) -> None:
     """Check a job file: syntax, fields, references, DAG, components and their params."""
-    from .flow.components import check_components
+    from .flow.components import load_checked_job
 
     try:
-        spec = load_job(job)
-        check_components(spec)
+        spec = load_checked_job(job)
     except JobSpecError as err:
         _fail(str(err))
     console.print(f"{job}: job {spec.job!r} is valid; task order: {' -> '.join(spec.topological_order())}")
@@ -85,9 +84,11 @@ def run(
     timeout: Annotated[float | None, typer.Option(help="seconds to wait for a peer (default: the job's)")] = None,
 ) -> None:
     """Run a job with every party on this machine."""
+    from .flow.components import load_checked_job
+
     _check_mode(mode)
     try:
-        spec = load_job(job)
+        spec = load_checked_job(job)
         result = LocalRunner(workdir).run(spec, _parse_catalogs(catalog), mode=mode, timeout=timeout,
                                           spec_text=job.read_text())
     except (JobSpecError, DatasetError, ValueError) as err:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from ..runtime.component import Component, get_component
-from .spec import JobSpec, JobSpecError
+from .spec import JobSpec, JobSpecError, OutputRef, parse_ref, validate_document
+from .yaml_errors import YamlDocument, read_yaml
 
 BUILTIN_MODULES = ("sharedml.fl.secure_sum", "sharedml.fl.stats")
 PLUGINS_ENV = "SHAREDML_COMPONENT_MODULES"
@@ -25,52 +27,64 @@ def load_builtin_components() -> None:
             raise ImportError(f"cannot import component module {module!r} (from ${PLUGINS_ENV}): {err}") from err
 
 
-def check_components(spec: JobSpec) -> dict[str, Component]:
+def load_checked_job(path: str | Path) -> JobSpec:
+    """Load a job file and check it against the components; every problem names file, line, field."""
+    document = read_yaml(path, JobSpecError)
+    spec = validate_document(document)
+    check_components(spec, document)
+    return spec
+
+
+def check_components(spec: JobSpec, document: YamlDocument | None = None) -> dict[str, Component]:
     """Every task names a known component, its params validate, its roles and inputs fit."""
     load_builtin_components()
-    problems: list[str] = []
+    problems: list[tuple[tuple[str, ...], str]] = []
     found: dict[str, Component] = {}
     for name, task in spec.tasks.items():
         try:
             comp = get_component(task.component)
         except KeyError as err:
-            problems.append(f"tasks.{name}.component: {err.args[0]}")
+            problems.append((("tasks", name, "component"), err.args[0]))
             continue
         found[name] = comp
         try:
             comp.params.model_validate(task.params)
         except ValidationError as err:
             for e in err.errors():
-                where = ".".join(str(p) for p in e["loc"])
-                problems.append(f"tasks.{name}.params{'.' + where if where else ''}: {e['msg']}")
+                problems.append((("tasks", name, "params", *map(str, e["loc"])), e["msg"]))
         parties = spec.parties_for(name)
         if len(parties) < comp.min_parties:
-            problems.append(f"tasks.{name}: component {comp.name!r} needs at least {comp.min_parties} parties, "
-                            f"the task has {len(parties)}")
+            problems.append((("tasks", name), f"component {comp.name!r} needs at least {comp.min_parties} "
+                                               f"parties, the task has {len(parties)}"))
         if comp.roles is not None:
             for party in parties:
                 if spec.parties[party].role not in comp.roles:
-                    problems.append(f"parties.{party}.role: {spec.parties[party].role!r} cannot run "
-                                    f"{comp.name!r} (task {name}); allowed roles: {', '.join(comp.roles)}")
+                    problems.append((("parties", party, "role"), f"{spec.parties[party].role!r} cannot run "
+                                     f"{comp.name!r} (task {name}); allowed roles: {', '.join(comp.roles)}"))
         unknown = sorted(set(task.inputs) - set(comp.inputs))
         missing = sorted(set(comp.inputs) - set(task.inputs))
         if unknown:
-            problems.append(f"tasks.{name}.inputs: {comp.name!r} takes no input {unknown}; "
-                            f"its inputs are: {', '.join(comp.inputs) or 'none'}")
+            problems.append((("tasks", name, "inputs", unknown[0]), f"{comp.name!r} takes no input {unknown}; "
+                             f"its inputs are: {', '.join(comp.inputs) or 'none'}"))
         if missing:
-            problems.append(f"tasks.{name}.inputs: {comp.name!r} needs input(s) {missing}")
-        for ref_task, output in _output_refs(spec, name):
-            upstream = get_component(spec.tasks[ref_task].component) if ref_task in spec.tasks else None
-            if upstream is not None and output not in upstream.outputs:
-                problems.append(f"tasks.{name}.inputs: task {ref_task!r} ({upstream.name}) has no output "
-                                f"{output!r}; its outputs are: {', '.join(upstream.outputs)}")
+            problems.append((("tasks", name, "inputs"), f"{comp.name!r} needs input(s) {missing}"))
+        for input_name, text in task.inputs.items():
+            ref = parse_ref(text)
+            if not isinstance(ref, OutputRef) or ref.task not in spec.tasks:
+                continue
+            upstream = _known(spec.tasks[ref.task].component)
+            if upstream is not None and ref.output not in upstream.outputs:
+                problems.append((("tasks", name, "inputs", input_name),
+                                 f"task {ref.task!r} ({upstream.name}) has no output {ref.output!r}; "
+                                 f"its outputs are: {', '.join(upstream.outputs)}"))
     if problems:
-        raise JobSpecError("job " + spec.job + ":\n  " + "\n  ".join(problems))
+        located = [document.locate(loc, msg) if document else f"{'.'.join(loc)}: {msg}" for loc, msg in problems]
+        raise JobSpecError("\n".join(located))
     return found
 
 
-def _output_refs(spec: JobSpec, task: str) -> list[tuple[str, str]]:
-    from .spec import OutputRef, parse_ref
-
-    refs = [parse_ref(text) for text in spec.tasks[task].inputs.values()]
-    return [(r.task, r.output) for r in refs if isinstance(r, OutputRef)]
+def _known(name: str) -> Component | None:
+    try:
+        return get_component(name)
+    except KeyError:
+        return None

@@ -219,15 +219,16 @@ def _job_error(loc: tuple[str | int, ...], message: str) -> InitErrorDetails:
 
 def parse_job(text: str, source: str = "<string>") -> JobSpec:
     """Parse and validate a job spec from YAML text; ``source`` names it in error messages."""
-    return _validate(parse_yaml(text, source, JobSpecError))
+    return validate_document(parse_yaml(text, source, JobSpecError))
 
 
 def load_job(path: str | Path) -> JobSpec:
     """Load and validate a job spec file."""
-    return _validate(read_yaml(path, JobSpecError))
+    return validate_document(read_yaml(path, JobSpecError))
 
 
-def _validate(document: YamlDocument) -> JobSpec:
+def validate_document(document: YamlDocument) -> JobSpec:
+    """Validate parsed YAML as a job spec; errors are located in the document."""
     try:
         return JobSpec.model_validate(document.data)
     except ValidationError as exc:

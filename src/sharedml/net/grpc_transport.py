@@ -1,18 +1,40 @@
 """gRPC transport with mutual TLS: the networked path between parties.
 
-Each party runs a gRPC server (its inbox) and opens a client channel to each peer. The TLS
-handshake rejects any certificate not signed by the federation CA; the server then checks that
-the certificate's common name is the sender the message claims to be and a party of the job.
+Each party runs a gRPC server (its inbox) and opens one client channel (one TLS connection) to each
+peer. The TLS handshake rejects any certificate not signed by the federation CA; the server then
+checks that the certificate's common name is the party the sender claims to be and a party of the
+job, and answers PERMISSION_DENIED otherwise. No protobuf schema is needed: methods carry raw bytes,
+and every message starts with a frame `[u32 header length][msgpack header][payload]`.
 
-Small messages go in one unary call ([u32 header length][header][payload]); larger ones stream as
-chunks into a buffer allocated once at the receiver, so neither side holds more than the message
-plus one chunk. No protobuf schema is needed: the methods carry raw bytes.
+Why two paths:
+
+* Small messages (most protocol traffic) go on one persistent bidirectional stream per peer, the
+  *pipe*, opened on first use. A message then costs one stream write instead of a whole RPC (new
+  HTTP/2 stream, headers, status), which halves the round trip. The receiving handler loops over the
+  stream and puts each message into the mailbox.
+* Large messages each get their own client-streaming call of CHUNK_BYTES chunks, copied into a
+  buffer allocated once at the receiver, so neither side holds more than the message plus a few
+  chunks, and concurrent large sends run on separate HTTP/2 streams without blocking the pipe.
+
+Delivery semantics: a large message's `send` returns once the peer's server accepted the whole
+message. A small message's `send` returns once its write on a healthy pipe completed, i.e. gRPC took
+it for the peer's connection; if the pipe breaks afterwards, the message may be lost, and the
+failure surfaces as the error of a later `send` to that peer (which then opens a new pipe) or as the
+peer's `recv` timeout. `close` flushes the pipes (bounded) before tearing the channels down.
+
+Throughput is bounded by CPU, not by the network: Python gRPC copies every chunk into and out of
+Python bytes objects and encrypts/decrypts it, on top of the kernel's copies (see
+`benchmarks/transport.py`).
 """
 
 from __future__ import annotations
 
+import logging
+import mmap
+import queue
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,14 +46,23 @@ from .channel import DEFAULT_TIMEOUT, MessageKey, Transport
 from .errors import PeerRejected, PeerUnreachable, TransportError
 
 SERVICE = "sharedml.Transport"
-CHUNK_BYTES = 4 << 20
-MAX_GRPC_MESSAGE = CHUNK_BYTES + (1 << 20)
+PIPE_MAX_BYTES = 1 << 20  # messages up to this size go on the pipe; larger ones are streamed
+CHUNK_BYTES = 1 << 20
+MAX_GRPC_MESSAGE = max(PIPE_MAX_BYTES, CHUNK_BYTES) + (1 << 20)  # room for the header
 DEFAULT_MAX_MESSAGE_BYTES = 16 << 30
+ABORT_TIMEOUT = 5.0
+CLOSE_TIMEOUT = 5.0
+SERVER_GRACE = 0.5
+PARTY_METADATA = "sharedml-party"
 _LEN = struct.Struct("<I")
 _GRPC_OPTIONS = [
     ("grpc.max_send_message_length", MAX_GRPC_MESSAGE),
     ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
 ]
+_END = None  # queued to end a pipe's request stream
+# A pipe that ended with one of these (connection lost, peer shut down) is replaced by a new one.
+_REOPEN = (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+_log = logging.getLogger(__name__)
 
 
 def _pack_header(key: MessageKey, nbytes: int) -> bytes:
@@ -58,6 +89,105 @@ def _unpack_header(frame: bytes) -> tuple[MessageKey, int, int]:
     return MessageKey(job, task, src, tag, seq), size, _LEN.size + hlen
 
 
+def _chunks(header: bytes, segments: list[memoryview]) -> Iterator[bytes]:
+    """Yield header + payload as bytes objects of at most CHUNK_BYTES, each built with one copy."""
+    pieces: list[memoryview | bytes] = [header]
+    room = CHUNK_BYTES - len(header)
+    for segment in segments:
+        view = segment.cast("B") if segment.format != "B" or segment.ndim != 1 else segment
+        while len(view) >= room:
+            pieces.append(view[:room])
+            yield b"".join(pieces)
+            view = view[room:]
+            pieces, room = [], CHUNK_BYTES
+        if len(view):
+            pieces.append(view)
+            room -= len(view)
+    if pieces:
+        yield b"".join(pieces)
+
+
+class _Pipe:
+    """The persistent bidirectional stream that carries small messages to one peer.
+
+    Frames are queued for gRPC's request-consuming thread; `send` waits until its frame's write
+    completed (gRPC asks for the next frame only then), which also bounds the queue. A reader thread
+    waits for the server's acceptance (one empty response) and then for the end of the call.
+    """
+
+    def __init__(self, method: grpc.StreamStreamMultiCallable, party: str) -> None:
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._queued = 0
+        self._written = 0
+        self.accepted = False
+        self.error: grpc.RpcError | None = None
+        self._call = method(self._requests(), wait_for_ready=True, metadata=((PARTY_METADATA, party),))
+        threading.Thread(target=self._read, name=f"{party}-pipe", daemon=True).start()
+
+    def _requests(self) -> Iterator[bytes]:
+        while (frame := self._queue.get()) is not _END:
+            yield frame
+            with self._cond:  # gRPC resumes us only once the previous write completed
+                self._written += 1
+                self._cond.notify_all()
+
+    def _read(self) -> None:
+        try:
+            for _ in self._call:
+                with self._cond:
+                    self.accepted = True
+                    self._cond.notify_all()
+        except grpc.RpcError as err:
+            self._fail(err)
+        else:
+            self._fail(self._call)  # the peer ended the stream (it is shutting down)
+
+    def _fail(self, err: grpc.RpcError) -> None:
+        with self._cond:
+            self.error = err
+            self._cond.notify_all()
+        self._queue.put(_END)
+
+    def wait_accepted(self, timeout: float) -> bool:
+        """True once the server accepted the stream; False on failure (see `error`) or timeout."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.accepted or self.error is not None, timeout)
+            return self.accepted and self.error is None
+
+    def send(self, frame: bytes, timeout: float) -> bool:
+        """Write one frame; False if the pipe failed (see `error`) or the write did not complete in time."""
+        with self._cond:
+            if self.error is not None:
+                return False
+            self._queued += 1
+            ticket = self._queued
+            self._queue.put(frame)
+            self._cond.wait_for(lambda: self._written >= ticket or self.error is not None, timeout)
+            return self._written >= ticket
+
+    def finish(self, timeout: float) -> bool:
+        """End the request stream after the queued frames and wait for the call to end; True if it did."""
+        self._queue.put(_END)
+        with self._cond:
+            return self._cond.wait_for(lambda: self.error is not None, timeout)
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+class _Peer:
+    """Client side of the connection to one peer: channel, method stubs and the pipe."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.channel = channel
+        self.lock = threading.Lock()
+        self.pipe: _Pipe | None = None
+        self.open_pipe = channel.stream_stream(f"/{SERVICE}/Pipe")
+        self.stream = channel.stream_unary(f"/{SERVICE}/Stream")
+        self.abort = channel.unary_unary(f"/{SERVICE}/Abort")
+
+
 class GrpcTransport(Transport):
     """Party-to-party messaging over gRPC with mutual TLS.
 
@@ -78,12 +208,13 @@ class GrpcTransport(Transport):
             root_certificates=identity.ca_pem, private_key=identity.key_pem,
             certificate_chain=identity.cert_pem,
         )
-        self._channels: dict[str, tuple[grpc.Channel, object, object, object]] = {}
-        self._channels_lock = threading.Lock()
-        self._server = grpc.server(ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"{self.party}-rx"),
+        self._peers: dict[str, _Peer] = {}
+        self._peers_lock = threading.Lock()
+        # Each inbound pipe holds a worker thread for its lifetime; threads start only when needed.
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"{self.party}-rx"),
                                    options=_GRPC_OPTIONS)
         handlers = {
-            "Deliver": grpc.unary_unary_rpc_method_handler(self._on_deliver),
+            "Pipe": grpc.stream_stream_rpc_method_handler(self._on_pipe),
             "Stream": grpc.stream_unary_rpc_method_handler(self._on_stream),
             "Abort": grpc.unary_unary_rpc_method_handler(self._on_abort),
         }
@@ -101,46 +232,50 @@ class GrpcTransport(Transport):
         self._server.start()
 
     # ---- receiving side -------------------------------------------------------------------
-    def _authorize(self, context: grpc.ServicerContext, claimed: str) -> None:
+    def _authorize(self, context: grpc.ServicerContext, claimed: str | None) -> str:
+        """Return the sender's party name, or abort the call if its certificate does not allow it."""
         names = context.auth_context().get("x509_common_name") or []
         cert_party = names[0].decode() if names else None
         if cert_party != claimed:
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                          f"certificate is for {cert_party!r} but the message claims to be from {claimed!r}")
+                          f"certificate is for {cert_party!r} but the sender claims to be {claimed!r}")
         if cert_party not in self.allowed:
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
                           f"party {cert_party!r} is not a party of this job on node {self.party!r}")
+        return cert_party
 
-    def _parse(self, frame: bytes, context: grpc.ServicerContext) -> tuple[MessageKey, int, int]:
+    def _parse(self, frame: bytes, context: grpc.ServicerContext,
+               sender: str | None = None) -> tuple[MessageKey, int, int]:
+        """Header of a message's first frame; `sender` is the party already authorized on this call."""
         try:
             key, size, offset = _unpack_header(frame)
         except (ValueError, msgpack.UnpackException) as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed message header: {err}")
-        self._authorize(context, key.src)
+        if key.src != sender or sender not in self.allowed:
+            self._authorize(context, key.src)
         if size > self.max_message_bytes:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                           f"message of {size} bytes exceeds the limit of {self.max_message_bytes}")
         return key, size, offset
 
-    def _on_deliver(self, frame: bytes, context: grpc.ServicerContext) -> bytes:
-        key, size, offset = self._parse(frame, context)
-        if len(frame) - offset != size:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "payload length does not match the header")
-        self.mailbox.put(key, memoryview(frame)[offset:].tobytes() if offset else frame)
-        return b""
+    def _on_pipe(self, frames: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        sender = self._authorize(context, dict(context.invocation_metadata()).get(PARTY_METADATA))
+        yield b""  # the sender waits for this before its first write
+        for frame in frames:
+            key, size, offset = self._parse(frame, context, sender)
+            if len(frame) - offset != size:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "payload length does not match the header")
+            self.mailbox.put(key, frame[offset:])
 
     def _on_stream(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         first = next(chunks, None)
         if first is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty message stream")
         key, size, offset = self._parse(first, context)
-        buffer = bytearray(size)
+        buffer = _allocate(size)
         view = memoryview(buffer)
-        filled = len(first) - offset
-        if filled > size:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "stream longer than its header says")
-        view[:filled] = memoryview(first)[offset:]
-        for chunk in chunks:
+        filled = 0
+        for chunk in _payload_chunks(first, offset, chunks):
             end = filled + len(chunk)
             if end > size:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "stream longer than its header says")
@@ -161,9 +296,9 @@ class GrpcTransport(Transport):
         return b""
 
     # ---- sending side ---------------------------------------------------------------------
-    def _methods(self, peer: str):
-        with self._channels_lock:
-            if peer not in self._channels:
+    def _peer(self, peer: str) -> _Peer:
+        with self._peers_lock:
+            if peer not in self._peers:
                 address = self.peer_addresses.get(peer)
                 if address is None:
                     raise PeerUnreachable(f"no address known for party {peer!r} at party {self.party!r}")
@@ -171,55 +306,97 @@ class GrpcTransport(Transport):
                     address, self._client_creds,
                     options=_GRPC_OPTIONS + [("grpc.ssl_target_name_override", peer)],
                 )
-                self._channels[peer] = (
-                    channel,
-                    channel.unary_unary(f"/{SERVICE}/Deliver"),
-                    channel.stream_unary(f"/{SERVICE}/Stream"),
-                    channel.unary_unary(f"/{SERVICE}/Abort"),
-                )
-            return self._channels[peer][1:]
+                self._peers[peer] = _Peer(channel)
+            return self._peers[peer]
 
     def _deliver(self, peer: str, key: MessageKey, segments: list[memoryview], nbytes: int) -> None:
-        deliver, stream, _ = self._methods(peer)
         header = _pack_header(key, nbytes)
+        if nbytes <= PIPE_MAX_BYTES:
+            self._send_small(peer, key, b"".join([header, *segments]))
+        else:
+            self._send_large(peer, key, _chunks(header, segments), nbytes)
+
+    def _send_small(self, peer: str, key: MessageKey, frame: bytes) -> None:
+        pipe = self._pipe(peer, key)
+        if not pipe.send(frame, self.connect_timeout):
+            if pipe.error is None:
+                raise PeerUnreachable(f"{self._where(peer)} did not take message {key.tag!r} within "
+                                      f"{self.connect_timeout:g} s (job {key.job}, task {key.task})")
+            raise self._translate(pipe.error, peer, key)
+
+    def _pipe(self, peer: str, key: MessageKey) -> _Pipe:
+        """The peer's open, accepted pipe; opens one if needed (so it also checks we may send)."""
+        target = self._peer(peer)
+        with target.lock:  # one pipe per peer: whoever finds none (or a broken one) opens it
+            return self._open_pipe(peer, target, key)
+
+    def _open_pipe(self, peer: str, target: _Peer, key: MessageKey) -> _Pipe:
+        pipe = target.pipe
+        if pipe is not None and pipe.error is not None:
+            target.pipe = None
+            if pipe.error.code() not in _REOPEN:
+                raise self._translate(pipe.error, peer, key)
+        if target.pipe is None:
+            pipe = _Pipe(target.open_pipe, self.party)
+            if not pipe.wait_accepted(self.connect_timeout):
+                pipe.cancel()
+                if pipe.error is not None and pipe.error.code() not in _REOPEN:
+                    raise self._translate(pipe.error, peer, key)
+                raise PeerUnreachable(f"{self._where(peer)} did not accept a connection from {self.party!r} "
+                                      f"within {self.connect_timeout:g} s (message {key.tag!r}, job {key.job})")
+            target.pipe = pipe
+        return target.pipe
+
+    def _send_large(self, peer: str, key: MessageKey, chunks: Iterator[bytes], nbytes: int) -> None:
         # A big message may take a while on a slow link: allow 10 MB/s on top of the connect timeout.
         deadline = self.connect_timeout + nbytes / 10e6
+        self._pipe(peer, key)  # fail fast, before any data, if the peer is unreachable or rejects us
         try:
-            if nbytes <= CHUNK_BYTES:
-                deliver(b"".join([header, *segments]), timeout=deadline, wait_for_ready=True)
-            else:
-                stream(_chunked(header, segments), timeout=deadline, wait_for_ready=True)
+            self._peer(peer).stream(chunks, timeout=deadline, wait_for_ready=True)
         except grpc.RpcError as err:
             raise self._translate(err, peer, key) from None
 
+    def _where(self, peer: str) -> str:
+        return f"party {peer!r} at {self.peer_addresses.get(peer)}"
+
     def _translate(self, err: grpc.RpcError, peer: str, key: MessageKey) -> TransportError:
         code, details = err.code(), err.details()
-        where = f"party {peer!r} at {self.peer_addresses.get(peer)}"
         if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
-            return PeerRejected(f"{where} rejected message {key.tag!r} from {self.party!r}: {details}")
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return PeerRejected(f"{self._where(peer)} rejected message {key.tag!r} from {self.party!r}: {details}")
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
             return PeerUnreachable(
-                f"{where} did not accept message {key.tag!r} within {self.connect_timeout:g} s "
+                f"{self._where(peer)} did not accept message {key.tag!r} within {self.connect_timeout:g} s "
                 f"(job {key.job}, task {key.task}): {details}"
             )
-        return TransportError(f"sending {key.tag!r} to {where} failed: {code.name}: {details}")
+        return TransportError(f"sending {key.tag!r} to {self._where(peer)} failed: {code.name}: {details}")
 
     def _notify_abort(self, peer: str, job: str, reason: str) -> None:
-        _, _, abort = self._methods(peer)
-        abort(msgpack.packb([job, self.party, reason[:4000]]), timeout=min(self.connect_timeout, 5.0))
+        notice = msgpack.packb([job, self.party, reason[:4000]])
+        self._peer(peer).abort(notice, timeout=min(self.connect_timeout, ABORT_TIMEOUT))
 
     def close(self) -> None:
-        with self._channels_lock:
-            for channel, *_ in self._channels.values():
-                channel.close()
-            self._channels.clear()
-        self._server.stop(grace=1.0).wait()
+        """Flush the pipes (at most CLOSE_TIMEOUT in all), then close channels and stop the server."""
+        with self._peers_lock:
+            peers, self._peers = self._peers, {}
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        for name, target in peers.items():
+            pipe = target.pipe
+            if pipe is not None and not pipe.finish(max(0.0, deadline - time.monotonic())):
+                _log.warning("pipe to party %r did not drain within %g s; closing it", name, CLOSE_TIMEOUT)
+                pipe.cancel()
+            target.channel.close()
+        self._server.stop(grace=SERVER_GRACE).wait(SERVER_GRACE + CLOSE_TIMEOUT)
 
 
-def _chunked(header: bytes, segments: list[memoryview]) -> Iterator[bytes]:
-    """Yield the header, then the payload in chunks of at most CHUNK_BYTES (one chunk copied at a time)."""
-    yield header
-    for segment in segments:
-        view = memoryview(segment).cast("B")
-        for start in range(0, len(view), CHUNK_BYTES):
-            yield view[start:start + CHUNK_BYTES].tobytes()
+def _payload_chunks(first: bytes, offset: int, chunks: Iterator[bytes]) -> Iterator[bytes | memoryview]:
+    """The payload part of the first frame, then the following chunks."""
+    if offset < len(first):
+        yield memoryview(first)[offset:]
+    yield from chunks
+
+
+def _allocate(size: int) -> bytearray | mmap.mmap:
+    """A zeroed buffer for a large message, its pages mapped in one system call (without the GIL)."""
+    if size <= PIPE_MAX_BYTES:
+        return bytearray(size)
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0))
