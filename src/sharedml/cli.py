@@ -88,9 +88,9 @@ def run(
 
     _check_mode(mode)
     try:
+        catalogs = _parse_catalogs(catalog)
         spec = load_checked_job(job)
-        result = LocalRunner(workdir).run(spec, _parse_catalogs(catalog), mode=mode, timeout=timeout,
-                                          spec_text=job.read_text())
+        result = LocalRunner(workdir).run(spec, catalogs, mode=mode, timeout=timeout, spec_text=job.read_text())
     except (JobSpecError, DatasetError, ValueError) as err:
         _fail(str(err))
     except KeyboardInterrupt:

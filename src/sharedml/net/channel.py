@@ -9,6 +9,7 @@ repeated sends with the same tag never mix: the n-th `recv(peer, tag)` gets the 
 
 from __future__ import annotations
 
+import mmap
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -21,6 +22,7 @@ from .errors import JobAborted, JobCancelled, PeerTimeout, TransportError
 from .serialization import SerializationError, dumps, encoded_size, loads
 
 DEFAULT_TIMEOUT = 60.0
+Payload = bytes | bytearray | memoryview | mmap.mmap  # a received message, as the transport holds it
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +83,11 @@ class Mailbox:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._messages: dict[MessageKey, bytes | bytearray] = {}
+        self._messages: dict[MessageKey, Payload] = {}
         self._aborted: dict[str, tuple[str, str]] = {}
         self._cancelled: set[str] = set()
 
-    def put(self, key: MessageKey, payload: bytes | bytearray) -> None:
+    def put(self, key: MessageKey, payload: Payload) -> None:
         with self._cond:
             self._messages.setdefault(key, payload)  # a retried delivery must not replace the first
             self._cond.notify_all()
@@ -100,7 +102,7 @@ class Mailbox:
             self._cancelled.add(job)
             self._cond.notify_all()
 
-    def get(self, key: MessageKey, timeout: float) -> bytes | bytearray:
+    def get(self, key: MessageKey, timeout: float) -> Payload:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
