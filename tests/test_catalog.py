@@ -196,7 +196,7 @@ def test_read_real_shared_csv(tmp_path: Path) -> None:
     catalog = Catalog.load(
         write_catalog(catalog_dir, f"datasets:\n  breast: {{path: {relative.as_posix()}}}\n")
     )
-    assert catalog.resolve_path("breast").resolve() == SHARED_DATA / "breast_homo_guest.csv"
+    assert catalog.resolve_path("breast").resolve() == (SHARED_DATA / "breast_homo_guest.csv").resolve()
     frame = catalog.read("breast")
     assert frame.shape == (227, 32)
     assert frame.columns[:3].tolist() == ["id", "y", "x0"]
