@@ -55,7 +55,7 @@ class HEPrivateKey(Protocol):
     public_key: HEPublicKey
 
     def encrypt(self, plaintexts: np.ndarray) -> np.ndarray:
-        """Key-owner encryption: same ciphertexts as the public path, faster (CRT)."""
+        """Key-owner encryption: same distribution as the public path; may use the factorisation to be faster."""
 
     def decrypt(self, ciphertexts: np.ndarray) -> np.ndarray:
         """Signed ints (object array) of the same shape."""
