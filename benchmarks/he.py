@@ -34,6 +34,7 @@ import phe as phe_lib
 
 from sharedml.crypto import parallel
 from sharedml.crypto.he import Packer
+from sharedml.crypto.ou import generate_keypair as ou_keypair
 from sharedml.crypto.paillier import generate_keypair
 
 MIN_SECONDS = 0.2
@@ -179,11 +180,7 @@ def heu_scheme(schema: Any, bits: int, n: int, rounds: int) -> tuple[Contender, 
     return Contender(n, ops), {"bytes": sum(len(c.serialize()) for c in cts) / n}
 
 
-def ours_ou(bits: int, n: int) -> tuple[Contender, dict[str, Any]] | None:
-    try:
-        from sharedml.crypto.ou import generate_keypair as ou_keypair
-    except ImportError:
-        return None
+def ours_ou(bits: int, n: int) -> tuple[Contender, dict[str, Any]]:
     rng = np.random.default_rng(3)
     values = np.asarray(rng.integers(-(2**62), 2**62, size=n), dtype=object)
     scalars = np.asarray(rng.integers(-(2**31), 2**31, size=n), dtype=object)
@@ -264,8 +261,7 @@ def main() -> None:
     ours, ours_info = ours_paillier(args.bits, args.n)
     ref_phe, phe_info = phe_paillier(ours_info["sk"], ref_n)
     heu_paillier, heu_info = heu_scheme(heu_phe.SchemaType.ZPaillier, args.bits, ref_n, args.rounds)
-    ou_setup = ours_ou(args.bits, args.n)
-    ou, ou_info = ou_setup if ou_setup else (None, None)
+    ou, ou_info = ours_ou(args.bits, args.n)
     heu_ou, heu_ou_info = heu_scheme(heu_phe.SchemaType.OU, args.bits, ref_n, args.rounds)
 
     paillier_rates, ou_rates = {}, {}
@@ -313,9 +309,8 @@ def main() -> None:
         print(f"  {name:<24}{one.ops:>10,.0f}{two.ops:>10,.0f}   speed-up {two.ops / one.ops:.2f}×")
 
     o = ou_rates
-    title = f"OU {args.bits}-bit (ours: sharedml.crypto.ou; HEU: OU; phe has no OU)"
     print_table(
-        title if ou else title + " — ours not available",
+        f"OU {args.bits}-bit (ours: sharedml.crypto.ou; HEU: OU; phe has no OU)",
         [
             ("encrypt, public key", o["enc_public"]["ours"], None, o["enc_public"]["heu"]),
             ("encrypt, key owner", o["enc_owner"]["ours"], None, o["enc_owner"]["heu"]),
@@ -330,8 +325,7 @@ def main() -> None:
         f"  Paillier: ours {ours_info['bytes']:.0f}, HEU {heu_info['bytes']:.0f}, "
         f"phe {phe_info['bytes']} (decimal string, its JSON form)"
     )
-    ou_bytes = "not available" if ou_info is None else f"{ou_info['bytes']:.0f}"
-    print(f"  OU: ours {ou_bytes}, HEU {heu_ou_info['bytes']:.0f}")
+    print(f"  OU: ours {ou_info['bytes']:.0f}, HEU {heu_ou_info['bytes']:.0f}")
 
     print("\nBars (same run)")
     verdict("public-key encryption >= 10x phe", ratio_of(p["enc_public"]["ours"], p["enc_public"]["phe"]), 10)
