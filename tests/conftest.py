@@ -25,3 +25,22 @@ def faulty_plugin(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
     monkeypatch.syspath_prepend(str(TESTS))
     import plugins.faulty  # noqa: F401  (registers the component in this process)
+
+
+@pytest.fixture(scope="session")
+def paillier_keys():
+    """One 1024-bit Paillier key pair for the whole session (keygen and tables cost seconds)."""
+    from sharedml.crypto import paillier
+
+    with pytest.warns(UserWarning, match="for tests only"):
+        return paillier.generate_keypair(1024)
+
+
+@pytest.fixture(scope="session")
+def pk(paillier_keys):
+    return paillier_keys[0]
+
+
+@pytest.fixture(scope="session")
+def sk(paillier_keys):
+    return paillier_keys[1]

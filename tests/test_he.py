@@ -15,21 +15,6 @@ PROPERTY = settings(max_examples=25, deadline=None)
 floats = st.floats(-1e6, 1e6, allow_nan=False)
 
 
-@pytest.fixture(scope="module")
-def keys():
-    return paillier.generate_keypair(1024)
-
-
-@pytest.fixture(scope="module")
-def pk(keys):
-    return keys[0]
-
-
-@pytest.fixture(scope="module")
-def sk(keys):
-    return keys[1]
-
-
 @PROPERTY
 @given(x=st.floats(-1e12, 1e12, allow_nan=False), frac_bits=st.integers(0, 60))
 def test_fixed_point_round_trip_within_half_ulp(x, frac_bits):

@@ -21,22 +21,6 @@ HALF = 2**1021  # below max_plaintext / 2 of any 1024-bit key (n >= 2^1023)
 ints = st.integers(-HALF, HALF)
 
 
-@pytest.fixture(scope="module")
-def keys() -> tuple[paillier.PaillierPublicKey, paillier.PaillierPrivateKey]:
-    with pytest.warns(UserWarning, match="for tests only"):
-        return paillier.generate_keypair(1024)
-
-
-@pytest.fixture(scope="module")
-def pk(keys):
-    return keys[0]
-
-
-@pytest.fixture(scope="module")
-def sk(keys):
-    return keys[1]
-
-
 def objects(values) -> np.ndarray:
     arr = np.empty(len(values), dtype=object)
     arr[:] = values
@@ -56,8 +40,8 @@ def test_implements_protocol(pk, sk):
     assert private.public_key is pk
 
 
-def test_key_generation(keys):
-    pk, sk = keys
+def test_key_generation(paillier_keys):
+    pk, sk = paillier_keys
     assert pk.n == sk.p * sk.q and pk.n.bit_length() == 1024
     assert sk.p != sk.q and sk.p.bit_length() == sk.q.bit_length() == 512
     assert sk.p % 4 == sk.q % 4 == 3 and gmpy2.gcd(sk.p - 1, sk.q - 1) == 2
