@@ -119,13 +119,7 @@ def ours_paillier(bits: int, n: int) -> tuple[Contender, dict[str, Any]]:
     start = time.perf_counter()
     with_workers(lambda s: (pk.encrypt(values[s]), sk.encrypt(values[s])))(slice(0, 2000))
     startup = time.perf_counter() - start
-    ops: dict[str, Op] = {
-        "enc_public": lambda s: pk.encrypt(values[s]),
-        "enc_owner": lambda s: sk.encrypt(values[s]),
-        "dec": lambda s: sk.decrypt(ct[s]),
-        "add": lambda s: pk.add(ct[s], ct2[s]),
-        "mul": lambda s: pk.mul_plain(ct[s], scalars[s]),
-    }
+    ops = scheme_ops(pk, sk, values, scalars, ct, ct2)
     info = {
         "sk": sk,
         "bytes": len(pk.ciphertexts_to_bytes(ct)) / n,
@@ -180,6 +174,18 @@ def heu_scheme(schema: Any, bits: int, n: int, rounds: int) -> tuple[Contender, 
     return Contender(n, ops), {"bytes": sum(len(c.serialize()) for c in cts) / n}
 
 
+def scheme_ops(pk: Any, sk: Any, values: np.ndarray, scalars: np.ndarray, ct: np.ndarray,
+               ct2: np.ndarray) -> dict[str, Op]:
+    """The timed operations of one of our schemes; Paillier and OU share the `he_scheme` interface."""
+    return {
+        "enc_public": lambda s: pk.encrypt(values[s]),
+        "enc_owner": lambda s: sk.encrypt(values[s]),
+        "dec": lambda s: sk.decrypt(ct[s]),
+        "add": lambda s: pk.add(ct[s], ct2[s]),
+        "mul": lambda s: pk.mul_plain(ct[s], scalars[s]),
+    }
+
+
 def ours_ou(bits: int, n: int) -> tuple[Contender, dict[str, Any]]:
     rng = np.random.default_rng(3)
     values = np.asarray(rng.integers(-(2**62), 2**62, size=n), dtype=object)
@@ -187,13 +193,7 @@ def ours_ou(bits: int, n: int) -> tuple[Contender, dict[str, Any]]:
     pk, sk = ou_keypair(bits)
     ct, ct2 = pk.encrypt(values), sk.encrypt(values)  # also builds the tables, outside the timing
     assert sk.decrypt(ct[:20]).tolist() == values[:20].tolist() == sk.decrypt(ct2[:20]).tolist()
-    ops: dict[str, Op] = {
-        "enc_public": lambda s: pk.encrypt(values[s]),
-        "enc_owner": lambda s: sk.encrypt(values[s]),
-        "dec": lambda s: sk.decrypt(ct[s]),
-        "add": lambda s: pk.add(ct[s], ct2[s]),
-        "mul": lambda s: pk.mul_plain(ct[s], scalars[s]),
-    }
+    ops = scheme_ops(pk, sk, values, scalars, ct, ct2)
     return Contender(n, ops), {"bytes": len(pk.ciphertexts_to_bytes(ct)) / n}
 
 
