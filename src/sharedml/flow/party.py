@@ -61,7 +61,8 @@ def run_party(spec: JobSpec, job_id: str, party: str, catalog: Catalog, transpor
             inputs = {name: _resolve(spec, party, catalog, artifacts, text)
                       for name, text in task_spec.inputs.items()}
             ctx = Context(party, {p: spec.parties[p].role for p in parties}, job_id, task, channel,
-                          artifacts.begin(task), log=log, on_progress=on_progress)
+                          artifacts.begin(task), log=log, on_progress=on_progress,
+                          resume_dir=artifacts_root / "_resume" / spec.job / party / task)
             outputs = comp.func(ctx, params, **inputs)
             traffic = channel.stats.snapshot()
             written = artifacts.save(task, outputs or {}, ctx.metrics.records, traffic)

@@ -41,6 +41,8 @@ class Context:
     metrics: MetricsTracker = field(default_factory=MetricsTracker)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("sharedml.component"))
     on_progress: Callable[[str, float, float, str], None] | None = None
+    # Survives a failed run of this task (same job name, task and party), for work that can resume.
+    resume_dir: Path | None = None
 
     @property
     def role(self) -> str:
