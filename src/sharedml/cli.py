@@ -9,11 +9,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .flow.catalog import Catalog, DatasetError
 from .flow.runner import MODES, JobResult, LocalRunner
 from .flow.spec import JobSpecError
+from .flow.store import ProgressRecord
 
 app = typer.Typer(help="sharedml: shared machine learning across data silos.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -90,7 +92,9 @@ def run(
     try:
         catalogs = _parse_catalogs(catalog)
         spec = load_checked_job(job)
-        result = LocalRunner(workdir).run(spec, catalogs, mode=mode, timeout=timeout, spec_text=job.read_text())
+        with _ProgressBars() as bars:
+            result = LocalRunner(workdir).run(spec, catalogs, mode=mode, timeout=timeout,
+                                              spec_text=job.read_text(), on_progress=bars.update_all)
     except (JobSpecError, DatasetError, ValueError) as err:
         _fail(str(err))
     except KeyboardInterrupt:
@@ -177,6 +181,22 @@ def demo(
     console.print(f"\njob file: {outcome.job_path}\noutputs:  {result.workdir / result.job_id}")
     console.print(f"replay:   sharedml run {outcome.job_path} " +
                   " ".join(f"--catalog {p}={c}" for p, c in outcome.catalog_paths.items()))
+
+
+class _ProgressBars(Progress):
+    """One bar per (task, party) that reports progress, e.g. PSI buckets."""
+
+    def __init__(self) -> None:
+        super().__init__(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                         TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=console, transient=True)
+        self._bars: dict[tuple[str, str], TaskID] = {}
+
+    def update_all(self, records: list[ProgressRecord]) -> None:
+        for r in records:
+            key = (r.task, r.party)
+            if key not in self._bars:
+                self._bars[key] = self.add_task(f"{r.task} @ {r.party}", total=r.total, note="")
+            self.update(self._bars[key], completed=r.done, total=r.total, note=r.message)
 
 
 def _print_result(result: JobResult) -> None:

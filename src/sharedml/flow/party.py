@@ -8,6 +8,7 @@ failed, and runs nothing further. The same function serves threads, local proces
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class PartyResult:
     caused_by: str | None = None  # the party whose failure stopped this one, if another
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
     traffic: dict[str, dict[str, int]] = field(default_factory=dict)
+    resources: dict[str, float] = field(default_factory=dict)  # cpu_s, peak_rss_mb: only as its own process
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -49,6 +51,8 @@ def run_party(spec: JobSpec, job_id: str, party: str, catalog: Catalog, transpor
     artifacts = PartyArtifacts(artifacts_root, job_id, party)
     result = PartyResult(party, "succeeded")
     wait = spec.timeout if timeout is None else timeout
+    if on_progress is None and store is not None:
+        on_progress = _progress_writer(store, job_id, party)
     for task in spec.tasks_for(party):
         task_spec = spec.tasks[task]
         parties = spec.parties_for(task)
@@ -103,6 +107,19 @@ def _fail(result: PartyResult, spec: JobSpec, job_id: str, task: str, party: str
     artifacts.fail(task, message)
     _set_state(store, job_id, task, party, state, message)
     log.info("task %s %s: %s", task, state, message)
+
+
+def _progress_writer(store: JobStore, job_id: str, party: str,
+                     interval: float = 0.5) -> Callable[[str, float, float, str], None]:
+    """Progress reports into the job store, at most one write per `interval` seconds but the last."""
+    last = [0.0]
+
+    def write(task: str, done: float, total: float, message: str) -> None:
+        now = time.monotonic()
+        if done >= total or now - last[0] >= interval:
+            last[0] = now
+            store.set_progress(job_id, task, party, done, total, message)
+    return write
 
 
 def _set_state(store: JobStore | None, job_id: str, task: str, party: str, state: str,

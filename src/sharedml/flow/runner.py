@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from .catalog import Catalog
 from .components import check_components
 from .party import PartyResult, run_party
 from .spec import JobSpec
-from .store import JobStore, sqlite_url
+from .store import JobStore, ProgressRecord, sqlite_url
 
 MODES = ("threads", "processes")
 
@@ -62,7 +63,9 @@ class LocalRunner:
         self.store = JobStore(self.db_url)
 
     def run(self, spec: JobSpec, catalogs: dict[str, Catalog], mode: str = "threads",
-            timeout: float | None = None, spec_text: str = "") -> JobResult:
+            timeout: float | None = None, spec_text: str = "",
+            on_progress: Callable[[list[ProgressRecord]], None] | None = None) -> JobResult:
+        """Run `spec` to its end; `on_progress` is called about twice a second with every task's progress."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         check_components(spec)
@@ -74,10 +77,11 @@ class LocalRunner:
                               {t: spec.parties_for(t) for t in spec.topological_order()})
         self.store.set_job_state(job_id, "running")
         try:
+            watch = _ProgressWatch(self.store, job_id, on_progress)
             if mode == "threads":
-                results = self._run_threads(spec, job_id, catalogs, timeout)
+                results = self._run_threads(spec, job_id, catalogs, timeout, watch)
             else:
-                results = self._run_processes(spec, job_id, catalogs, timeout)
+                results = self._run_processes(spec, job_id, catalogs, timeout, watch)
         except KeyboardInterrupt:
             self._finish(job_id, "cancelled", "cancelled by the user (Ctrl-C)")
             raise
@@ -93,7 +97,7 @@ class LocalRunner:
         self.store.set_job_state(job_id, state, error)
 
     def _run_threads(self, spec: JobSpec, job_id: str, catalogs: dict[str, Catalog],
-                     timeout: float | None) -> dict[str, PartyResult]:
+                     timeout: float | None, watch: _ProgressWatch) -> dict[str, PartyResult]:
         hub = MemoryHub()
         transports = {p: hub.transport(p) for p in spec.parties}
         results: dict[str, PartyResult] = {}
@@ -110,6 +114,7 @@ class LocalRunner:
             while any(t.is_alive() for t in threads):
                 for thread in threads:
                     thread.join(0.1)
+                watch.poll()
         except KeyboardInterrupt:
             for transport in transports.values():
                 transport.cancel_job(job_id)
@@ -119,7 +124,7 @@ class LocalRunner:
         return results
 
     def _run_processes(self, spec: JobSpec, job_id: str, catalogs: dict[str, Catalog],
-                       timeout: float | None) -> dict[str, PartyResult]:
+                       timeout: float | None, watch: _ProgressWatch) -> dict[str, PartyResult]:
         run_dir = self.workdir / job_id / "_local"
         run_dir.mkdir(parents=True, exist_ok=True)
         parties = list(spec.parties)
@@ -145,10 +150,25 @@ class LocalRunner:
         try:
             while any(p.poll() is None for p in procs.values()):
                 time.sleep(0.05)
+                watch.poll()
         except KeyboardInterrupt:
             _stop(procs)
             raise
         return {party: _read_result(party, run_dir, procs[party].returncode) for party in parties}
+
+
+class _ProgressWatch:
+    """Reads the tasks' progress from the job store for a caller's display, every `interval` s."""
+
+    def __init__(self, store: JobStore, job_id: str, callback: Callable[[list[ProgressRecord]], None] | None,
+                 interval: float = 0.5) -> None:
+        self.store, self.job_id, self.callback, self.interval = store, job_id, callback, interval
+        self._next = 0.0
+
+    def poll(self) -> None:
+        if self.callback is not None and time.monotonic() >= self._next:
+            self._next = time.monotonic() + self.interval
+            self.callback(self.store.progress(self.job_id))
 
 
 def _catalog_document(catalog: Catalog) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import DateTime, ForeignKey, String, Text, create_engine, event, select
+from sqlalchemy import DateTime, Float, ForeignKey, String, Text, create_engine, event, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -44,6 +44,19 @@ class TaskRecord(_Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ProgressRecord(_Base):
+    """How far a running task has got at one party (a table of its own, so older databases gain it)."""
+
+    __tablename__ = "task_progress"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    task: Mapped[str] = mapped_column(String(200), primary_key=True)
+    party: Mapped[str] = mapped_column(String(200), primary_key=True)
+    done: Mapped[float] = mapped_column(Float, default=0.0)
+    total: Mapped[float] = mapped_column(Float, default=1.0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
 
 
 def sqlite_url(path: Path) -> str:
@@ -95,6 +108,19 @@ class JobStore:
             elif state in ("succeeded", "failed", "cancelled"):
                 record.finished_at = _now()
                 record.error = error
+
+    def set_progress(self, job_id: str, task: str, party: str, done: float, total: float, message: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            record = session.get(ProgressRecord, (job_id, task, party))
+            if record is None:
+                record = ProgressRecord(job_id=job_id, task=task, party=party)
+                session.add(record)
+            record.done, record.total, record.message, record.updated_at = done, total, message, _now()
+
+    def progress(self, job_id: str) -> list[ProgressRecord]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            query = select(ProgressRecord).where(ProgressRecord.job_id == job_id)
+            return list(session.scalars(query.order_by(ProgressRecord.task, ProgressRecord.party)))
 
     def job(self, job_id: str) -> JobRecord | None:
         with Session(self.engine, expire_on_commit=False) as session:

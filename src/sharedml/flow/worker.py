@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -44,6 +45,9 @@ def main(config_path: str) -> int:
         result = PartyResult(party, "cancelled", error=f"party {party!r} was interrupted (Ctrl-C)")
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        result.resources = {"cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+                            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
         write_json_atomic(Path(config["result"]), result.to_json())
         transport.close()
         store.close()
