@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sharedml.flow.catalog import Catalog
 from sharedml.flow.runner import LocalRunner
 from sharedml.flow.spec import parse_job
+from sharedml.flow.store import JobStore, sqlite_url
 from sharedml.psi import ecdh
 from sharedml.psi.checkpoint import BucketCheckpoint
 from sharedml.psi.component import PsiParams, psi
@@ -184,6 +185,11 @@ def test_a_crashed_bucketed_run_resumes_from_its_finished_buckets(tmp_path, monk
     assert not (tmp_path / "a").exists()  # a finished run leaves no checkpoint behind
 
 
+def result_progress(tmp_path):
+    store = JobStore(sqlite_url(tmp_path / "runs" / "sharedml.db"))
+    return store.progress(store.jobs()[0].id)
+
+
 PSI_JOB = """
 job: align
 timeout: 30
@@ -206,8 +212,12 @@ def test_psi_job_aligns_the_bundled_vertical_data(tmp_path, data_dir, mode):
         folder.mkdir()
         frame.to_csv(folder / "clients.csv", index=False)
         catalogs[party] = Catalog.from_mapping({"datasets": {"clients": {"path": "clients.csv"}}}, party, folder)
-    result = LocalRunner(tmp_path / "runs").run(parse_job(PSI_JOB), catalogs, mode=mode)
+    seen = []
+    result = LocalRunner(tmp_path / "runs").run(parse_job(PSI_JOB), catalogs, mode=mode, on_progress=seen.append)
     assert result.state == "succeeded", result.error
+    final = {(r.task, r.party): (r.done, r.total) for r in result_progress(tmp_path)}
+    assert final == {("align", "bank"): (1, 1), ("align", "shop"): (1, 1)}  # one bucket, finished
+    assert all(r.task == "align" for batch in seen for r in batch)  # what a progress bar is fed
     bank, shop = result.output("bank", "align", "data"), result.output("shop", "align", "data")
     truth = set(frames["bank"]["id"]) & set(frames["shop"]["id"])
     assert len(bank) == len(shop) == len(truth) == result.output("bank", "align", "size")
