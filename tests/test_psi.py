@@ -15,7 +15,7 @@ from sharedml.flow.catalog import Catalog
 from sharedml.flow.runner import LocalRunner
 from sharedml.flow.spec import parse_job
 from sharedml.flow.store import JobStore, sqlite_url
-from sharedml.psi import ecdh
+from sharedml.psi import ecdh, intersect
 from sharedml.psi.checkpoint import BucketCheckpoint
 from sharedml.psi.component import PsiParams, psi
 from sharedml.psi.curve import BlindingError
@@ -48,6 +48,16 @@ def test_two_party_intersection_equals_python_sets_in_one_shared_order(a, b):
     truth = set(a) & set(b)
     assert set(out["a"][0]) == truth and out["a"][1] == len(truth)
     assert out["a"][0] == out["b"][0]  # the same order at both parties: rows line up
+
+
+def test_intersect_takes_text_integers_and_bytes_alike():
+    sets = {"a": [1, 2, b"x", "y"], "b": ["1", b"y", "x", 3]}
+    out = simulate(lambda ctx: intersect(ctx, sets[ctx.party]), list(sets), timeout=20)
+    assert sorted(map(str, (sets["a"][i] for i in out["a"].rows))) == ["1", "b'x'", "y"]
+    assert [sets["a"][i] for i in out["a"].rows] == [{"1": 1, b"y": "y", "x": b"x"}[sets["b"][i]]
+                                                     for i in out["b"].rows]
+    with pytest.raises(SimulationError, match=r"ids\[2\] repeats ids\[0\]"):
+        simulate(lambda ctx: intersect(ctx, [5, 6, "5"]), ["a", "b"], timeout=20)
 
 
 def test_empty_and_disjoint_sets():
@@ -223,3 +233,31 @@ def test_psi_job_aligns_the_bundled_vertical_data(tmp_path, data_dir, mode):
     assert len(bank) == len(shop) == len(truth) == result.output("bank", "align", "size")
     assert bank["id"].tolist() == shop["id"].tolist() and set(bank["id"]) == truth
     assert list(bank.columns) == list(frames["bank"].columns)
+
+
+def test_rerunning_a_failed_psi_job_resumes_it(tmp_path, monkeypatch):
+    catalogs = {}
+    for party, start in (("bank", 0), ("shop", 1500)):
+        folder = tmp_path / party
+        folder.mkdir()
+        pd.DataFrame({"id": [f"c{v}" for v in range(start, start + 3000)]}).to_csv(folder / "c.csv", index=False)
+        catalogs[party] = Catalog.from_mapping({"datasets": {"clients": {"path": "c.csv"}}}, party, folder)
+    job = parse_job(PSI_JOB.replace("id_columns: id", "bucket_size: 1000"))
+    real_bucket, ran, crash = ecdh._bucket, [], [True]
+
+    def bucket(ctx, plan, tag, points, blinder):
+        if tag == "psi/2" and crash[0]:
+            raise RuntimeError("power cut")
+        ran.append(tag)
+        return real_bucket(ctx, plan, tag, points, blinder)
+
+    monkeypatch.setattr(ecdh, "_bucket", bucket)
+    runner = LocalRunner(tmp_path / "runs")
+    assert runner.run(job, catalogs).state == "failed"
+    assert sorted(ran) == ["psi/0", "psi/0", "psi/1", "psi/1"]
+    crash[0] = False
+    result = runner.run(job, catalogs)
+    assert result.state == "succeeded", result.error
+    assert sorted(ran[4:]) == ["psi/2", "psi/2"]  # buckets 0 and 1 were not run again
+    assert len(result.output("bank", "align", "data")) == 1500
+    assert not (tmp_path / "runs" / "_resume" / "align" / "bank" / "align").exists()
