@@ -218,6 +218,7 @@ class GrpcTransport(Transport):
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         super().__init__(identity.party)
         self.identity = identity
+        self.host = listen.rsplit(":", 1)[0]  # where peers reach this party; other services may bind there too
         self.peer_addresses = dict(peers)
         self.allowed = set(allowed)
         self.connect_timeout = connect_timeout

@@ -20,6 +20,7 @@ from ..runtime.context import Context
 from .checkpoint import BucketCheckpoint
 from .ecdh import DEFAULT_BUCKET_SIZE, ecdh_psi
 from .ids import Normalisation, PsiInputError, first_duplicates, hash_to_points, id_strings
+from .spu_engine import spu_intersect
 
 
 class PsiParams(BaseModel):
@@ -87,4 +88,17 @@ def _unique(points: np.ndarray, rows: np.ndarray, policy: str, party: str) -> np
 
 
 def _spu(ctx: Context, params: PsiParams, keys: list, rows: np.ndarray) -> tuple[np.ndarray | None, int | None]:
-    raise NotImplementedError
+    """SecretFlow's PSI on a link of its own, TLS'd with this party's federation certificate."""
+    if params.cardinality_only:
+        raise ValueError("engine: spu has no cardinality-only mode; use engine: ecdh")
+    if params.receivers is not None and len(params.receivers) != 1:
+        raise ValueError(f"engine: spu gives the intersection to one receiver or to both parties, not to "
+                         f"{params.receivers}; leave `receivers` out or name one party")
+    receiver = None if params.receivers is None else params.receivers[0]
+    transport = ctx.channel.transport
+    found = spu_intersect(ctx, keys, protocol=params.spu_protocol, receiver=receiver, workdir=ctx.workdir,
+                          host=getattr(transport, "host", "127.0.0.1"), identity=getattr(transport, "identity", None),
+                          timeout=ctx.channel.timeout or 600.0, bucket_size=params.bucket_size)
+    if receiver is not None and receiver != ctx.party:
+        return None, None
+    return rows[found], len(found)
