@@ -45,9 +45,10 @@ def main(config_path: str) -> int:
         result = PartyResult(party, "cancelled", error=f"party {party!r} was interrupted (Ctrl-C)")
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        result.resources = {"cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-                            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        result.resources = {  # children: helper processes a component ran (e.g. the spu PSI engine)
+            "cpu_s": round(sum(u.ru_utime + u.ru_stime for u in (own, children)), 3),
+            "peak_rss_mb": round(max(own.ru_maxrss, children.ru_maxrss) / 1024, 1)}
         write_json_atomic(Path(config["result"]), result.to_json())
         transport.close()
         store.close()

@@ -50,18 +50,22 @@ def psi(ctx: Context, params: PsiParams, data: pd.DataFrame) -> dict[str, object
     started = time.perf_counter()
     ids, rows = id_strings(data, params.id_columns, ctx.party, Normalisation(params.trim, params.lower),
                            params.null_ids)
-    points = hash_to_points(ids)
-    kept = _unique(points, rows, params.duplicates, ctx.party)
-    points, rows = points[kept], rows[kept]
-    if params.engine == "spu":
+    if params.engine == "spu":  # spu hashes the IDs itself: find repeats without hashing them here
+        later = np.flatnonzero(pd.Series(ids, dtype=object).duplicated().to_numpy())
+        earlier = np.array([ids.index(ids[later[0]])]) if later.size else later
+        kept = _unique(later, earlier, rows, params.duplicates, ctx.party)
+        rows = rows[kept]
         matched, size = _spu(ctx, params, [ids[i] for i in kept], rows)
     else:
+        points = hash_to_points(ids)
+        kept = _unique(*first_duplicates(points), rows, params.duplicates, ctx.party)
+        points, rows = points[kept], rows[kept]
         checkpoint = BucketCheckpoint(ctx.resume_dir) if ctx.resume_dir is not None else None
         result = ecdh_psi(ctx, points, reveal_to=params.receivers, cardinality_only=params.cardinality_only,
                           bucket_size=params.bucket_size, checkpoint=checkpoint, tag="psi")
         matched = None if result.rows is None else rows[result.rows]
         size = result.size
-    ctx.metrics.log("ids", len(points))
+    ctx.metrics.log("ids", len(rows))
     ctx.metrics.log("seconds", round(time.perf_counter() - started, 3))
     outputs: dict[str, object] = {}
     if size is not None:
@@ -72,17 +76,19 @@ def psi(ctx: Context, params: PsiParams, data: pd.DataFrame) -> dict[str, object
     return outputs
 
 
-def _unique(points: np.ndarray, rows: np.ndarray, policy: str, party: str) -> np.ndarray:
-    """Positions of the IDs to intersect: each ID once (its first row), or an error naming rows."""
+def _unique(later: np.ndarray, earlier: np.ndarray, rows: np.ndarray, policy: str, party: str) -> np.ndarray:
+    """Positions of the IDs to intersect: each ID once (its first row), or an error naming rows.
+
+    `later`: positions that repeat an earlier ID; `earlier[0]`: where the first of them came before.
+    """
     # Error messages name rows, never IDs: a failure's message is sent to every peer.
-    later, earlier = first_duplicates(points)
     if not later.size:
-        return np.arange(len(points))
+        return np.arange(len(rows))
     if policy == "error":
         raise PsiInputError(f"party {party!r}: {later.size} row(s) repeat an ID of an earlier row (e.g. row "
                             f"{rows[later[0]]} repeats row {rows[earlier[0]]}); deduplicate the data or set "
                             "`duplicates: first` to keep the first row of each ID")
-    keep = np.ones(len(points), dtype=bool)
+    keep = np.ones(len(rows), dtype=bool)
     keep[later] = False
     return np.flatnonzero(keep)
 
