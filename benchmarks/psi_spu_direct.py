@@ -51,7 +51,8 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     started = time.perf_counter()
-    procs = [ctx.Process(target=party, args=(r, ports, src, folder, protocol, out)) for r, src in enumerate((alice, bob))]
+    procs = [ctx.Process(target=party, args=(r, ports, src, folder, protocol, out))
+             for r, src in enumerate((alice, bob))]
     for p in procs:
         p.start()
     results = [out.get(timeout=1800) for _ in procs]
