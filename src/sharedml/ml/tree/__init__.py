@@ -1,0 +1,19 @@
+"""Plaintext core of (SecureBoost) gradient-boosted trees: objectives, histograms, splits, a reference learner."""
+
+from .histogram import build_histogram, subtract_histogram
+from .objectives import get_objective
+from .plain import PlainBoost, Tree
+from .split import Split, SplitParams, best_of, find_best_split, leaf_weight
+
+__all__ = [
+    "PlainBoost",
+    "Split",
+    "SplitParams",
+    "Tree",
+    "best_of",
+    "build_histogram",
+    "find_best_split",
+    "get_objective",
+    "leaf_weight",
+    "subtract_histogram",
+]
