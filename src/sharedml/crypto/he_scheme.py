@@ -19,6 +19,7 @@ class HEPublicKey(Protocol):
     scheme: str  # "paillier" | "ou"
     bits: int  # modulus size in bits (2048 default)
     max_plaintext: int  # largest |m| that decrypts correctly
+    ciphertext_modulus: Any  # M: adding plaintexts multiplies ciphertexts mod M (for hand-written batch kernels)
 
     def encrypt(self, plaintexts: np.ndarray) -> np.ndarray:
         """Encrypt signed ints with the public key only (fresh randomness from a CSPRNG)."""

@@ -193,6 +193,11 @@ class OUPublicKey:
         self._width = (self.bits + 7) // 8
         self._negative_offsets: dict[int, mpz] = {}
 
+    @property
+    def ciphertext_modulus(self) -> mpz:
+        """Ciphertexts live in Z*_M for this M: homomorphic addition is multiplication mod M."""
+        return self.n
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, OUPublicKey) and (self.n, self.g) == (other.n, other.g)
 

@@ -301,6 +301,11 @@ class PaillierPublicKey:
         self._table: _FixedBaseTable | None = None
         self._table_lock = threading.Lock()
 
+    @property
+    def ciphertext_modulus(self) -> mpz:
+        """Ciphertexts live in Z*_M for this M: homomorphic addition is multiplication mod M."""
+        return self.nsquare
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PaillierPublicKey) and (self.n, self.h_s) == (other.n, other.h_s)
 

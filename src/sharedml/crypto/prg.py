@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import secrets
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
@@ -151,3 +152,9 @@ class SeededStream:
             out[filled : filled + len(accepted)] = accepted
             filled += len(accepted)
         return out
+
+
+def secret_permutation(n: int) -> np.ndarray:
+    """A uniformly random permutation of range(n) from the OS CSPRNG (through a fresh ChaCha20 stream);
+    ties among the 64-bit sort keys have negligible probability."""
+    return np.argsort(SeededStream(secrets.token_bytes(32), domain=b"permutation").uint64(n), kind="stable")

@@ -12,7 +12,8 @@ from ..runtime.component import Component, get_component
 from .spec import JobSpec, JobSpecError, OutputRef, parse_ref, validate_document
 from .yaml_errors import YamlDocument, read_yaml
 
-BUILTIN_MODULES = ("sharedml.fl.secure_sum", "sharedml.fl.stats", "sharedml.psi.component")
+BUILTIN_MODULES = ("sharedml.fl.secure_sum", "sharedml.fl.stats", "sharedml.psi.component",
+                   "sharedml.ml.tree.component")
 PLUGINS_ENV = "SHAREDML_COMPONENT_MODULES"
 
 

@@ -17,13 +17,12 @@ learns only their sizes. `docs/security.md` lists what each party learns.
 from __future__ import annotations
 
 import math
-import secrets
 from dataclasses import dataclass
 from functools import reduce
 
 import numpy as np
 
-from ..crypto.prg import SeededStream
+from ..crypto.prg import secret_permutation
 from ..runtime.context import Context
 from .checkpoint import BucketCheckpoint, fingerprint
 from .curve import Blinder
@@ -191,11 +190,6 @@ def _follow(ctx: Context, plan: _Plan, tag: str, perm: np.ndarray,
         shuffled = _positions(ctx.recv(leader, f"{tag}/unshuffle"), leader, len(sigma))
         ctx.send(leader, f"{tag}/unshuffled", sigma[shuffled])
     return rows, None if rows is None else len(rows)
-
-
-def secret_permutation(n: int) -> np.ndarray:
-    """A uniformly random permutation from a CSPRNG (ties among 64-bit keys are negligible)."""
-    return np.argsort(SeededStream(secrets.token_bytes(32), domain=b"psi/shuffle").uint64(n), kind="stable")
 
 
 def _array(obj: object, peer: str, dtype: type, width: int) -> np.ndarray:

@@ -68,6 +68,24 @@ def _score(g_sum, h_sum, reg_lambda):
     return np.float32(np.asarray(g_sum) ** 2 / (np.asarray(h_sum) + reg_lambda))
 
 
+def _gains(g_left, h_left, g_right, h_right, parent_score, params: SplitParams) -> np.ndarray:
+    valid = (h_left >= params.min_child_weight) & (h_right >= params.min_child_weight)
+    valid &= (h_left > 0) & (h_right > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # empty sides with λ = 0; masked below
+        gain = _score(g_left, h_left, params.reg_lambda) + _score(g_right, h_right, params.reg_lambda)
+    return np.where(valid, gain - parent_score, -np.inf)
+
+
+def split_gains(g_left: np.ndarray, h_left: np.ndarray, g_total: float, h_total: float,
+                params: SplitParams) -> np.ndarray:
+    """Gains (as `find_best_split` rounds them; -inf where invalid) of candidates given by their left sums.
+
+    SecureBoost's guest scores a host's shuffled candidates this way: it sees left sums only.
+    """
+    parent_score = _score(g_total, h_total, params.reg_lambda)
+    return _gains(g_left, h_left, g_total - g_left, h_total - h_left, parent_score, params)
+
+
 def best_of(candidates: Iterable[Split | None]) -> Split | None:
     """The best of several blocks' splits (None where a block has no valid split)."""
     found = [c for c in candidates if c is not None]
@@ -95,14 +113,8 @@ def find_best_split(
     g_total, h_total = totals if totals is not None else (G[0].sum(), H[0].sum())
     n_bins = G.shape[1] - 1
 
-    parent_score = _score(g_total, h_total, params.reg_lambda)
-
     def gains(g_left, h_left, g_right, h_right):
-        valid = (h_left >= params.min_child_weight) & (h_right >= params.min_child_weight)
-        valid &= (h_left > 0) & (h_right > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):  # empty sides with λ = 0; masked below
-            gain = _score(g_left, h_left, params.reg_lambda) + _score(g_right, h_right, params.reg_lambda)
-        return np.where(valid, gain - parent_score, -np.inf)
+        return _gains(g_left, h_left, g_right, h_right, _score(g_total, h_total, params.reg_lambda), params)
 
     # missing right: left = bins 0..b, right = the rest (missing included)
     g_fwd = np.cumsum(G[:, :-1], axis=1)

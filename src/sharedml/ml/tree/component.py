@@ -1,0 +1,144 @@
+"""Job components `hetero_secureboost` (train) and `hetero_secureboost_predict` (batch prediction).
+
+Inputs are tables whose rows are already aligned across parties (a `psi` task's `data`). The guest's
+table holds the label; every party's remaining numeric columns, minus the ID columns, are features.
+Each party's `model` output holds only its own part: the guest the trees and leaf values, a host
+the splits it owns. `predictions` (ID columns, label, score, predicted) appear at the guest only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ...runtime.component import component
+from ...runtime.context import Context
+from ..metrics import accuracy, rmse, roc_auc
+from .joint_predict import predict_guest, predict_host, transform
+from .secureboost import BoostParams, fit_guest, fit_host
+
+
+class SecureBoostParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field("y", description="the label column, in the guest's table")
+    id_columns: list[str] = Field(default_factory=lambda: ["id"], description="columns that are not features")
+    objective: Literal["binary:logistic", "reg:squarederror", "multi:softmax"] = "binary:logistic"
+    num_class: int | None = Field(None, ge=2, description="multi:softmax only; default: max label + 1")
+    n_estimators: int = Field(10, ge=1, description="boosting rounds (trees per class)")
+    max_depth: int = Field(5, ge=1, le=16)
+    learning_rate: float = Field(0.3, gt=0)
+    reg_lambda: float = Field(1.0, ge=0)
+    gamma: float = Field(0.0, ge=0)
+    min_child_weight: float = Field(1.0, ge=0)
+    max_bin: int = Field(32, ge=2, le=255, description="bins per feature (each party bins its own columns)")
+    he_scheme: Literal["ou", "paillier"] = Field("ou", description="homomorphic scheme for g and h")
+    key_bits: int = Field(2048, ge=1024, description="HE modulus size; below 2048 only for tests")
+
+    @field_validator("id_columns", mode="before")
+    @classmethod
+    def _one_column(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    def boost(self) -> BoostParams:
+        return BoostParams(self.objective, self.num_class, self.n_estimators, self.max_depth, self.learning_rate,
+                           self.reg_lambda, self.gamma, self.min_child_weight, self.max_bin, self.he_scheme,
+                           self.key_bits)
+
+
+class PredictParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str | None = Field("y", description="label column at the guest, if present, copied to the output")
+    id_columns: list[str] = Field(default_factory=lambda: ["id"])
+
+    @field_validator("id_columns", mode="before")
+    @classmethod
+    def _one_column(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
+def _features(ctx: Context, data: pd.DataFrame, exclude: list[str]) -> tuple[list[str], np.ndarray]:
+    columns = [str(c) for c in data.select_dtypes("number").columns if c not in exclude]
+    if not columns:
+        raise ValueError(f"party {ctx.party!r} has no numeric feature columns (besides {exclude}) in its table")
+    return columns, data[columns].to_numpy(dtype=np.float64)
+
+
+@component("hetero_secureboost", params=SecureBoostParams, roles=("guest", "host"), inputs=("train",),
+           outputs=("model", "predictions", "importance"), min_parties=2)
+def hetero_secureboost(ctx: Context, params: SecureBoostParams, train: pd.DataFrame) -> dict[str, object]:
+    """SecureBoost: gradient boosted trees on vertically split data, XGBoost-equivalent, g/h under HE."""
+    started = time.perf_counter()
+    if len(ctx.parties_with_role("guest")) != 1:
+        raise ValueError(f"hetero_secureboost needs exactly one guest (the label holder); roles: {ctx.roles}")
+    if ctx.role == "guest":
+        if params.label not in train.columns:
+            raise ValueError(f"guest {ctx.party!r}: label column {params.label!r} not in its table; set `label`")
+        names, X = _features(ctx, train, params.id_columns + [params.label])
+        y = train[params.label].to_numpy(dtype=np.float64)
+        fitted = fit_guest(ctx, params.boost(), X, y)
+        model = {**fitted["model"], "features": names}
+        predictions = _prediction_table(train, params.id_columns, params.label, model, fitted["margin"])
+        _log_quality(ctx, model, y, predictions)
+        importance = _importance(names, [t["feature"][i] for t in model["trees"]
+                                         for i, owner in enumerate(t["owner"]) if owner == "" and t["left"][i] >= 0])
+        outputs: dict[str, object] = {"model": model, "predictions": predictions, "importance": importance}
+    else:
+        names, X = _features(ctx, train, params.id_columns)
+        model = {**fit_host(ctx, params.boost(), X)["model"], "features": names}
+        importance = _importance(names, [split[0] for split in model["splits"].values()])
+        outputs = {"model": model, "importance": importance}
+    ctx.metrics.log("seconds", round(time.perf_counter() - started, 3))
+    return outputs
+
+
+@component("hetero_secureboost_predict", params=PredictParams, roles=("guest", "host"), inputs=("model", "data"),
+           outputs=("predictions",), min_parties=2)
+def hetero_secureboost_predict(ctx: Context, params: PredictParams, model: dict, data: pd.DataFrame) -> dict:
+    """Batch prediction with a trained SecureBoost model; hosts send routing bits, the guest scores."""
+    missing = [c for c in model["features"] if c not in data.columns]
+    if missing:
+        raise ValueError(f"party {ctx.party!r}: the model needs column(s) {missing}, absent from its table")
+    X = data[model["features"]].to_numpy(dtype=np.float64)
+    if model["role"] == "host":
+        predict_host(ctx, model, X)
+        return {}
+    label = params.label if params.label in data.columns else None
+    table = _prediction_table(data, params.id_columns, label, model, predict_guest(ctx, model, X))
+    if label is not None:
+        _log_quality(ctx, model, data[label].to_numpy(dtype=np.float64), table)
+    return {"predictions": table}
+
+
+def _prediction_table(data: pd.DataFrame, id_columns: list[str], label: str | None, model: dict,
+                      margin: np.ndarray) -> pd.DataFrame:
+    score, predicted = transform(model, margin)
+    table = data[[c for c in id_columns if c in data.columns]].reset_index(drop=True)
+    if label is not None:
+        table[label] = data[label].to_numpy()
+    if score.ndim == 1:
+        table["score"] = score
+    else:
+        for k in range(score.shape[1]):
+            table[f"score_{k}"] = score[:, k]
+    table["predicted"] = predicted
+    return table
+
+
+def _log_quality(ctx: Context, model: dict, y: np.ndarray, table: pd.DataFrame) -> None:
+    if model["objective"] == "binary:logistic":
+        ctx.metrics.log("auc", roc_auc(y, table["score"].to_numpy()))
+    if model["objective"] == "reg:squarederror":
+        ctx.metrics.log("rmse", rmse(y, table["predicted"].to_numpy()))
+    else:
+        ctx.metrics.log("accuracy", accuracy(y, table["predicted"].to_numpy()))
+
+
+def _importance(names: list[str], split_features: list[int]) -> pd.DataFrame:
+    """Split counts of this party's own features (a party never sees another's)."""
+    counts = np.bincount(np.asarray(split_features, dtype=np.int64), minlength=len(names))
+    return pd.DataFrame({"feature": names, "splits": counts}).sort_values("splits", ascending=False,
+                                                                          ignore_index=True)

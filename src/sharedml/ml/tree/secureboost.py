@@ -1,0 +1,289 @@
+"""SecureBoost training (Cheng et al. 2019): the guest holds the labels, hosts hold other columns of
+the same rows; together they grow the trees `PlainBoost` would grow on the joined columns.
+
+Per tree the guest encrypts every row's (g, h), packed into one plaintext, and sends them to each
+host. Level by level, each host sums the ciphertexts into bins of its own features (the smaller
+child from its rows, its sibling by subtraction), turns the bins into split candidates (encrypted
+left-side sums), shuffles them and sends them back. The guest decrypts, scores every candidate with
+XGBoost's gain next to its own plaintext features, and tells the winning host only which of *its*
+shuffled candidates won; that host alone knows the feature and threshold. Whoever split a node
+announces which of the node's rows go left, so every party knows each node's rows (the instance
+space SecureBoost reveals to hosts). Leaf weights stay with the guest. `docs/security.md` has the
+full list of what each party learns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...crypto import ou, paillier
+from ...crypto.he import Packer
+from ...crypto.prg import secret_permutation
+from ...runtime.context import Context
+from ..preprocess.binning import QuantileBinner
+from .he_histogram import Candidates, encrypted_histogram, split_candidates, subtract
+from .histogram import build_histogram
+from .objectives import get_objective
+from .plain import child_histograms
+from .split import Split, SplitParams, find_best_split, leaf_weight, split_gains
+
+SCHEMES = {"ou": ou, "paillier": paillier}
+
+
+@dataclass(frozen=True)
+class BoostParams:
+    objective: str = "binary:logistic"
+    num_class: int | None = None
+    n_estimators: int = 10
+    max_depth: int = 5
+    learning_rate: float = 0.3
+    reg_lambda: float = 1.0
+    gamma: float = 0.0
+    min_child_weight: float = 1.0
+    max_bin: int = 32
+    he_scheme: str = "ou"
+    key_bits: int = 2048
+    frac_bits: int = 53  # fixed-point precision of g and h: sums agree with float64 to ~1e-16 relative
+
+    @property
+    def split(self) -> SplitParams:
+        return SplitParams(self.reg_lambda, self.gamma, self.min_child_weight)
+
+
+@dataclass
+class GuestTree:
+    """Tree structure and leaf values, held by the guest only. `owner[i]` is "" for the guest's own
+    splits (then `feature`/`bin`/`default_left` say which) and the host's name for a host's split."""
+
+    owner: list[str] = field(default_factory=list)
+    feature: list[int] = field(default_factory=list)
+    bin: list[int] = field(default_factory=list)
+    default_left: list[bool] = field(default_factory=list)
+    left: list[int] = field(default_factory=list)
+    right: list[int] = field(default_factory=list)
+    value: list[float] = field(default_factory=list)
+
+    def add(self) -> int:
+        for column, empty in ((self.owner, ""), (self.feature, -1), (self.bin, -1), (self.default_left, False),
+                              (self.left, -1), (self.right, -1), (self.value, 0.0)):
+            column.append(empty)
+        return len(self.owner) - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Node:
+    id: int
+    rows: np.ndarray
+    totals: tuple[float, float]
+    hist: Any = None  # guest: plaintext (G, H) of its features; host: encrypted (f, width) sums
+
+
+def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """The label holder's part; returns its model (trees, leaf values, binner) and training margins."""
+    hosts = ctx.parties_with_role("host")
+    binner = QuantileBinner(params.max_bin).fit(X)
+    codes = binner.transform(X)
+    public_key, private_key = SCHEMES[params.he_scheme].generate_keypair(params.key_bits)
+    y = np.asarray(y, dtype=np.float64)
+    num_class = params.num_class
+    if params.objective == "multi:softmax" and num_class is None:
+        num_class = int(y.max()) + 1
+    objective = get_objective(params.objective, num_class)
+    n_trees = params.n_estimators * objective.n_outputs
+    ctx.broadcast("sb/setup", {"public_key": public_key.to_dict(), "scheme": params.he_scheme, "rows": len(X),
+                               "trees": n_trees}, hosts)
+    for host, answer in ctx.gather("sb/ready", hosts).items():
+        if answer != len(X):
+            raise ValueError(f"host {host!r} has {answer} rows but guest {ctx.party!r} has {len(X)}: align the "
+                             "parties' rows first (a psi task) and feed its outputs to this task")
+    base = objective.base_margin(y)
+    margin = np.tile(base, (len(y), 1)) if len(base) > 1 else np.full(len(y), base[0])
+    trees: list[GuestTree] = []
+    for round_ in range(params.n_estimators):
+        g, h = objective.grad_hess(y, margin)
+        for k in range(objective.n_outputs):
+            gk, hk = (g, h) if g.ndim == 1 else (g[:, k], h[:, k])
+            t = len(trees)
+            tree, leaves = _grow_guest(ctx, params, t, codes, gk, hk, public_key, private_key, hosts)
+            trees.append(tree)
+            column = margin if margin.ndim == 1 else margin[:, k]
+            for node, rows in leaves:
+                column[rows] += tree.value[node]
+            ctx.progress(t + 1, n_trees, f"tree {t + 1} of {n_trees} (round {round_ + 1})")
+    model = {"role": "guest", "objective": params.objective, "num_class": num_class, "base_margin": base.tolist(),
+             "binner": binner.to_dict(), "trees": [t.to_dict() for t in trees], "hosts": hosts}
+    return {"model": model, "margin": margin}
+
+
+def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, g: np.ndarray, h: np.ndarray,
+                public_key, private_key, hosts: list[str]) -> tuple[GuestTree, list[tuple[int, np.ndarray]]]:
+    # Fixed point in int64: frac_bits, fewer if |g| is large (regression), so |value| * 2^frac < 2^62.
+    magnitude = int(np.ceil(np.log2(max(np.abs(g).max(initial=0), h.max(initial=0), 1.0))))
+    frac_bits = min(params.frac_bits, 61 - magnitude)
+    scale = float(1 << frac_bits)
+    bound = 1 << (magnitude + frac_bits)  # a power of two: hosts learn only the magnitude of max |g|, |h|
+    packer = Packer.for_key(public_key, bound, len(g))
+    ints = np.stack([np.rint(g * scale), np.rint(h * scale)], axis=1).astype(np.int64)
+    cipher = packer.encrypt(private_key, ints)
+    wire = {"packer": [packer.slot_bits, packer.slots, packer.value_bound, packer.max_terms],
+            "ciphertexts": public_key.ciphertexts_to_bytes(cipher.ciphertexts)}
+    ctx.broadcast(f"sb/{t}/gh", wire, hosts)
+
+    tree = GuestTree()
+    rows = np.arange(len(g))
+    root_hist = build_histogram(codes, rows, g, h, params.max_bin)
+    level = [_Node(tree.add(), rows, (float(g.sum()), float(h.sum())), root_hist)]
+    leaves: list[_Node] = []
+    for depth in range(params.max_depth):
+        offers = {host: ctx.recv(host, f"sb/{t}/{depth}/candidates") for host in hosts}
+        decided = _choose_splits(ctx, params, t, depth, level, offers, public_key, private_key, packer, scale)
+        masks = {host: ctx.recv(host, f"sb/{t}/{depth}/masks") for host in hosts if decided[host]}
+        partition, next_level = [], []
+        for node in level:
+            split = decided["splits"].get(node.id)
+            if split is None:
+                leaves.append(node)
+                continue
+            owner, chosen = split
+            if owner == "":
+                goes_left = chosen.goes_left(codes[node.rows, chosen.feature], params.max_bin)
+                tree.feature[node.id], tree.bin[node.id] = chosen.feature, chosen.bin
+                tree.default_left[node.id] = chosen.default_left
+            else:
+                goes_left = _unpack_mask(masks[owner][node.id], len(node.rows))
+            tree.owner[node.id] = owner
+            left_rows, right_rows = node.rows[goes_left], node.rows[~goes_left]
+            left_id, right_id = tree.add(), tree.add()
+            tree.left[node.id], tree.right[node.id] = left_id, right_id
+            partition.append((node.id, left_id, right_id, np.packbits(goes_left)))
+            with_hist = depth + 1 < params.max_depth
+            hists = child_histograms(codes, g, h, params.max_bin, node.hist, left_rows, right_rows) \
+                if with_hist else (None, None)
+            next_level += [_Node(left_id, left_rows, (chosen.g_left, chosen.h_left), hists[0]),
+                           _Node(right_id, right_rows, (chosen.g_right, chosen.h_right), hists[1])]
+        ctx.broadcast(f"sb/{t}/{depth}/partition", partition, hosts)
+        level = next_level
+        if not level:
+            break
+    for node in leaves + level:
+        tree.value[node.id] = params.learning_rate * leaf_weight(*node.totals, params.reg_lambda)
+    return tree, [(node.id, node.rows) for node in leaves + level]
+
+
+def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level: list[_Node],
+                   offers: dict[str, Any], public_key, private_key, packer: Packer, scale: float) -> dict[str, Any]:
+    """Best split of every node of a level; tells each winning host which of its candidates won."""
+    decrypted = {}
+    for host, offer in offers.items():
+        counts = [int(c) for c in offer["counts"]]
+        cipher = public_key.ciphertexts_from_bytes(offer["ciphertexts"], (sum(counts),))
+        sums = packer.unpack(private_key.decrypt(cipher), packer.max_terms)[:, :2].astype(np.float64) / scale
+        decrypted[host] = np.split(sums, np.cumsum(counts)[:-1])
+    splits: dict[int, tuple[str, Split]] = {}
+    wins: dict[str, dict[int, list[int]]] = {host: {} for host in offers}
+    for i, node in enumerate(level):
+        best = find_best_split(*node.hist, params.split, node.totals)
+        owner, tied = "", None
+        for host in offers:  # hosts in party order: on equal gain the guest, then the earlier host, wins
+            sums = decrypted[host][i]
+            if not len(sums):
+                continue
+            gains = split_gains(sums[:, 0], sums[:, 1], *node.totals, params.split)
+            top = gains.max()
+            if np.isfinite(top) and top > 1e-6 and top >= params.gamma and (best is None or top > best.gain):
+                k = int(np.flatnonzero(gains == top)[0])
+                best = Split(-1, -1, False, float(top), float(sums[k, 0]), float(sums[k, 1]),
+                             node.totals[0] - float(sums[k, 0]), node.totals[1] - float(sums[k, 1]))
+                owner, tied = host, np.flatnonzero(gains == top).tolist()
+        if best is None:
+            continue
+        splits[node.id] = (owner, best)
+        if owner:
+            wins[owner][node.id] = tied
+    for host in offers:
+        ctx.send(host, f"sb/{t}/{depth}/won", wins[host])
+    return {"splits": splits, **{host: bool(wins[host]) for host in offers}}
+
+
+def _unpack_mask(packed: np.ndarray, n: int) -> np.ndarray:
+    return np.unpackbits(np.asarray(packed, dtype=np.uint8), count=n).astype(bool)
+
+
+def fit_host(ctx: Context, params: BoostParams, X: np.ndarray) -> dict[str, Any]:
+    """A feature holder's part; returns its model: its binner and the splits it owns (feature, bin)."""
+    guest = ctx.parties_with_role("guest")[0]
+    binner = QuantileBinner(params.max_bin).fit(X)
+    codes = binner.transform(X)
+    setup = ctx.recv(guest, "sb/setup")
+    public_key = (ou.OUPublicKey if setup["scheme"] == "ou" else paillier.PaillierPublicKey).from_dict(
+        setup["public_key"])
+    ctx.send(guest, "sb/ready", len(X))
+    if setup["rows"] != len(X):
+        raise ValueError(f"host {ctx.party!r} has {len(X)} rows but the guest has {setup['rows']}; align the rows "
+                         "first (a psi task)")
+    n_bins = np.array(binner.n_bins)
+    splits: dict[str, list] = {}
+    for t in range(int(setup["trees"])):
+        _grow_host(ctx, params, t, codes, n_bins, public_key, ctx.recv(guest, f"sb/{t}/gh"), guest, splits)
+        ctx.progress(t + 1, int(setup["trees"]), f"tree {t + 1}")
+    return {"model": {"role": "host", "binner": binner.to_dict(), "splits": splits}}
+
+
+def _grow_host(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, n_bins: np.ndarray, public_key,
+               wire: dict[str, Any], guest: str, splits: dict[str, list]) -> None:
+    modulus = public_key.ciphertext_modulus
+    cipher = public_key.ciphertexts_from_bytes(wire["ciphertexts"], (len(codes),))
+    width = params.max_bin + 1
+    rows = np.arange(len(codes))
+    level = [_Node(0, rows, (0.0, 0.0), encrypted_histogram(cipher, codes, rows, width, modulus))]
+    for depth in range(params.max_depth):
+        offers, kept = [], []
+        for node in level:
+            has_missing = (codes[node.rows] == params.max_bin).any(axis=0)
+            cands = split_candidates(node.hist, has_missing, n_bins, modulus)
+            kept.append(_permuted(cands, secret_permutation(len(cands.left))))
+            offers.append(kept[-1].left)
+        ctx.send(guest, f"sb/{t}/{depth}/candidates", {
+            "counts": [len(o) for o in offers],
+            "ciphertexts": public_key.ciphertexts_to_bytes(np.concatenate(offers) if offers else np.zeros(0, object))})
+        won = ctx.recv(guest, f"sb/{t}/{depth}/won")
+        masks = {}
+        by_id = {node.id: (node, cands) for node, cands in zip(level, kept, strict=True)}
+        for node_id, tied in won.items():
+            node, cands = by_id[int(node_id)]
+            k = min(tied, key=lambda i: (cands.feature[i], cands.default_left[i],
+                                         -cands.bin[i] if cands.default_left[i] else cands.bin[i]))
+            feature, b, default_left = int(cands.feature[k]), int(cands.bin[k]), bool(cands.default_left[k])
+            splits[f"{t}:{node_id}"] = [feature, b, default_left]
+            codes_f = codes[node.rows, feature]
+            goes_left = np.where(codes_f == params.max_bin, default_left, codes_f <= b)
+            masks[int(node_id)] = np.packbits(goes_left)
+        if masks:
+            ctx.send(guest, f"sb/{t}/{depth}/masks", masks)
+        partition = ctx.recv(guest, f"sb/{t}/{depth}/partition")
+        next_level = []
+        for node_id, left_id, right_id, packed in partition:
+            node = by_id[int(node_id)][0]
+            goes_left = _unpack_mask(packed, len(node.rows))
+            left_rows, right_rows = node.rows[goes_left], node.rows[~goes_left]
+            hists = (None, None)
+            if depth + 1 < params.max_depth:
+                small, big = (left_rows, 0) if len(left_rows) <= len(right_rows) else (right_rows, 1)
+                built = encrypted_histogram(cipher, codes, small, width, modulus)
+                other = subtract(node.hist, built, modulus)
+                hists = (built, other) if big == 0 else (other, built)
+            next_level += [_Node(int(left_id), left_rows, (0.0, 0.0), hists[0]),
+                           _Node(int(right_id), right_rows, (0.0, 0.0), hists[1])]
+        level = next_level
+        if not level:
+            break
+
+
+def _permuted(cands: Candidates, order: np.ndarray) -> Candidates:
+    return Candidates(cands.feature[order], cands.bin[order], cands.default_left[order], cands.left[order])

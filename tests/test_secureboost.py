@@ -1,0 +1,174 @@
+"""SecureBoost grows the trees the plaintext reference grows on the joined columns (and so XGBoost's),
+with one or two hosts, every objective and missing values; hosts see ciphertexts only; joint
+prediction reproduces the training scores; the components run as a job after PSI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sharedml.crypto import parallel
+from sharedml.flow.catalog import Catalog
+from sharedml.flow.runner import LocalRunner
+from sharedml.flow.spec import parse_job
+from sharedml.ml.metrics import roc_auc
+from sharedml.ml.preprocess import QuantileBinner
+from sharedml.ml.tree import PlainBoost
+from sharedml.ml.tree.joint_predict import predict_guest, predict_host
+from sharedml.ml.tree.secureboost import BoostParams, fit_guest, fit_host
+from sharedml.runtime.simulate import simulate
+
+xgb = pytest.importorskip("xgboost")
+KEY_BITS = 1024  # test speed; the component's default is 2048
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_process():
+    parallel.configure(workers=1)  # small arrays: worker processes would only add start-up time
+    yield
+
+
+@pytest.fixture(scope="module")
+def breast(data_dir):
+    guest = pd.read_csv(data_dir / "breast_hetero_guest.csv")
+    host = pd.read_csv(data_dir / "breast_hetero_host.csv")
+    joined = guest.merge(host, on="id", suffixes=("_g", "_h"))
+    guest_x = joined[[c for c in joined.columns if c.endswith("_g")]].to_numpy(np.float64)
+    host_x = joined[[c for c in joined.columns if c.endswith("_h")]].to_numpy(np.float64)
+    return guest_x, host_x, joined["y"].to_numpy(np.float64)
+
+
+def secure_fit(guest_x, hosts_x: dict[str, np.ndarray], y, params: BoostParams, recorder=None):
+    roles = {"guest": "guest", **{h: "host" for h in hosts_x}}
+
+    def fn(ctx):
+        if ctx.role == "guest":
+            return fit_guest(ctx, params, guest_x, y)
+        return fit_host(ctx, params, hosts_x[ctx.party])
+    return simulate(fn, roles, timeout=120, recorder=recorder)
+
+
+def reference(guest_x, hosts_x, y, params: BoostParams) -> tuple[PlainBoost, np.ndarray]:
+    codes = np.hstack([QuantileBinner(params.max_bin).fit_transform(x) for x in [guest_x, *hosts_x.values()]])
+    plain = PlainBoost(params.objective, params.n_estimators, params.max_depth, params.learning_rate,
+                       params.reg_lambda, params.gamma, params.min_child_weight, params.max_bin,
+                       params.num_class).fit(codes, y)
+    return plain, codes
+
+
+def assert_same_trees(out, plain: PlainBoost, widths: dict[str, int]) -> None:
+    """Every split node: same owner-side feature (in joined numbering) and bin as the reference."""
+    offsets, start = {}, 0
+    for party, width in widths.items():
+        offsets[party], start = start, start + width
+    trees = out["guest"]["model"]["trees"]
+    assert len(trees) == len(plain.trees)
+    for t, (ours, ref) in enumerate(zip(trees, plain.trees, strict=True)):
+        assert len(ours["owner"]) == len(ref.feature), f"tree {t}: different shape"
+        for node, feature in enumerate(ref.feature):
+            if feature < 0:
+                assert ours["left"][node] < 0
+                assert ours["value"][node] == pytest.approx(ref.value[node], abs=1e-12)
+                continue
+            owner = ours["owner"][node] or "guest"
+            if owner == "guest":
+                split = (ours["feature"][node], ours["bin"][node], ours["default_left"][node])
+            else:
+                split = tuple(out[owner]["model"]["splits"][f"{t}:{node}"])
+            assert (split[0] + offsets[owner], split[1], split[2]) == \
+                (ref.feature[node], ref.bin[node], ref.default_left[node]), f"tree {t} node {node}"
+
+
+def test_breast_same_trees_as_the_plaintext_reference_and_xgboost_auc(breast):
+    guest_x, host_x, y = breast
+    params = BoostParams(n_estimators=5, max_depth=4, key_bits=KEY_BITS)
+    out = secure_fit(guest_x, {"host": host_x}, y, params)
+    plain, codes = reference(guest_x, {"host": host_x}, y, params)
+    assert_same_trees(out, plain, {"guest": guest_x.shape[1], "host": host_x.shape[1]})
+    np.testing.assert_allclose(out["guest"]["margin"], plain.predict_margin(codes), atol=1e-9)
+    booster = xgb.train({"objective": "binary:logistic", "tree_method": "hist", "max_depth": 4, "eta": 0.3,
+                         "max_bin": params.max_bin + 1, "nthread": 1}, xgb.DMatrix(codes.astype(np.float32), label=y),
+                        5)
+    theirs = roc_auc(y, booster.predict(xgb.DMatrix(codes.astype(np.float32))))
+    assert abs(roc_auc(y, 1 / (1 + np.exp(-out["guest"]["margin"]))) - theirs) <= 0.002
+
+
+@pytest.mark.filterwarnings("ignore:1024-bit Paillier keys")
+def test_two_hosts_missing_values_and_paillier(breast):
+    guest_x, host_x, y = breast
+    host_x = host_x.copy()
+    host_x[np.random.default_rng(3).random(host_x.shape) < 0.1] = np.nan  # learned default directions
+    hosts = {"h1": host_x[:, :8], "h2": host_x[:, 8:]}
+    params = BoostParams(n_estimators=2, max_depth=3, key_bits=KEY_BITS, he_scheme="paillier",
+                         reg_lambda=2.0, gamma=0.1, min_child_weight=2.0)
+    out = secure_fit(guest_x, hosts, y, params)
+    plain, codes = reference(guest_x, hosts, y, params)
+    assert_same_trees(out, plain, {"guest": guest_x.shape[1], "h1": 8, "h2": host_x.shape[1] - 8})
+    np.testing.assert_allclose(out["guest"]["margin"], plain.predict_margin(codes), atol=1e-9)
+
+
+@pytest.mark.parametrize("objective", ["multi:softmax", "reg:squarederror"])
+def test_other_objectives_match_the_reference(objective):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 6))
+    y = (np.digitize(X[:, 0] + X[:, 4], [-0.5, 0.5]) if objective == "multi:softmax"
+         else 3 * X[:, 1] - 2 * X[:, 5] + rng.normal(size=300))
+    params = BoostParams(objective=objective, n_estimators=2, max_depth=3, key_bits=KEY_BITS)
+    out = secure_fit(X[:, :3], {"host": X[:, 3:]}, y, params)
+    plain, codes = reference(X[:, :3], {"host": X[:, 3:]}, y, params)
+    assert_same_trees(out, plain, {"guest": 3, "host": 3})
+    np.testing.assert_allclose(out["guest"]["margin"], plain.predict_margin(codes), atol=1e-9)
+
+
+def test_hosts_receive_only_ciphertexts_and_prediction_reproduces_training(breast):
+    guest_x, host_x, y = breast
+    params = BoostParams(n_estimators=2, max_depth=3, key_bits=KEY_BITS)
+    records = []
+    out = secure_fit(guest_x, {"host": host_x}, y, params, recorder=records.append)
+    to_host = b"".join(r.payload for r in records if r.dst == "host")
+    first_g = 1 / (1 + np.exp(-np.full(len(y), np.log(y.mean() / (1 - y.mean()))))) - y
+    for secret in (y, first_g, 0.25 * np.ones(3)):  # labels, first-round gradients (raw float64 bytes)
+        assert np.asarray(secret, dtype=np.float64)[:3].tobytes() not in to_host
+    assert {r.key.tag.split("/")[-1] for r in records if r.dst == "host"} <= {"setup", "gh", "won", "partition"}
+
+    def predict(ctx):
+        if ctx.role == "guest":
+            return predict_guest(ctx, out["guest"]["model"], guest_x)
+        return predict_host(ctx, out["host"]["model"], host_x)
+    margins = simulate(predict, {"guest": "guest", "host": "host"}, timeout=30)["guest"]
+    np.testing.assert_allclose(margins, out["guest"]["margin"], atol=1e-12)
+
+
+JOB = """
+job: vertical
+timeout: 120
+parties:
+  bank: {role: guest, data: {clients: clients}}
+  shop: {role: host, data: {clients: clients}}
+tasks:
+  align: {component: psi, inputs: {data: $clients}}
+  boost: {component: hetero_secureboost, inputs: {train: align.data},
+          params: {n_estimators: 3, max_depth: 3, key_bits: 1024}}
+  score: {component: hetero_secureboost_predict, inputs: {model: boost.model, data: align.data}}
+"""
+
+
+@pytest.mark.slow
+def test_psi_then_secureboost_then_prediction_as_a_job(tmp_path, data_dir):
+    catalogs = {}
+    for party, name, rows in (("bank", "guest", slice(0, 500)), ("shop", "host", slice(60, None))):
+        folder = tmp_path / party
+        folder.mkdir()
+        pd.read_csv(data_dir / f"breast_hetero_{name}.csv").iloc[rows].to_csv(folder / "c.csv", index=False)
+        catalogs[party] = Catalog.from_mapping({"datasets": {"clients": {"path": "c.csv"}}}, party, folder)
+    result = LocalRunner(tmp_path / "runs").run(parse_job(JOB), catalogs)
+    assert result.state == "succeeded", result.error
+    trained = result.output("bank", "boost", "predictions")
+    scored = result.output("bank", "score", "predictions")
+    assert len(scored) == 440 and list(scored.columns) == ["id", "y", "score", "predicted"]
+    np.testing.assert_allclose(scored["score"], trained["score"], atol=1e-12)
+    assert roc_auc(scored["y"], scored["score"]) > 0.98
+    assert set(result.output("shop", "boost", "importance")["feature"]) == {f"x{i}" for i in range(20)}
+    with pytest.raises(Exception, match="no output 'predictions'"):
+        result.output("shop", "boost", "predictions")
