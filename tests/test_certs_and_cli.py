@@ -68,22 +68,29 @@ def test_run_with_a_malformed_catalog_argument_is_a_usage_error(tmp_path):
     assert result.exit_code == 2 and "PARTY=FILE" in result.output
 
 
+QUICK = ["--rows", "15500", "--trees", "2", "--depth", "3"]  # the demo's vertical job, shortened for tests
+
+
 def test_demo_in_threads_prints_the_total_and_matching_statistics(tmp_path, data_dir):
-    result = runner.invoke(app, ["demo", "--mode", "threads", "--workdir", str(tmp_path), "--data-dir", str(data_dir)])
+    result = runner.invoke(app, ["demo", "--mode", "threads", "--workdir", str(tmp_path), "--data-dir", str(data_dir),
+                                 *QUICK])
     assert result.exit_code == 0, result.output
+    assert "bank and insurer share 1,000 clients (expected 1,000)" in result.output
+    auc = " ".join(result.output.split()).split("(difference ")[1].split(")")[0]
+    assert abs(float(auc)) <= 0.002  # SecureBoost's AUC against xgboost's on the joined plaintext
     assert result.output.count("learned the total 45") == 3
     text = " ".join(result.output.split())
     figures = text.split("(which no party has): ")[1].split(" job file")[0].split()
     assert figures[0::2] == ["count", "mean", "std", "min", "max"]
     assert all(float(v.rstrip(",")) < 1e-9 for v in figures[1::2])
-    runs = list((tmp_path / "runs").glob("demo-*/bank/total/_SUCCESS"))
+    runs = list((tmp_path / "horizontal" / "runs").glob("demo-*/bank/total/_SUCCESS"))
     assert len(runs) == 1
 
 
 @pytest.mark.slow
 def test_demo_over_grpc_processes(tmp_path, data_dir):
-    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path), "--data-dir", str(data_dir)])
+    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path), "--data-dir", str(data_dir), *QUICK])
     assert result.exit_code == 0, result.output
     assert result.output.count("learned the total 45") == 3
-    config = json.loads(next((tmp_path / "runs").glob("demo-*/_local/bank.config.json")).read_text())
+    config = json.loads(next((tmp_path / "horizontal" / "runs").glob("demo-*/_local/bank.config.json")).read_text())
     assert config["peers"] and all(a.startswith("127.0.0.1:") for a in config["peers"].values())

@@ -140,18 +140,31 @@ def demo(
                                            "or threads (in-memory)")] = "processes",
     data_dir: Annotated[Path | None, typer.Option(help="folder of the example CSVs (default: ../shared/data)")] = None,
     workdir: Annotated[Path, typer.Option(help="where the demo writes its files")] = Path("sharedml-demo"),
-    timeout: Annotated[float, typer.Option(help="seconds a party waits for a peer")] = 60.0,
+    timeout: Annotated[float, typer.Option(help="seconds a party waits for a peer")] = 120.0,
+    rows: Annotated[int, typer.Option(help="clients each party of the vertical job holds")] = 27_000,
+    trees: Annotated[int, typer.Option(help="SecureBoost trees")] = 5,
+    depth: Annotated[int, typer.Option(help="SecureBoost tree depth")] = 4,
 ) -> None:
-    """Run a three-party job on the bundled example data: secure sum, then federated statistics."""
-    from .demo import PRIVATE_VALUES, DemoDataError, plaintext_check, run_demo
+    """Run the example jobs: vertical (PSI, SecureBoost, prediction), then horizontal (secure sum, statistics)."""
+    from .demo import DemoDataError, find_example_data, run_demo
+    from .demo_vertical import run_vertical
 
     _check_mode(mode)
     console.rule("[bold]sharedml demo")
-    console.print("Three parties — bank, insurer, shop — each with its own catalog and data; "
-                  f"transport: {'gRPC + mutual TLS, one process per party' if mode == 'processes' else 'in-memory'}.")
+    transport = "gRPC + mutual TLS, one process per party" if mode == "processes" else "in-memory"
     try:
-        with console.status("running the job (secure_sum, then federated_stats)..."):
-            outcome = run_demo(workdir, data_dir, mode, timeout)
+        data = find_example_data(data_dir)
+        console.print(f"Part 1, vertical: a bank (labels) and an insurer hold different columns of partly the same "
+                      f"clients; transport: {transport}.")
+        with console.status("running PSI, then SecureBoost, then prediction..."):
+            vertical = run_vertical(workdir.resolve() / "vertical", data, mode, timeout, rows, trees, depth)
+        _print_result(vertical.result)
+        if vertical.result.state != "succeeded":
+            raise typer.Exit(1)
+        _print_vertical(vertical)
+        console.print("\nPart 2, horizontal: a bank, an insurer and a shop each hold their own rows.")
+        with console.status("running secure_sum, then federated_stats..."):
+            outcome = run_demo(workdir.resolve() / "horizontal", data, mode, timeout)
     except DemoDataError as err:
         _fail(str(err))
     except KeyboardInterrupt:
@@ -160,7 +173,28 @@ def demo(
     _print_result(result)
     if result.state != "succeeded":
         raise typer.Exit(1)
+    _print_horizontal(outcome)
 
+
+def _print_vertical(vertical) -> None:
+    result = vertical.result
+    console.rule("psi")
+    size = result.output("bank", "align", "size")
+    console.print(f"bank and insurer share {size:,} clients (expected {vertical.shared:,}); "
+                  "neither saw the other's other IDs")
+    console.rule("hetero_secureboost")
+    console.print(f"SecureBoost AUC at the bank: {vertical.auc:.4f}   {vertical.reference}: "
+                  f"{vertical.reference_auc:.4f}   (difference {vertical.auc - vertical.reference_auc:+.4f})")
+    importance = result.output("insurer", "boost", "importance")
+    console.print("the insurer's own feature importance (only it sees this): " +
+                  ", ".join(f"{r.feature} {r.splits}" for r in importance.head(5).itertuples()))
+    console.print(f"job file: {vertical.job_path}\noutputs:  {result.workdir / result.job_id}")
+
+
+def _print_horizontal(outcome) -> None:
+    from .demo import PRIVATE_VALUES, plaintext_check
+
+    result = outcome.result
     values = ", ".join(f"{p} {v}" for p, v in PRIVATE_VALUES.items())
     console.rule("secure_sum")
     for party in result.parties:
@@ -197,6 +231,7 @@ class _ProgressBars(Progress):
             if key not in self._bars:
                 self._bars[key] = self.add_task(f"{r.task} @ {r.party}", total=r.total, note="")
             self.update(self._bars[key], completed=r.done, total=r.total, note=r.message)
+
 
 
 def _print_result(result: JobResult) -> None:
