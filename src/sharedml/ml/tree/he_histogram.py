@@ -14,7 +14,10 @@ from dataclasses import dataclass
 import gmpy2
 import numpy as np
 
+from ...crypto import parallel
+
 ONE = gmpy2.mpz(1)  # an encryption of 0 (with randomness 1): the empty sum
+PARALLEL_MIN_WORK = 50_000  # row x feature additions below which worker processes cost more than they save
 
 
 def segment_products(keys: np.ndarray, values: np.ndarray, modulus, n_keys: int) -> np.ndarray:
@@ -39,11 +42,27 @@ def segment_products(keys: np.ndarray, values: np.ndarray, modulus, n_keys: int)
 
 def encrypted_histogram(ciphertexts: np.ndarray, codes: np.ndarray, rows: np.ndarray, width: int,
                         modulus) -> np.ndarray:
-    """(f, width) ciphertext sums: bin b of feature j sums the rows whose code of j is b."""
+    """(f, width) ciphertext sums: bin b of feature j sums the rows whose code of j is b.
+
+    Large nodes are split by rows across the worker processes (`sharedml.crypto.parallel`), whose
+    partial histograms are then added: the other parties wait meanwhile, so the cores are free.
+    """
+    work = len(rows) * codes.shape[1]
+    if work < PARALLEL_MIN_WORK or not parallel.enabled(work):
+        return _histogram(ciphertexts[rows], codes[rows], width, modulus)
+    parts = parallel.run(_histogram, [(ciphertexts[rows[s]], codes[rows[s]], width, modulus)
+                                      for s in parallel.split(len(rows))])
+    total = parts[0]
+    for part in parts[1:]:
+        total = total * part % modulus
+    return total
+
+
+def _histogram(ciphertexts: np.ndarray, codes: np.ndarray, width: int, modulus) -> np.ndarray:
     f = codes.shape[1]
-    node_codes = codes[rows].astype(np.int64) + np.arange(f, dtype=np.int64) * width
-    values = np.repeat(ciphertexts[rows], f)
-    return segment_products(node_codes.ravel(), values, modulus, f * width).reshape(f, width)
+    keys = codes.astype(np.int64) + np.arange(f, dtype=np.int64) * width
+    values = np.repeat(ciphertexts, f)
+    return segment_products(keys.ravel(), values, modulus, f * width).reshape(f, width)
 
 
 def subtract(parent: np.ndarray, child: np.ndarray, modulus) -> np.ndarray:
