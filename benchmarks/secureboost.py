@@ -104,7 +104,8 @@ def main() -> None:
     sets = [("default_credit", *default_credit(args.data_dir))]
     sets += [(f"synthetic {n:,} x 50", *synthetic(n)) for n in args.synthetic]
     print(f"{args.trees} trees, depth {args.depth}, {args.bins} bins, {args.he.upper()} 2048-bit")
-    print(f"{'data':24} {'ours s':>8} {'xgb s':>7} {'AUC ours':>9} {'AUC xgb':>8} {'diff':>8} {'sent MB':>8}  peak RSS MiB")
+    print(f"{'data':24} {'ours s':>8} {'xgb s':>7} {'AUC ours':>9} {'AUC xgb':>8} {'diff':>8} {'sent MB':>8}  "
+          "peak RSS MiB")
     for name, guest, host in sets:
         with tempfile.TemporaryDirectory(prefix="sharedml-sb-bench-") as tmp:
             ours = run_ours(guest, host, Path(tmp), params)
