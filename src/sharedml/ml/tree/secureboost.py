@@ -142,11 +142,11 @@ def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, g:
     leaves: list[_Node] = []
     for depth in range(params.max_depth):
         offers = {host: ctx.recv(host, f"sb/{t}/{depth}/candidates") for host in hosts}
-        decided = _choose_splits(ctx, params, t, depth, level, offers, public_key, private_key, packer, scale)
-        masks = {host: ctx.recv(host, f"sb/{t}/{depth}/masks") for host in hosts if decided[host]}
+        splits, winners = _choose_splits(ctx, params, t, depth, level, offers, private_key, packer, scale)
+        masks = {host: ctx.recv(host, f"sb/{t}/{depth}/masks") for host in winners}
         partition, next_level = [], []
         for node in level:
-            split = decided["splits"].get(node.id)
+            split = splits.get(node.id)
             if split is None:
                 leaves.append(node)
                 continue
@@ -177,8 +177,13 @@ def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, g:
 
 
 def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level: list[_Node],
-                   offers: dict[str, Any], public_key, private_key, packer: Packer, scale: float) -> dict[str, Any]:
-    """Best split of every node of a level; tells each winning host which of its candidates won."""
+                   offers: dict[str, Any], private_key, packer: Packer,
+                   scale: float) -> tuple[dict[int, tuple[str, Split]], list[str]]:
+    """Best split of every node of a level (owner "" = the guest), and the hosts that won any.
+
+    Each host hears which of its shuffled candidates won, per node (several if they tie: it breaks
+    the tie by its own feature and bin order, as the plaintext algorithm does)."""
+    public_key = private_key.public_key
     decrypted = {}
     for host, offer in offers.items():
         counts = [int(c) for c in offer["counts"]]
@@ -208,7 +213,7 @@ def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level:
             wins[owner][node.id] = tied
     for host in offers:
         ctx.send(host, f"sb/{t}/{depth}/won", wins[host])
-    return {"splits": splits, **{host: bool(wins[host]) for host in offers}}
+    return splits, [host for host in offers if wins[host]]
 
 
 def _unpack_mask(packed: np.ndarray, n: int) -> np.ndarray:
