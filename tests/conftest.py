@@ -44,3 +44,21 @@ def pk(paillier_keys):
 @pytest.fixture(scope="session")
 def sk(paillier_keys):
     return paillier_keys[1]
+
+
+@pytest.fixture
+def write_catalogs(tmp_path):
+    """`write_catalogs({party: table})`: each party gets a folder with its table as CSV and a catalog
+    naming it "clients"; returns {party: Catalog}."""
+    from sharedml.flow.catalog import Catalog
+
+    def write(frames: dict, dataset: str = "clients") -> dict:
+        catalogs = {}
+        for party, frame in frames.items():
+            folder = tmp_path / party
+            folder.mkdir(parents=True)
+            frame.to_csv(folder / f"{dataset}.csv", index=False)
+            catalogs[party] = Catalog.from_mapping({"datasets": {dataset: {"path": f"{dataset}.csv"}}}, party,
+                                                   folder)
+        return catalogs
+    return write

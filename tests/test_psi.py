@@ -3,15 +3,12 @@ receivers, cardinality, bad input, a hostile peer, what crosses the wire, and re
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sharedml.flow.catalog import Catalog
 from sharedml.flow.runner import LocalRunner
 from sharedml.flow.spec import parse_job
 from sharedml.flow.store import JobStore, sqlite_url
@@ -213,15 +210,10 @@ tasks:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["threads", "processes"])
-def test_psi_job_aligns_the_bundled_vertical_data(tmp_path, data_dir, mode):
+def test_psi_job_aligns_the_bundled_vertical_data(tmp_path, data_dir, mode, write_catalogs):
     frames = {"bank": pd.read_csv(data_dir / "breast_hetero_guest.csv").iloc[:400],
               "shop": pd.read_csv(data_dir / "breast_hetero_host.csv").iloc[200:]}
-    catalogs = {}
-    for party, frame in frames.items():
-        folder = Path(tmp_path / party)
-        folder.mkdir()
-        frame.to_csv(folder / "clients.csv", index=False)
-        catalogs[party] = Catalog.from_mapping({"datasets": {"clients": {"path": "clients.csv"}}}, party, folder)
+    catalogs = write_catalogs(frames)
     seen = []
     result = LocalRunner(tmp_path / "runs").run(parse_job(PSI_JOB), catalogs, mode=mode, on_progress=seen.append)
     assert result.state == "succeeded", result.error
@@ -235,13 +227,9 @@ def test_psi_job_aligns_the_bundled_vertical_data(tmp_path, data_dir, mode):
     assert list(bank.columns) == list(frames["bank"].columns)
 
 
-def test_rerunning_a_failed_psi_job_resumes_it(tmp_path, monkeypatch):
-    catalogs = {}
-    for party, start in (("bank", 0), ("shop", 1500)):
-        folder = tmp_path / party
-        folder.mkdir()
-        pd.DataFrame({"id": [f"c{v}" for v in range(start, start + 3000)]}).to_csv(folder / "c.csv", index=False)
-        catalogs[party] = Catalog.from_mapping({"datasets": {"clients": {"path": "c.csv"}}}, party, folder)
+def test_rerunning_a_failed_psi_job_resumes_it(tmp_path, monkeypatch, write_catalogs):
+    catalogs = write_catalogs({party: pd.DataFrame({"id": [f"c{v}" for v in range(start, start + 3000)]})
+                                         for party, start in (("bank", 0), ("shop", 1500))})
     job = parse_job(PSI_JOB.replace("id_columns: id", "bucket_size: 1000"))
     real_bucket, ran, crash = ecdh._bucket, [], [True]
 

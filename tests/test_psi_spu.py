@@ -165,20 +165,15 @@ def test_plain_tcp_only_on_loopback(spu):
 
 
 @pytest.mark.slow
-def test_psi_job_with_the_spu_engine_over_mutual_tls(spu, tmp_path):
+def test_psi_job_with_the_spu_engine_over_mutual_tls(spu, tmp_path, write_catalogs):
     import pandas as pd
 
-    from sharedml.flow.catalog import Catalog
     from sharedml.flow.runner import LocalRunner
     from sharedml.flow.spec import parse_job
 
-    catalogs = {}
-    for party, start in (("bank", 0), ("shop", 300)):
-        folder = tmp_path / party
-        folder.mkdir()
-        pd.DataFrame({"id": [f"c{v}" for v in range(start, start + 600)], party: range(600)}).to_csv(
-            folder / "c.csv", index=False)
-        catalogs[party] = Catalog.from_mapping({"datasets": {"clients": {"path": "c.csv"}}}, party, folder)
+    catalogs = write_catalogs({
+        party: pd.DataFrame({"id": [f"c{v}" for v in range(start, start + 600)], party: range(600)})
+        for party, start in (("bank", 0), ("shop", 300))})
     job = parse_job("""
 job: align
 timeout: 60

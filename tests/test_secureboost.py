@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from sharedml.crypto import parallel
-from sharedml.flow.catalog import Catalog
 from sharedml.flow.runner import LocalRunner
 from sharedml.flow.spec import parse_job
 from sharedml.ml.metrics import roc_auc
@@ -155,13 +154,10 @@ tasks:
 
 
 @pytest.mark.slow
-def test_psi_then_secureboost_then_prediction_as_a_job(tmp_path, data_dir):
-    catalogs = {}
-    for party, name, rows in (("bank", "guest", slice(0, 500)), ("shop", "host", slice(60, None))):
-        folder = tmp_path / party
-        folder.mkdir()
-        pd.read_csv(data_dir / f"breast_hetero_{name}.csv").iloc[rows].to_csv(folder / "c.csv", index=False)
-        catalogs[party] = Catalog.from_mapping({"datasets": {"clients": {"path": "c.csv"}}}, party, folder)
+def test_psi_then_secureboost_then_prediction_as_a_job(tmp_path, data_dir, write_catalogs):
+    catalogs = write_catalogs({
+        party: pd.read_csv(data_dir / f"breast_hetero_{name}.csv").iloc[rows]
+        for party, name, rows in (("bank", "guest", slice(0, 500)), ("shop", "host", slice(60, None)))})
     result = LocalRunner(tmp_path / "runs").run(parse_job(JOB), catalogs)
     assert result.state == "succeeded", result.error
     trained = result.output("bank", "boost", "predictions")
