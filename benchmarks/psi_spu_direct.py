@@ -1,5 +1,6 @@
 """The baseline for our `engine: spu`: spu.psi called directly, two parties as two processes on
-loopback, plain TCP, on the same ID files. Used by benchmarks/psi.py; prints one JSON line.
+loopback, on the same ID files, with the link on mutual TLS as ours is (certificates made here).
+Used by benchmarks/psi.py; prints one JSON line.
 
     python benchmarks/psi_spu_direct.py ALICE.parquet BOB.parquet WORKDIR [rr22|kkrt|ecdh]
 """
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from sharedml.net.certs import init_federation
+
 
 def party(rank: int, ports: list[int], source: str, folder: str, protocol: str, out: mp.Queue) -> None:
     import spu.psi as psi
@@ -26,6 +29,13 @@ def party(rank: int, ports: list[int], source: str, folder: str, protocol: str, 
     desc = link.Desc()
     for r, port in enumerate(ports):
         desc.add_party(f"p{r}", f"127.0.0.1:{port}")
+    certs = Path(folder) / "direct-certs"
+    desc.enable_ssl = True
+    for options in (desc.client_ssl_opts, desc.server_ssl_opts):
+        options.cert.certificate_path = str(certs / f"p{rank}.crt")
+        options.cert.private_key_path = str(certs / f"p{rank}.key")
+        options.verify.ca_file_path = str(certs / "ca.crt")
+        options.verify.verify_depth = 2
     lctx = link.create_brpc(desc, rank)
     kinds = {"rr22": psi.PsiProtocol.PROTOCOL_RR22, "kkrt": psi.PsiProtocol.PROTOCOL_KKRT,
              "ecdh": psi.PsiProtocol.PROTOCOL_ECDH}
@@ -48,6 +58,7 @@ def main() -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             ports.append(s.getsockname()[1])
+    init_federation(["p0", "p1"], Path(folder) / "direct-certs")
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     started = time.perf_counter()
