@@ -127,12 +127,11 @@ def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, g:
     magnitude = int(np.ceil(np.log2(max(np.abs(g).max(initial=0), h.max(initial=0), 1.0))))
     frac_bits = min(params.frac_bits, 61 - magnitude)
     scale = float(1 << frac_bits)
-    bound = 1 << (magnitude + frac_bits)  # a power of two: hosts learn only the magnitude of max |g|, |h|
+    bound = 1 << (magnitude + frac_bits)
     packer = Packer.for_key(public_key, bound, len(g))
     ints = np.stack([np.rint(g * scale), np.rint(h * scale)], axis=1).astype(np.int64)
     cipher = packer.encrypt(private_key, ints)
-    wire = {"packer": [packer.slot_bits, packer.slots, packer.value_bound, packer.max_terms],
-            "ciphertexts": public_key.ciphertexts_to_bytes(cipher.ciphertexts)}
+    wire = {"ciphertexts": public_key.ciphertexts_to_bytes(cipher.ciphertexts)}  # hosts need no layout
     ctx.broadcast(f"sb/{t}/gh", wire, hosts)
 
     tree = GuestTree()
