@@ -15,6 +15,7 @@ from sharedml.ml.metrics import roc_auc
 from sharedml.ml.preprocess import QuantileBinner
 from sharedml.ml.tree import PlainBoost
 from sharedml.ml.tree.joint_predict import predict_guest, predict_host
+from sharedml.ml.tree.sampling import Sampling
 from sharedml.ml.tree.secureboost import BoostParams, fit_guest, fit_host
 from sharedml.runtime.simulate import simulate
 
@@ -38,21 +39,23 @@ def breast(data_dir):
     return guest_x, host_x, joined["y"].to_numpy(np.float64)
 
 
-def secure_fit(guest_x, hosts_x: dict[str, np.ndarray], y, params: BoostParams, recorder=None):
+def secure_fit(guest_x, hosts_x: dict[str, np.ndarray], y, params: BoostParams, recorder=None, valid=None):
+    """Fit as guest + hosts in threads; `valid`: (guest's validation X, hosts' validation Xs, y)."""
     roles = {"guest": "guest", **{h: "host" for h in hosts_x}}
 
     def fn(ctx):
         if ctx.role == "guest":
-            return fit_guest(ctx, params, guest_x, y)
-        return fit_host(ctx, params, hosts_x[ctx.party])
+            return fit_guest(ctx, params, guest_x, y, *((valid[0], valid[2]) if valid else ()))
+        return fit_host(ctx, params, hosts_x[ctx.party], valid[1][ctx.party] if valid else None)
     return simulate(fn, roles, timeout=120, recorder=recorder)
 
 
 def reference(guest_x, hosts_x, y, params: BoostParams) -> tuple[PlainBoost, np.ndarray]:
-    codes = np.hstack([QuantileBinner(params.max_bin).fit_transform(x) for x in [guest_x, *hosts_x.values()]])
+    blocks = [guest_x, *hosts_x.values()]
+    codes = np.hstack([QuantileBinner(params.max_bin).fit_transform(x) for x in blocks])
     plain = PlainBoost(params.objective, params.n_estimators, params.max_depth, params.learning_rate,
                        params.reg_lambda, params.gamma, params.min_child_weight, params.max_bin,
-                       params.num_class).fit(codes, y)
+                       params.num_class, params.sampling, [x.shape[1] for x in blocks]).fit(codes, y)
     return plain, codes
 
 
@@ -120,6 +123,63 @@ def test_other_objectives_match_the_reference(objective):
     np.testing.assert_allclose(out["guest"]["margin"], plain.predict_margin(codes), atol=1e-9)
 
 
+@pytest.mark.parametrize("sampling", [Sampling(subsample=0.7, colsample_bytree=0.5, seed=7),
+                                      Sampling(goss=True, top_rate=0.2, other_rate=0.3, colsample_bytree=0.8, seed=3)],
+                         ids=["uniform", "goss"])
+def test_row_and_column_sampling_match_the_reference(breast, sampling):
+    guest_x, host_x, y = breast
+    hosts = {"h1": host_x[:, :8], "h2": host_x[:, 8:]}
+    params = BoostParams(n_estimators=3, max_depth=3, key_bits=KEY_BITS, sampling=sampling)
+    out = secure_fit(guest_x, hosts, y, params)
+    plain, codes = reference(guest_x, hosts, y, params)
+    assert_same_trees(out, plain, {"guest": guest_x.shape[1], "h1": 8, "h2": host_x.shape[1] - 8})
+    np.testing.assert_allclose(out["guest"]["margin"], plain.predict_margin(codes), atol=1e-9)
+    unsampled = BoostParams(n_estimators=3, max_depth=3)
+    assert not np.allclose(plain.predict_margin(codes), reference(guest_x, hosts, y, unsampled)[0].predict_margin(
+        codes)), "sampling changed nothing: the test would not notice it being ignored"
+
+
+def test_guest_only_first_round_involves_no_host(breast):
+    guest_x, host_x, y = breast
+    params = BoostParams(n_estimators=2, max_depth=3, key_bits=KEY_BITS, guest_only_rounds=1)
+    records = []
+    out = secure_fit(guest_x, {"host": host_x}, y, params, recorder=records.append)
+    first, second = out["guest"]["model"]["trees"]
+    assert set(first["owner"]) == {""} and "host" in second["owner"]
+    assert not [key for key in out["host"]["model"]["splits"] if key.startswith("0:")]
+    to_host_first_tree = [r for r in records if r.dst == "host" and r.key.tag.startswith("sb/0/")]
+    assert [r.key.tag for r in to_host_first_tree] == ["sb/0/gh"]
+    assert len(to_host_first_tree[0].payload) < 100  # "guest only": no ciphertexts
+    plain = PlainBoost(n_estimators=1, max_depth=3, max_bin=params.max_bin).fit(
+        QuantileBinner(params.max_bin).fit_transform(guest_x), y)
+    assert first["feature"] == plain.trees[0].feature.tolist()
+    assert first["bin"] == plain.trees[0].bin.tolist()
+
+
+def test_early_stopping_keeps_the_best_round_as_xgboost_does(breast):
+    guest_x, host_x, y = breast
+    train, valid = np.arange(len(y)) % 3 != 0, np.arange(len(y)) % 3 == 0
+    params = BoostParams(n_estimators=40, max_depth=3, learning_rate=0.5, key_bits=KEY_BITS, early_stopping_rounds=2)
+    out = secure_fit(guest_x[train], {"host": host_x[train]}, y[train], params,
+                     valid=(guest_x[valid], {"host": host_x[valid]}, y[valid]))
+    model = out["guest"]["model"]
+    binners = [QuantileBinner(params.max_bin).fit(x[train]) for x in (guest_x, host_x)]
+    codes = [np.hstack([b.transform(x[rows]) for b, x in zip(binners, (guest_x, host_x), strict=True)])
+             for rows in (train, valid)]
+    booster = xgb.train({"objective": "binary:logistic", "tree_method": "hist", "max_depth": 3, "eta": 0.5,
+                         "max_bin": params.max_bin + 1, "nthread": 1},
+                        xgb.DMatrix(codes[0].astype(np.float32), label=y[train]), 40,
+                        evals=[(xgb.DMatrix(codes[1].astype(np.float32), label=y[valid]), "valid")],
+                        early_stopping_rounds=2, verbose_eval=False)
+    assert booster.best_iteration < 38, "no early stop happened: the test would prove nothing"
+    assert model["best_round"] == booster.best_iteration
+    assert len(model["trees"]) == booster.best_iteration + 1
+    assert all(int(key.split(":")[0]) <= model["best_round"] for key in out["host"]["model"]["splits"])
+    ours = 1 / (1 + np.exp(-out["guest"]["margin"]))
+    np.testing.assert_allclose(ours, booster.predict(xgb.DMatrix(codes[0].astype(np.float32)),
+                                                     iteration_range=(0, booster.best_iteration + 1)), atol=1e-5)
+
+
 def test_hosts_receive_only_ciphertexts_and_prediction_reproduces_training(breast):
     guest_x, host_x, y = breast
     params = BoostParams(n_estimators=2, max_depth=3, key_bits=KEY_BITS)
@@ -147,8 +207,8 @@ parties:
   shop: {role: host, data: {clients: clients}}
 tasks:
   align: {component: psi, inputs: {data: $clients}}
-  boost: {component: hetero_secureboost, inputs: {train: align.data},
-          params: {n_estimators: 3, max_depth: 3, key_bits: 1024}}
+  boost: {component: hetero_secureboost, inputs: {train: align.data, validate: align.data},
+          params: {n_estimators: 3, max_depth: 3, key_bits: 1024, early_stopping_rounds: 2}}
   score: {component: hetero_secureboost_predict, inputs: {model: boost.model, data: align.data}}
 """
 

@@ -25,6 +25,7 @@ from sharedml.ml.tree import (
     get_objective,
     subtract_histogram,
 )
+from sharedml.ml.tree.sampling import Sampling
 
 xgb = pytest.importorskip("xgboost")
 roc_auc_score = pytest.importorskip("sklearn.metrics").roc_auc_score
@@ -264,3 +265,33 @@ def test_binner_codes_edges_thresholds_and_persistence():
     restored = QuantileBinner.from_dict(json.loads(json.dumps(binner.to_dict())))
     assert np.array_equal(restored.transform(X), codes)
     assert QuantileBinner(max_bin=300).fit(X).transform(X).dtype == np.uint16
+
+
+def test_goss_keeps_the_largest_gradients_and_reweights_a_sample_of_the_rest():
+    rng = np.random.default_rng(0)
+    g, h = rng.normal(size=1000), rng.random(1000)
+    sampling = Sampling(goss=True, top_rate=0.1, other_rate=0.2, seed=5)
+    g2, h2 = sampling.rows(0, g, h)
+    top = np.argsort(-np.abs(g))[:100]
+    np.testing.assert_array_equal(g2[top], g[top])
+    rest = np.setdiff1d(np.arange(1000), top)
+    kept = rest[g2[rest] != 0]
+    assert len(kept) == 200
+    np.testing.assert_allclose(g2[kept], g[kept] * 0.9 / 0.2)
+    np.testing.assert_allclose(h2[kept], h[kept] * 0.9 / 0.2)
+    g3, _ = sampling.rows(1, g, h)
+    assert not np.array_equal(g2 != 0, g3 != 0), "every tree draws its own sample"
+
+
+def test_uniform_row_and_column_sampling_are_seeded_and_fresh_without_a_seed():
+    g = np.ones(10_000)
+    sampling = Sampling(subsample=0.3, colsample_bytree=0.4, seed=1)
+    used = sampling.rows(0, g, g)[0] != 0
+    assert abs(used.mean() - 0.3) < 0.02
+    np.testing.assert_array_equal(used, Sampling(subsample=0.3, seed=1).rows(0, g, g)[0] != 0)
+    columns = sampling.columns(2, 0, 10)
+    assert len(columns) == 4 and np.all(np.diff(columns) > 0)
+    assert any(not np.array_equal(columns, sampling.columns(2, t, 10)) for t in range(1, 5))
+    assert Sampling(subsample=0.5).with_seed().seed != Sampling(subsample=0.5).with_seed().seed
+    with pytest.raises(ValueError):
+        Sampling(goss=True, subsample=0.5)

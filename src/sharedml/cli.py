@@ -127,9 +127,10 @@ def components() -> None:
     from .runtime.component import registered
 
     load_builtin_components()
-    table = Table("component", "roles", "inputs", "outputs", "description")
+    table = Table("component", "roles", "inputs ([optional])", "outputs", "description")
     for comp in registered().values():
-        table.add_row(comp.name, ", ".join(comp.roles or ["any"]), ", ".join(comp.inputs),
+        inputs = list(comp.inputs) + [f"[{name}]" for name in comp.optional_inputs]
+        table.add_row(comp.name, ", ".join(comp.roles or ["any"]), ", ".join(inputs),
                       ", ".join(comp.outputs), comp.description)
     console.print(table)
 

@@ -62,11 +62,12 @@ def check_components(spec: JobSpec, document: YamlDocument | None = None) -> dic
                 if spec.parties[party].role not in comp.roles:
                     problems.append((("parties", party, "role"), f"{spec.parties[party].role!r} cannot run "
                                      f"{comp.name!r} (task {name}); allowed roles: {', '.join(comp.roles)}"))
-        unknown = sorted(set(task.inputs) - set(comp.inputs))
+        accepted = comp.inputs + comp.optional_inputs
+        unknown = sorted(set(task.inputs) - set(accepted))
         missing = sorted(set(comp.inputs) - set(task.inputs))
         if unknown:
             problems.append((("tasks", name, "inputs", unknown[0]), f"{comp.name!r} takes no input {unknown}; "
-                             f"its inputs are: {', '.join(comp.inputs) or 'none'}"))
+                             f"its inputs are: {', '.join(accepted) or 'none'}"))
         if missing:
             problems.append((("tasks", name, "inputs"), f"{comp.name!r} needs input(s) {missing}"))
         for input_name, text in task.inputs.items():

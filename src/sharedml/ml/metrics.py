@@ -26,3 +26,12 @@ def accuracy(y: np.ndarray, predicted: np.ndarray) -> float:
 
 def rmse(y: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(y, dtype=np.float64) - predicted) ** 2)))
+
+
+def log_loss(y: np.ndarray, probability: np.ndarray, eps: float = 1e-15) -> float:
+    """Mean negative log-likelihood: binary (probability of class 1, shape (n,)) or multi-class ((n, K))."""
+    p = np.clip(np.asarray(probability, dtype=np.float64), eps, 1 - eps)
+    y = np.asarray(y)
+    if p.ndim == 1:
+        return float(-np.mean(np.where(y > 0.5, np.log(p), np.log(1 - p))))
+    return float(-np.mean(np.log(p[np.arange(len(y)), y.astype(np.int64)])))

@@ -28,13 +28,15 @@ class Component:
     outputs: tuple[str, ...]
     min_parties: int
     description: str
+    optional_inputs: tuple[str, ...] = ()  # may be left out of a task; the function then gets its default
 
 
 _REGISTRY: dict[str, Component] = {}
 
 
 def component(name: str, *, params: type[BaseModel] = NoParams, roles: tuple[str, ...] | None = None,
-              inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = (), min_parties: int = 1):
+              inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = (), min_parties: int = 1,
+              optional_inputs: tuple[str, ...] = ()):
     """Register `func` as the component `name` (decorator)."""
 
     def register(func: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -42,7 +44,7 @@ def component(name: str, *, params: type[BaseModel] = NoParams, roles: tuple[str
             raise ValueError(f"component {name!r} is registered twice")
         doc = (func.__doc__ or "").strip().splitlines()
         _REGISTRY[name] = Component(name, func, params, roles, tuple(inputs), tuple(outputs), min_parties,
-                                    doc[0] if doc else "")
+                                    doc[0] if doc else "", tuple(optional_inputs))
         return func
 
     return register

@@ -13,12 +13,13 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ...runtime.component import component
 from ...runtime.context import Context
 from ..metrics import accuracy, rmse, roc_auc
 from .joint_predict import predict_guest, predict_host, transform
+from .sampling import Sampling
 from .secureboost import BoostParams, fit_guest, fit_host
 
 
@@ -37,16 +38,40 @@ class SecureBoostParams(BaseModel):
     max_bin: int = Field(32, ge=2, le=255, description="bins per feature (each party bins its own columns)")
     he_scheme: Literal["ou", "paillier"] = Field("ou", description="homomorphic scheme for g and h")
     key_bits: int = Field(2048, ge=1024, description="HE modulus size; below 2048 only for tests")
+    subsample: float = Field(1.0, gt=0, le=1, description="share of rows each tree uses (hosts cannot tell which)")
+    colsample_bytree: float = Field(1.0, gt=0, le=1, description="share of each party's own features per tree")
+    goss: bool = Field(False, description="gradient-based one-side sampling instead of uniform `subsample`")
+    top_rate: float = Field(0.2, gt=0, lt=1, description="GOSS: share of rows with the largest |g| always kept")
+    other_rate: float = Field(0.1, gt=0, lt=1, description="GOSS: share of rows sampled from the rest")
+    seed: int | None = Field(None, ge=0, description="sampling seed (default: fresh CSPRNG seeds per party)")
+    guest_only_rounds: int = Field(0, ge=0, description="first rounds grown on the guest's features only")
+    complete_secure: bool = Field(False, description="FATE's name for guest_only_rounds >= 1")
+    early_stopping_rounds: int | None = Field(None, ge=1, description="stop after this many rounds without a "
+                                              "better validation score (needs the `validate` input)")
+    eval_metric: Literal["auto", "logloss", "mlogloss", "auc", "rmse", "accuracy"] = Field(
+        "auto", description="validation metric; auto: logloss, rmse or mlogloss by objective")
 
     @field_validator("id_columns", mode="before")
     @classmethod
     def _one_column(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> SecureBoostParams:
+        if self.goss and self.subsample < 1:
+            raise ValueError("choose either goss or subsample < 1, not both")
+        if self.goss and self.top_rate + self.other_rate > 1:
+            raise ValueError("goss needs top_rate + other_rate <= 1")
+        return self
+
     def boost(self) -> BoostParams:
+        sampling = Sampling(self.subsample, self.colsample_bytree, self.goss, self.top_rate, self.other_rate,
+                            self.seed)
+        guest_only = max(self.guest_only_rounds, 1 if self.complete_secure else 0)
         return BoostParams(self.objective, self.num_class, self.n_estimators, self.max_depth, self.learning_rate,
                            self.reg_lambda, self.gamma, self.min_child_weight, self.max_bin, self.he_scheme,
-                           self.key_bits)
+                           self.key_bits, sampling=sampling, guest_only_rounds=guest_only,
+                           early_stopping_rounds=self.early_stopping_rounds, eval_metric=self.eval_metric)
 
 
 class PredictParams(BaseModel):
@@ -68,8 +93,9 @@ def _features(ctx: Context, data: pd.DataFrame, exclude: list[str]) -> tuple[lis
 
 
 @component("hetero_secureboost", params=SecureBoostParams, roles=("guest", "host"), inputs=("train",),
-           outputs=("model", "predictions", "importance"), min_parties=2)
-def hetero_secureboost(ctx: Context, params: SecureBoostParams, train: pd.DataFrame) -> dict[str, object]:
+           optional_inputs=("validate",), outputs=("model", "predictions", "importance"), min_parties=2)
+def hetero_secureboost(ctx: Context, params: SecureBoostParams, train: pd.DataFrame,
+                       validate: pd.DataFrame | None = None) -> dict[str, object]:
     """SecureBoost: gradient boosted trees on vertically split data, XGBoost-equivalent, g/h under HE."""
     started = time.perf_counter()
     if len(ctx.parties_with_role("guest")) != 1:
@@ -77,9 +103,18 @@ def hetero_secureboost(ctx: Context, params: SecureBoostParams, train: pd.DataFr
     if ctx.role == "guest":
         if params.label not in train.columns:
             raise ValueError(f"guest {ctx.party!r}: label column {params.label!r} not in its table; set `label`")
+        if params.early_stopping_rounds is not None and validate is None:
+            raise ValueError(f"early_stopping_rounds needs validation rows: give guest {ctx.party!r} and every host "
+                             "a `validate` input (aligned like `train`)")
         names, X = _features(ctx, train, params.id_columns + [params.label])
         y = train[params.label].to_numpy(dtype=np.float64)
-        fitted = fit_guest(ctx, params.boost(), X, y)
+        X_valid = y_valid = None
+        if validate is not None:
+            if params.label not in validate.columns:
+                raise ValueError(f"guest {ctx.party!r}: label column {params.label!r} not in its `validate` table")
+            X_valid = _columns(ctx, validate, names, "validate")
+            y_valid = validate[params.label].to_numpy(dtype=np.float64)
+        fitted = fit_guest(ctx, params.boost(), X, y, X_valid, y_valid)
         model = {**fitted["model"], "features": names}
         predictions = _prediction_table(train, params.id_columns, params.label, model, fitted["margin"])
         _log_quality(ctx, model, y, predictions)
@@ -88,7 +123,8 @@ def hetero_secureboost(ctx: Context, params: SecureBoostParams, train: pd.DataFr
         outputs: dict[str, object] = {"model": model, "predictions": predictions, "importance": importance}
     else:
         names, X = _features(ctx, train, params.id_columns)
-        model = {**fit_host(ctx, params.boost(), X)["model"], "features": names}
+        X_valid = None if validate is None else _columns(ctx, validate, names, "validate")
+        model = {**fit_host(ctx, params.boost(), X, X_valid)["model"], "features": names}
         importance = _importance(names, [split[0] for split in model["splits"].values()])
         outputs = {"model": model, "importance": importance}
     ctx.metrics.log("seconds", round(time.perf_counter() - started, 3))
@@ -99,10 +135,7 @@ def hetero_secureboost(ctx: Context, params: SecureBoostParams, train: pd.DataFr
            outputs=("predictions",), min_parties=2)
 def hetero_secureboost_predict(ctx: Context, params: PredictParams, model: dict, data: pd.DataFrame) -> dict:
     """Batch prediction with a trained SecureBoost model; hosts send routing bits, the guest scores."""
-    missing = [c for c in model["features"] if c not in data.columns]
-    if missing:
-        raise ValueError(f"party {ctx.party!r}: the model needs column(s) {missing}, absent from its table")
-    X = data[model["features"]].to_numpy(dtype=np.float64)
+    X = _columns(ctx, data, model["features"], "data")
     if model["role"] == "host":
         predict_host(ctx, model, X)
         return {}
@@ -111,6 +144,14 @@ def hetero_secureboost_predict(ctx: Context, params: PredictParams, model: dict,
     if label is not None:
         _log_quality(ctx, model, data[label].to_numpy(dtype=np.float64), table)
     return {"predictions": table}
+
+
+def _columns(ctx: Context, table: pd.DataFrame, names: list[str], what: str) -> np.ndarray:
+    """The model's feature columns of `table` (the input called `what`), or an error naming the absent ones."""
+    missing = [c for c in names if c not in table.columns]
+    if missing:
+        raise ValueError(f"party {ctx.party!r}: the model needs column(s) {missing}, absent from its `{what}` table")
+    return table[names].to_numpy(dtype=np.float64)
 
 
 def _prediction_table(data: pd.DataFrame, id_columns: list[str], label: str | None, model: dict,

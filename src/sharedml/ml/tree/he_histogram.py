@@ -16,6 +16,7 @@ import numpy as np
 
 from ...crypto import parallel
 
+_powmod = np.frompyfunc(gmpy2.powmod, 3, 1)
 ONE = gmpy2.mpz(1)  # an encryption of 0 (with randomness 1): the empty sum
 PARALLEL_MIN_WORK = 50_000  # row x feature additions below which worker processes cost more than they save
 
@@ -119,3 +120,29 @@ def split_candidates(hist: np.ndarray, has_missing: np.ndarray, n_bins: np.ndarr
         return Candidates(empty, empty, empty.astype(bool), np.zeros(0, dtype=object))
     return Candidates(np.concatenate(features), np.concatenate(bins), np.concatenate(defaults),
                       np.concatenate(lefts))
+
+
+def pack_ciphertexts(ciphertexts: np.ndarray, per: int, shift_bits: int, modulus) -> np.ndarray:
+    """Groups of `per` ciphertexts as one each: E(m_0 + m_1·2^s + m_2·2^2s + …), s = `shift_bits`.
+
+    Decrypting is the guest's largest cost, one OU decryption per candidate; a candidate's (G, H)
+    pair fills only a quarter of a plaintext, so the host shifts and adds (Horner: c ← c^(2^s)·next)
+    `per` of them into one. The last group is padded with encryptions of zero.
+    """
+    if per <= 1 or not len(ciphertexts):
+        return ciphertexts
+    padded = np.full(-(-len(ciphertexts) // per) * per, ONE, dtype=object)
+    padded[:len(ciphertexts)] = ciphertexts
+    groups = padded.reshape(-1, per)
+    if groups.size < PARALLEL_MIN_WORK // 10 or not parallel.enabled(groups.size):
+        return _horner(groups, shift_bits, modulus)
+    return np.concatenate(parallel.run(_horner, [(groups[s], shift_bits, modulus)
+                                                 for s in parallel.split(len(groups))]))
+
+
+def _horner(groups: np.ndarray, shift_bits: int, modulus) -> np.ndarray:
+    shift = gmpy2.mpz(1) << shift_bits
+    acc = groups[:, -1]
+    for i in range(groups.shape[1] - 2, -1, -1):
+        acc = _powmod(acc, shift, modulus) * groups[:, i] % modulus
+    return np.asarray(acc, dtype=object)

@@ -5,6 +5,7 @@ features. Thresholds never leave their owner; leaf values never leave the guest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,17 +15,21 @@ from ..preprocess.binning import QuantileBinner
 from .objectives import get_objective
 
 
+def routing_bits(codes: np.ndarray, splits: list[list], missing: int) -> np.ndarray:
+    """Packed bits, one row per split [feature, bin, default_left]: which rows go left there."""
+    bits = np.zeros((len(splits), (len(codes) + 7) // 8), dtype=np.uint8)
+    for i, (feature, b, default_left) in enumerate(splits):
+        column = codes[:, feature]
+        bits[i] = np.packbits(np.where(column == missing, default_left, column <= b))
+    return bits
+
+
 def predict_host(ctx: Context, model: dict[str, Any], X: np.ndarray, tag: str = "sbp") -> None:
     """Send the guest this host's routing bits: for each of its splits, which rows go left."""
     guest = ctx.parties_with_role("guest")[0]
     codes = QuantileBinner.from_dict(model["binner"]).transform(X)
-    missing = model["binner"]["max_bin"]
     keys = sorted(model["splits"])
-    bits = np.zeros((len(keys), (len(X) + 7) // 8), dtype=np.uint8)
-    for i, key in enumerate(keys):
-        feature, b, default_left = model["splits"][key]
-        column = codes[:, feature]
-        bits[i] = np.packbits(np.where(column == missing, default_left, column <= b))
+    bits = routing_bits(codes, [model["splits"][key] for key in keys], model["binner"]["max_bin"])
     ctx.send(guest, f"{tag}/bits", {"rows": len(X), "keys": keys, "bits": bits})
 
 
@@ -44,22 +49,30 @@ def predict_guest(ctx: Context, model: dict[str, Any], X: np.ndarray, tag: str =
     margin = np.tile(base, (len(X), 1)) if len(base) > 1 else np.full(len(X), base[0])
     for t, tree in enumerate(model["trees"]):
         column = margin if margin.ndim == 1 else margin[:, t % len(base)]
-        at = {0: np.arange(len(X))}
-        for node in range(len(tree["owner"])):  # children always have larger ids than their parent
-            rows = at.pop(node, None)
-            if rows is None or not rows.size:
-                continue
-            if tree["left"][node] < 0:
-                column[rows] += tree["value"][node]
-                continue
-            owner = tree["owner"][node]
-            if owner:
-                goes_left = directions[f"{owner}/{t}:{node}"][rows]
-            else:
-                own = codes[rows, tree["feature"][node]]
-                goes_left = np.where(own == missing, tree["default_left"][node], own <= tree["bin"][node])
-            at[tree["left"][node]], at[tree["right"][node]] = rows[goes_left], rows[~goes_left]
+        column += tree_output(tree, codes, missing, lambda owner, node, t=t: directions[f"{owner}/{t}:{node}"])
     return margin
+
+
+def tree_output(tree: dict[str, Any], codes: np.ndarray, missing: int,
+                host_bits: Callable[[str, int], np.ndarray]) -> np.ndarray:
+    """Each row's leaf value in one guest tree; `host_bits(owner, node)` gives a host node's directions."""
+    out = np.zeros(len(codes))
+    at = {0: np.arange(len(codes))}
+    for node in range(len(tree["owner"])):  # children always have larger ids than their parent
+        rows = at.pop(node, None)
+        if rows is None or not rows.size:
+            continue
+        if tree["left"][node] < 0:
+            out[rows] = tree["value"][node]
+            continue
+        owner = tree["owner"][node]
+        if owner:
+            goes_left = host_bits(owner, node)[rows]
+        else:
+            own = codes[rows, tree["feature"][node]]
+            goes_left = np.where(own == missing, tree["default_left"][node], own <= tree["bin"][node])
+        at[tree["left"][node]], at[tree["right"][node]] = rows[goes_left], rows[~goes_left]
+    return out
 
 
 def transform(model: dict[str, Any], margin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .histogram import build_histogram, subtract_histogram
 from .objectives import Objective, get_objective
+from .sampling import Sampling
 from .split import Split, SplitParams, find_best_split, leaf_weight
 
 
@@ -84,21 +85,26 @@ class _TreeBuilder:
 
 
 def grow_tree(
-    bins: np.ndarray, g: np.ndarray, h: np.ndarray, n_bins: int, params: SplitParams, max_depth: int, eta: float
+    bins: np.ndarray, g: np.ndarray, h: np.ndarray, n_bins: int, params: SplitParams, max_depth: int, eta: float,
+    columns: np.ndarray | None = None,
 ) -> Tree:
-    """Grow one tree level by level on codes ``bins`` (missing code ``n_bins``) for gradients g, h."""
+    """Grow one tree level by level on codes ``bins`` (missing code ``n_bins``) for gradients g, h,
+    splitting only on the features ``columns`` (default: all)."""
     builder = _TreeBuilder()
+    columns = np.arange(bins.shape[1]) if columns is None else np.asarray(columns)
+    sampled = bins[:, columns]
     rows = np.arange(len(bins))
-    level = [_Node(builder.add(), rows, (g.sum(), h.sum()), build_histogram(bins, rows, g, h, n_bins))]
+    level = [_Node(builder.add(), rows, (g.sum(), h.sum()), build_histogram(sampled, rows, g, h, n_bins))]
     leaves = []
     for depth in range(max_depth):
         next_level = []
         for node in level:
-            split = find_best_split(*node.hist, params, node.totals)
+            split = find_best_split(*node.hist, params, node.totals, features=columns)
             if split is None:
                 leaves.append(node)
                 continue
-            children = _split_node(builder, node, split, bins, g, h, n_bins, with_hist=depth + 1 < max_depth)
+            children = _split_node(builder, node, split, bins, sampled, g, h, n_bins,
+                                   with_hist=depth + 1 < max_depth)
             next_level.extend(children)
         level = next_level
     for node in leaves + level:
@@ -106,11 +112,12 @@ def grow_tree(
     return builder.tree()
 
 
-def _split_node(builder, node, split, bins, g, h, n_bins, with_hist) -> list[_Node]:
-    """Record ``split`` at ``node`` and return its children; histograms only if they may split again."""
+def _split_node(builder, node, split, bins, sampled, g, h, n_bins, with_hist) -> list[_Node]:
+    """Record ``split`` at ``node`` and return its children; histograms (of the ``sampled`` columns)
+    only if they may split again."""
     goes_left = split.goes_left(bins[node.rows, split.feature], n_bins)
     left_rows, right_rows = node.rows[goes_left], node.rows[~goes_left]
-    hists = child_histograms(bins, g, h, n_bins, node.hist, left_rows, right_rows) if with_hist else (None, None)
+    hists = child_histograms(sampled, g, h, n_bins, node.hist, left_rows, right_rows) if with_hist else (None, None)
     left = _Node(builder.add(), left_rows, (split.g_left, split.h_left), hists[0])
     right = _Node(builder.add(), right_rows, (split.g_right, split.h_right), hists[1])
     builder.set_split(node.id, split, left.id, right.id)
@@ -131,7 +138,9 @@ class PlainBoost:
 
     ``max_bin`` is the binner's: codes are ``0..max_bin-1`` and ``max_bin`` marks a missing value.
     With K > 1 outputs (multi:softmax) every round grows one tree per class, stored in ``trees`` in
-    XGBoost's order (round-major), tree ``i`` adding to class ``i % K``.
+    XGBoost's order (round-major), tree ``i`` adding to class ``i % K``. ``sampling`` draws rows and
+    columns as SecureBoost does, columns per block of ``column_blocks`` (feature counts of the guest,
+    then of each host), so that with the same seed both learners grow the same trees.
     """
 
     def __init__(
@@ -145,6 +154,8 @@ class PlainBoost:
         min_child_weight: float = 1.0,
         max_bin: int = 32,
         num_class: int | None = None,
+        sampling: Sampling | None = None,
+        column_blocks: list[int] | None = None,
     ):
         self.objective_name = objective
         self.n_estimators = n_estimators
@@ -153,6 +164,8 @@ class PlainBoost:
         self.split_params = SplitParams(reg_lambda=reg_lambda, gamma=gamma, min_child_weight=min_child_weight)
         self.max_bin = max_bin
         self.num_class = num_class
+        self.sampling = (sampling or Sampling()).with_seed()
+        self.column_blocks = column_blocks
         self.trees: list[Tree] = []
         self.base_margin_: np.ndarray | None = None
 
@@ -171,18 +184,20 @@ class PlainBoost:
         for _ in range(self.n_estimators):
             g, h = objective.grad_hess(y, margin)
             for k in range(objective.n_outputs):
-                tree = grow_tree(
-                    X_binned,
-                    _column(g, k),
-                    _column(h, k),
-                    self.max_bin,
-                    self.split_params,
-                    self.max_depth,
-                    self.learning_rate,
-                )
+                t = len(self.trees)
+                g_k, h_k = self.sampling.rows(t, _column(g, k), _column(h, k))
+                columns = self._columns(t, X_binned.shape[1])
+                tree = grow_tree(X_binned, g_k, h_k, self.max_bin, self.split_params, self.max_depth,
+                                 self.learning_rate, columns)
                 self.trees.append(tree)
                 _column(margin, k)[:] += tree.predict(X_binned, self.max_bin)
         return self
+
+    def _columns(self, tree: int, n_features: int) -> np.ndarray:
+        blocks = self.column_blocks or [n_features]
+        offsets = np.cumsum([0] + blocks[:-1])
+        return np.concatenate([offset + self.sampling.columns(b, tree, size)
+                               for b, (offset, size) in enumerate(zip(offsets, blocks, strict=True))])
 
     def _initial_margin(self, n: int) -> np.ndarray:
         if len(self.base_margin_) == 1:

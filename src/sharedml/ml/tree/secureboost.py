@@ -14,6 +14,7 @@ full list of what each party learns.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +25,13 @@ from ...crypto.he import Packer
 from ...crypto.prg import secret_permutation
 from ...runtime.context import Context
 from ..preprocess.binning import QuantileBinner
-from .he_histogram import Candidates, encrypted_histogram, split_candidates, subtract
+from .early_stopping import EarlyStopping, metric_function, resolve_metric
+from .he_histogram import Candidates, encrypted_histogram, pack_ciphertexts, split_candidates, subtract
 from .histogram import build_histogram
+from .joint_predict import routing_bits, tree_output
 from .objectives import get_objective
 from .plain import child_histograms
+from .sampling import Sampling
 from .split import Split, SplitParams, find_best_split, leaf_weight, split_gains
 
 SCHEMES = {"ou": ou, "paillier": paillier}
@@ -47,6 +51,10 @@ class BoostParams:
     he_scheme: str = "ou"
     key_bits: int = 2048
     frac_bits: int = 53  # fixed-point precision of g and h: sums agree with float64 to ~1e-16 relative
+    sampling: Sampling = Sampling()
+    guest_only_rounds: int = 0  # the first rounds use the guest's features only; hosts take no part
+    early_stopping_rounds: int | None = None  # with validation data: stop after this many rounds without gain
+    eval_metric: str = "auto"
 
     @property
     def split(self) -> SplitParams:
@@ -84,64 +92,132 @@ class _Node:
     hist: Any = None  # guest: plaintext (G, H) of its features; host: encrypted (f, width) sums
 
 
-def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """The label holder's part; returns its model (trees, leaf values, binner) and training margins."""
+def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray,
+              X_valid: np.ndarray | None = None, y_valid: np.ndarray | None = None) -> dict[str, Any]:
+    """The label holder's part; returns its model (trees, leaf values, binner) and training margins.
+
+    With validation rows (aligned across parties like the training rows) every round is scored on
+    them, and with `early_stopping_rounds` training stops after that many rounds without a better
+    score, keeping the trees up to the best round.
+    """
     hosts = ctx.parties_with_role("host")
     binner = QuantileBinner(params.max_bin).fit(X)
     codes = binner.transform(X)
-    public_key, private_key = SCHEMES[params.he_scheme].generate_keypair(params.key_bits)
+    keys = SCHEMES[params.he_scheme].generate_keypair(params.key_bits)
     y = np.asarray(y, dtype=np.float64)
     num_class = params.num_class
     if params.objective == "multi:softmax" and num_class is None:
         num_class = int(y.max()) + 1
     objective = get_objective(params.objective, num_class)
+    sampling = params.sampling.with_seed()
     n_trees = params.n_estimators * objective.n_outputs
-    ctx.broadcast("sb/setup", {"public_key": public_key.to_dict(), "scheme": params.he_scheme, "rows": len(X),
-                               "trees": n_trees}, hosts)
+    valid_rows = None if X_valid is None else len(X_valid)
+    ctx.broadcast("sb/setup", {"public_key": keys[0].to_dict(), "scheme": params.he_scheme, "rows": len(X),
+                               "trees": n_trees, "valid_rows": valid_rows}, hosts)
     for host, answer in ctx.gather("sb/ready", hosts).items():
-        if answer != len(X):
-            raise ValueError(f"host {host!r} has {answer} rows but guest {ctx.party!r} has {len(X)}: align the "
-                             "parties' rows first (a psi task) and feed its outputs to this task")
+        if answer["rows"] != len(X):
+            raise ValueError(f"host {host!r} has {answer['rows']} rows but guest {ctx.party!r} has {len(X)}: align "
+                             "the parties' rows first (a psi task) and feed its outputs to this task")
+        if answer["valid_rows"] != valid_rows:
+            raise ValueError(f"host {host!r} has {answer['valid_rows']} validation rows but guest {ctx.party!r} has "
+                             f"{valid_rows}: give every party a `validate` input, aligned like the training rows")
     base = objective.base_margin(y)
-    margin = np.tile(base, (len(y), 1)) if len(base) > 1 else np.full(len(y), base[0])
+    margin = _initial_margin(base, len(y))
+    valid = None if X_valid is None else _Validation(binner.transform(X_valid), np.asarray(y_valid, np.float64),
+                                                     base, params, num_class)
     trees: list[GuestTree] = []
+    kept_margin = margin.copy()
     for round_ in range(params.n_estimators):
         g, h = objective.grad_hess(y, margin)
+        involved = hosts if round_ >= params.guest_only_rounds else []
         for k in range(objective.n_outputs):
-            gk, hk = (g, h) if g.ndim == 1 else (g[:, k], h[:, k])
             t = len(trees)
-            tree, leaves = _grow_guest(ctx, params, t, codes, gk, hk, public_key, private_key, hosts)
+            gk, hk = sampling.rows(t, _column(g, k), _column(h, k))
+            if not involved:
+                ctx.broadcast(f"sb/{t}/gh", {"guest_only": True}, hosts)
+            columns = sampling.columns(0, t, X.shape[1])
+            tree, leaves = _grow_guest(ctx, params, t, codes, columns, gk, hk, keys, involved)
             trees.append(tree)
-            column = margin if margin.ndim == 1 else margin[:, k]
             for node, rows in leaves:
-                column[rows] += tree.value[node]
+                _column(margin, k)[rows] += tree.value[node]
+            if valid is not None:
+                valid.add_tree(ctx, t, k, tree, binner.missing_bin, involved)
             ctx.progress(t + 1, n_trees, f"tree {t + 1} of {n_trees} (round {round_ + 1})")
+        if valid is None:
+            kept_margin = margin
+            continue
+        stop = valid.score_round(ctx, round_)
+        if valid.stopper.best_round == round_:
+            kept_margin = margin.copy()
+        if stop:
+            break
+    kept = len(trees) if valid is None else (valid.stopper.best_round + 1) * objective.n_outputs
+    ctx.broadcast(f"sb/{len(trees)}/gh", {"end": kept}, hosts)
     model = {"role": "guest", "objective": params.objective, "num_class": num_class, "base_margin": base.tolist(),
-             "binner": binner.to_dict(), "trees": [t.to_dict() for t in trees], "hosts": hosts}
-    return {"model": model, "margin": margin}
+             "binner": binner.to_dict(), "trees": [t.to_dict() for t in trees[:kept]], "hosts": hosts}
+    if valid is not None:
+        model["best_round"] = valid.stopper.best_round
+    return {"model": model, "margin": kept_margin}
 
 
-def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, g: np.ndarray, h: np.ndarray,
-                public_key, private_key, hosts: list[str]) -> tuple[GuestTree, list[tuple[int, np.ndarray]]]:
+class _Validation:
+    """The guest's view of the validation rows: margins so far, the score per round, the stopping rule."""
+
+    def __init__(self, codes: np.ndarray, y: np.ndarray, base: np.ndarray, params: BoostParams,
+                 num_class: int | None):
+        self.codes, self.y = codes, y
+        self.margin = _initial_margin(base, len(y))
+        self.metric = resolve_metric(params.eval_metric, params.objective)
+        self.score = metric_function(self.metric, params.objective, num_class)
+        self.stopper = EarlyStopping(self.metric, params.early_stopping_rounds)
+
+    def add_tree(self, ctx: Context, t: int, k: int, tree: GuestTree, missing: int, hosts: list[str]) -> None:
+        directions = {host: ctx.recv(host, f"sb/{t}/valid") for host in hosts}
+
+        def host_bits(owner: str, node: int) -> np.ndarray:
+            answer = directions[owner]
+            return np.unpackbits(answer["bits"][answer["nodes"].index(node)], count=len(self.y)).astype(bool)
+
+        _column(self.margin, k)[:] += tree_output(tree.to_dict(), self.codes, missing, host_bits)
+
+    def score_round(self, ctx: Context, round_: int) -> bool:
+        score = self.score(self.y, self.margin)
+        ctx.metrics.log(f"valid_{self.metric}", score, step=round_)
+        return self.stopper.update(round_, score)
+
+
+def _initial_margin(base: np.ndarray, n: int) -> np.ndarray:
+    return np.tile(base, (n, 1)) if len(base) > 1 else np.full(n, base[0])
+
+
+def _column(a: np.ndarray, k: int) -> np.ndarray:
+    """Output `k` of per-row values (a view): the array itself when there is one output."""
+    return a if a.ndim == 1 else a[:, k]
+
+
+def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, columns: np.ndarray, g: np.ndarray,
+                h: np.ndarray, keys: tuple, hosts: list[str]) -> tuple[GuestTree, list[tuple[int, np.ndarray]]]:
+    public_key, private_key = keys
     # Fixed point in int64: frac_bits, fewer if |g| is large (regression), so |value| * 2^frac < 2^62.
     magnitude = int(np.ceil(np.log2(max(np.abs(g).max(initial=0), h.max(initial=0), 1.0))))
     frac_bits = min(params.frac_bits, 61 - magnitude)
     scale = float(1 << frac_bits)
-    bound = 1 << (magnitude + frac_bits)
-    packer = Packer.for_key(public_key, bound, len(g))
-    ints = np.stack([np.rint(g * scale), np.rint(h * scale)], axis=1).astype(np.int64)
-    cipher = packer.encrypt(private_key, ints)
-    wire = {"ciphertexts": public_key.ciphertexts_to_bytes(cipher.ciphertexts)}  # hosts need no layout
-    ctx.broadcast(f"sb/{t}/gh", wire, hosts)
+    packer = slot_layout(public_key, len(g))
+    if hosts:
+        ints = np.stack([np.rint(g * scale), np.rint(h * scale)], axis=1).astype(np.int64)
+        cipher = packer.encrypt(private_key, ints)
+        wire = {"ciphertexts": public_key.ciphertexts_to_bytes(cipher.ciphertexts)}  # hosts need no layout
+        ctx.broadcast(f"sb/{t}/gh", wire, hosts)
 
     tree = GuestTree()
+    sampled = codes[:, columns]  # histograms only of the features this tree may use
     rows = np.arange(len(g))
-    root_hist = build_histogram(codes, rows, g, h, params.max_bin)
+    root_hist = build_histogram(sampled, rows, g, h, params.max_bin)
     level = [_Node(tree.add(), rows, (float(g.sum()), float(h.sum())), root_hist)]
     leaves: list[_Node] = []
     for depth in range(params.max_depth):
         offers = {host: ctx.recv(host, f"sb/{t}/{depth}/candidates") for host in hosts}
-        splits, winners = _choose_splits(ctx, params, t, depth, level, offers, private_key, packer, scale)
+        splits, winners = _choose_splits(ctx, params, t, depth, level, columns, offers, private_key, packer, scale)
         masks = {host: ctx.recv(host, f"sb/{t}/{depth}/masks") for host in winners}
         partition, next_level = [], []
         for node in level:
@@ -162,7 +238,7 @@ def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, g:
             tree.left[node.id], tree.right[node.id] = left_id, right_id
             partition.append((node.id, left_id, right_id, np.packbits(goes_left)))
             with_hist = depth + 1 < params.max_depth
-            hists = child_histograms(codes, g, h, params.max_bin, node.hist, left_rows, right_rows) \
+            hists = child_histograms(sampled, g, h, params.max_bin, node.hist, left_rows, right_rows) \
                 if with_hist else (None, None)
             next_level += [_Node(left_id, left_rows, (chosen.g_left, chosen.h_left), hists[0]),
                            _Node(right_id, right_rows, (chosen.g_right, chosen.h_right), hists[1])]
@@ -175,7 +251,7 @@ def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, g:
     return tree, [(node.id, node.rows) for node in leaves + level]
 
 
-def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level: list[_Node],
+def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level: list[_Node], columns: np.ndarray,
                    offers: dict[str, Any], private_key, packer: Packer,
                    scale: float) -> tuple[dict[int, tuple[str, Split]], list[str]]:
     """Best split of every node of a level (owner "" = the guest), and the hosts that won any.
@@ -184,15 +260,17 @@ def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level:
     the tie by its own feature and bin order, as the plaintext algorithm does)."""
     public_key = private_key.public_key
     decrypted = {}
+    per = packer.slots // 2
     for host, offer in offers.items():
         counts = [int(c) for c in offer["counts"]]
-        cipher = public_key.ciphertexts_from_bytes(offer["ciphertexts"], (sum(counts),))
-        sums = packer.unpack(private_key.decrypt(cipher), packer.max_terms)[:, :2].astype(np.float64) / scale
+        cipher = public_key.ciphertexts_from_bytes(offer["ciphertexts"], (-(-sum(counts) // per),))
+        slots = packer.unpack(private_key.decrypt(cipher), packer.max_terms)[:, :2 * per]
+        sums = slots.reshape(-1, 2)[:sum(counts)].astype(np.float64) / scale
         decrypted[host] = np.split(sums, np.cumsum(counts)[:-1])
     splits: dict[int, tuple[str, Split]] = {}
     wins: dict[str, dict[int, list[int]]] = {host: {} for host in offers}
     for i, node in enumerate(level):
-        best = find_best_split(*node.hist, params.split, node.totals)
+        best = find_best_split(*node.hist, params.split, node.totals, features=columns)
         owner, tied = "", None
         for host in offers:  # hosts in party order: on equal gain the guest, then the earlier host, wins
             sums = decrypted[host][i]
@@ -215,47 +293,72 @@ def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level:
     return splits, [host for host in offers if wins[host]]
 
 
+def slot_layout(public_key, rows: int) -> Packer:
+    """The packing of (g, h) and of candidate sums, from public facts only (key size, row count), so
+    hosts need no message about it and learn nothing from it: slots hold sums of `rows` int64 values."""
+    return Packer.for_key(public_key, 1 << 62, rows)
+
+
 def _unpack_mask(packed: np.ndarray, n: int) -> np.ndarray:
     return np.unpackbits(np.asarray(packed, dtype=np.uint8), count=n).astype(bool)
 
 
-def fit_host(ctx: Context, params: BoostParams, X: np.ndarray) -> dict[str, Any]:
+def fit_host(ctx: Context, params: BoostParams, X: np.ndarray, X_valid: np.ndarray | None = None) -> dict[str, Any]:
     """A feature holder's part; returns its model: its binner and the splits it owns (feature, bin)."""
     guest = ctx.parties_with_role("guest")[0]
+    block = ctx.parties_with_role("host").index(ctx.party) + 1  # its columns' block for column sampling
     binner = QuantileBinner(params.max_bin).fit(X)
     codes = binner.transform(X)
     setup = ctx.recv(guest, "sb/setup")
     public_key = (ou.OUPublicKey if setup["scheme"] == "ou" else paillier.PaillierPublicKey).from_dict(
         setup["public_key"])
-    ctx.send(guest, "sb/ready", len(X))
-    if setup["rows"] != len(X):
-        raise ValueError(f"host {ctx.party!r} has {len(X)} rows but the guest has {setup['rows']}; align the rows "
-                         "first (a psi task)")
+    valid_rows = None if X_valid is None else len(X_valid)
+    ctx.send(guest, "sb/ready", {"rows": len(X), "valid_rows": valid_rows})
+    if setup["rows"] != len(X) or setup["valid_rows"] != valid_rows:
+        raise ValueError(f"host {ctx.party!r} has {len(X)} rows ({valid_rows} for validation) but the guest has "
+                         f"{setup['rows']} ({setup['valid_rows']}); align the rows first (a psi task) and give "
+                         "`validate` to every party or to none")
+    valid_codes = None if X_valid is None else binner.transform(X_valid)
+    sampling = params.sampling.with_seed()
     n_bins = np.array(binner.n_bins)
     splits: dict[str, list] = {}
-    for t in range(int(setup["trees"])):
-        _grow_host(ctx, params, t, codes, n_bins, public_key, ctx.recv(guest, f"sb/{t}/gh"), guest, splits)
+    for t in itertools.count():
+        wire = ctx.recv(guest, f"sb/{t}/gh")
+        if "end" in wire:
+            kept = int(wire["end"])
+            break
+        if not wire.get("guest_only"):
+            columns = sampling.columns(block, t, X.shape[1])
+            _grow_host(ctx, params, t, codes, columns, n_bins, public_key, wire, guest, splits)
+            if valid_codes is not None:
+                nodes = sorted(int(key.split(":")[1]) for key in splits if key.startswith(f"{t}:"))
+                bits = routing_bits(valid_codes, [splits[f"{t}:{node}"] for node in nodes], binner.missing_bin)
+                ctx.send(guest, f"sb/{t}/valid", {"nodes": nodes, "bits": bits})
         ctx.progress(t + 1, int(setup["trees"]), f"tree {t + 1}")
+    splits = {key: split for key, split in splits.items() if int(key.split(":")[0]) < kept}
     return {"model": {"role": "host", "binner": binner.to_dict(), "splits": splits}}
 
 
-def _grow_host(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, n_bins: np.ndarray, public_key,
-               wire: dict[str, Any], guest: str, splits: dict[str, list]) -> None:
+def _grow_host(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, columns: np.ndarray,
+               n_bins: np.ndarray, public_key, wire: dict[str, Any], guest: str, splits: dict[str, list]) -> None:
     modulus = public_key.ciphertext_modulus
+    layout = slot_layout(public_key, len(codes))
     cipher = public_key.ciphertexts_from_bytes(wire["ciphertexts"], (len(codes),))
     width = params.max_bin + 1
+    sampled = codes[:, columns]  # histograms only of the features this tree may use
     rows = np.arange(len(codes))
-    level = [_Node(0, rows, (0.0, 0.0), encrypted_histogram(cipher, codes, rows, width, modulus))]
+    level = [_Node(0, rows, (0.0, 0.0), encrypted_histogram(cipher, sampled, rows, width, modulus))]
     for depth in range(params.max_depth):
         offers, kept = [], []
         for node in level:
-            has_missing = (codes[node.rows] == params.max_bin).any(axis=0)
-            cands = split_candidates(node.hist, has_missing, n_bins, modulus)
+            has_missing = (sampled[node.rows] == params.max_bin).any(axis=0)
+            cands = split_candidates(node.hist, has_missing, n_bins[columns], modulus)
+            cands.feature = columns[cands.feature]
             kept.append(_permuted(cands, secret_permutation(len(cands.left))))
             offers.append(kept[-1].left)
+        packed = pack_ciphertexts(np.concatenate(offers), layout.slots // 2, 2 * layout.slot_bits, modulus)
         ctx.send(guest, f"sb/{t}/{depth}/candidates", {
-            "counts": [len(o) for o in offers],
-            "ciphertexts": public_key.ciphertexts_to_bytes(np.concatenate(offers) if offers else np.zeros(0, object))})
+            "counts": [len(o) for o in offers], "ciphertexts": public_key.ciphertexts_to_bytes(packed)})
         won = ctx.recv(guest, f"sb/{t}/{depth}/won")
         masks = {}
         by_id = {node.id: (node, cands) for node, cands in zip(level, kept, strict=True)}
@@ -279,7 +382,7 @@ def _grow_host(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, n_b
             hists = (None, None)
             if depth + 1 < params.max_depth:
                 small, big = (left_rows, 0) if len(left_rows) <= len(right_rows) else (right_rows, 1)
-                built = encrypted_histogram(cipher, codes, small, width, modulus)
+                built = encrypted_histogram(cipher, sampled, small, width, modulus)
                 other = subtract(node.hist, built, modulus)
                 hists = (built, other) if big == 0 else (other, built)
             next_level += [_Node(int(left_id), left_rows, (0.0, 0.0), hists[0]),
