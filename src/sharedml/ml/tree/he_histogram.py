@@ -18,7 +18,7 @@ from ...crypto import parallel
 
 _powmod = np.frompyfunc(gmpy2.powmod, 3, 1)
 ONE = gmpy2.mpz(1)  # an encryption of 0 (with randomness 1): the empty sum
-PARALLEL_MIN_WORK = 50_000  # row x feature additions below which worker processes cost more than they save
+PARALLEL_MIN_WORK = 5_000  # ciphertext multiplications below which worker processes cost more than they save
 
 
 def segment_products(keys: np.ndarray, values: np.ndarray, modulus, n_keys: int) -> np.ndarray:
@@ -49,7 +49,7 @@ def encrypted_histogram(ciphertexts: np.ndarray, codes: np.ndarray, rows: np.nda
     partial histograms are then added: the other parties wait meanwhile, so the cores are free.
     """
     work = len(rows) * codes.shape[1]
-    if work < PARALLEL_MIN_WORK or not parallel.enabled(work):
+    if work < PARALLEL_MIN_WORK or parallel.workers() < 2:
         return _histogram(ciphertexts[rows], codes[rows], width, modulus)
     parts = parallel.run(_histogram, [(ciphertexts[rows[s]], codes[rows[s]], width, modulus)
                                       for s in parallel.split(len(rows))])
@@ -134,7 +134,7 @@ def pack_ciphertexts(ciphertexts: np.ndarray, per: int, shift_bits: int, modulus
     padded = np.full(-(-len(ciphertexts) // per) * per, ONE, dtype=object)
     padded[:len(ciphertexts)] = ciphertexts
     groups = padded.reshape(-1, per)
-    if groups.size < PARALLEL_MIN_WORK // 10 or not parallel.enabled(groups.size):
+    if groups.size * shift_bits < PARALLEL_MIN_WORK * 10 or parallel.workers() < 2:  # a shift: ~shift_bits squarings
         return _horner(groups, shift_bits, modulus)
     return np.concatenate(parallel.run(_horner, [(groups[s], shift_bits, modulus)
                                                  for s in parallel.split(len(groups))]))

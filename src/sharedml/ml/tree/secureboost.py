@@ -35,6 +35,7 @@ from .sampling import Sampling
 from .split import Split, SplitParams, find_best_split, leaf_weight, split_gains
 
 SCHEMES = {"ou": ou, "paillier": paillier}
+VALUE_BITS = 52  # g and h are scaled to integers below 2^52: sums agree with float64 to ~1e-16 relative
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,6 @@ class BoostParams:
     max_bin: int = 32
     he_scheme: str = "ou"
     key_bits: int = 2048
-    frac_bits: int = 53  # fixed-point precision of g and h: sums agree with float64 to ~1e-16 relative
     sampling: Sampling = Sampling()
     guest_only_rounds: int = 0  # the first rounds use the guest's features only; hosts take no part
     early_stopping_rounds: int | None = None  # with validation data: stop after this many rounds without gain
@@ -198,10 +198,9 @@ def _column(a: np.ndarray, k: int) -> np.ndarray:
 def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, columns: np.ndarray, g: np.ndarray,
                 h: np.ndarray, keys: tuple, hosts: list[str]) -> tuple[GuestTree, list[tuple[int, np.ndarray]]]:
     public_key, private_key = keys
-    # Fixed point in int64: frac_bits, fewer if |g| is large (regression), so |value| * 2^frac < 2^62.
-    magnitude = int(np.ceil(np.log2(max(np.abs(g).max(initial=0), h.max(initial=0), 1.0))))
-    frac_bits = min(params.frac_bits, 61 - magnitude)
-    scale = float(1 << frac_bits)
+    # Fixed point with VALUE_BITS bits below the largest |g| or h (float64's precision relative to it).
+    magnitude = int(np.ceil(np.log2(max(np.abs(g).max(initial=0), h.max(initial=0), 2.0**-60))))
+    scale = 2.0 ** (VALUE_BITS - magnitude)
     packer = slot_layout(public_key, len(g))
     if hosts:
         ints = np.stack([np.rint(g * scale), np.rint(h * scale)], axis=1).astype(np.int64)
@@ -295,8 +294,9 @@ def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level:
 
 def slot_layout(public_key, rows: int) -> Packer:
     """The packing of (g, h) and of candidate sums, from public facts only (key size, row count), so
-    hosts need no message about it and learn nothing from it: slots hold sums of `rows` int64 values."""
-    return Packer.for_key(public_key, 1 << 62, rows)
+    hosts need no message about it and learn nothing from it: slots hold sums of `rows` values below
+    2^VALUE_BITS (for 30,000 rows, 68-bit slots: five candidates' (G, H) per 2048-bit OU plaintext)."""
+    return Packer.for_key(public_key, 1 << VALUE_BITS, rows)
 
 
 def _unpack_mask(packed: np.ndarray, n: int) -> np.ndarray:
