@@ -3,10 +3,12 @@ mutual TLS on loopback) beside xgboost trained locally on the joined plaintext w
 parameters, in the same run.
 
     python benchmarks/secureboost.py [--trees 10] [--depth 5] [--bins 32] [--synthetic 100000 ...]
+                                     [--secretflow /tmp/sfvenv/bin/python]
 
 Data: default_credit_hetero (30,000 rows, 13 + 10 features), and optionally synthetic sets of n rows
 x 50 features (25 + 25). Prints wall seconds, bytes sent, peak RSS per party, AUC of both, and the
-time of each. Bar (issue 7): default_credit, 10 trees of depth 5, within 60 s; 10^6 x 50 within
+time of each; with --secretflow, SecretFlow 1.14's SGB too (two processes, no Ray, OU 2048-bit), started
+from the same margin. Bar (issue 7): default_credit, 10 trees of depth 5, within 60 s; 10^6 x 50 within
 30 minutes and 8 GiB per party; AUC within 0.002 of xgboost.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -90,6 +93,21 @@ def run_xgboost(guest: pd.DataFrame, host: pd.DataFrame, params: dict) -> dict:
     return {"wall": wall, "auc": roc_auc(y, booster.predict(matrix))}
 
 
+def run_secretflow(python: str, guest: pd.DataFrame, host: pd.DataFrame, folder: Path, params: dict) -> dict:
+    """SecretFlow's SGB on the same rows and parameters, in its own Python 3.10 venv (secretflow_sgb.py)."""
+    guest.to_csv(folder / "guest.csv", index=False)
+    host.to_csv(folder / "host.csv", index=False)
+    mean = guest["y"].mean()
+    command = [python, str(Path(__file__).with_name("secretflow_sgb.py")), "--guest", str(folder / "guest.csv"),
+               "--host", str(folder / "host.csv"), "--trees", str(params["n_estimators"]),
+               "--depth", str(params["max_depth"]), "--bins", str(params["max_bin"]), "--he", params["he_scheme"],
+               "--base-score", str(np.log(mean / (1 - mean)))]  # start from the same margin as ours
+    done = subprocess.run(command, capture_output=True, text=True, timeout=7200)
+    if done.returncode:
+        raise RuntimeError(f"secretflow_sgb.py failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trees", type=int, default=10)
@@ -98,6 +116,8 @@ def main() -> None:
     parser.add_argument("--he", default="ou", choices=["ou", "paillier"])
     parser.add_argument("--synthetic", type=int, nargs="*", default=[], help="row counts of synthetic 25+25 sets")
     parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--secretflow", metavar="PYTHON", help="a Python with secretflow 1.14 installed "
+                        "(see secretflow_sgb.py): also run SecretFlow's SGB on the same data and parameters")
     args = parser.parse_args()
     params = {"n_estimators": args.trees, "max_depth": args.depth, "max_bin": args.bins, "learning_rate": 0.3,
               "he_scheme": args.he}
@@ -109,10 +129,16 @@ def main() -> None:
     for name, guest, host in sets:
         with tempfile.TemporaryDirectory(prefix="sharedml-sb-bench-") as tmp:
             ours = run_ours(guest, host, Path(tmp), params)
+            sgb = run_secretflow(args.secretflow, guest, host, Path(tmp), params) if args.secretflow else None
         ref = run_xgboost(guest, host, params)
         print(f"{name:24} {ours['wall']:8.1f} {ref['wall']:7.2f} {ours['auc']:9.4f} {ref['auc']:8.4f} "
               f"{ours['auc'] - ref['auc']:+8.4f} {ours['bytes'] / 1e6:8.1f}  "
               + ", ".join(f"{p} {v:.0f}" for p, v in ours["rss"].items()))
+        if sgb:
+            print(f"{'  SecretFlow SGB ' + sgb['version']:24} {sgb['launcher_s']:8.1f} "
+                  f"(train only {sgb['wall_s']:.1f} s) AUC {sgb['auc']:.4f}  {sgb['he']}  peak RSS MiB "
+                  + ", ".join(f"{p} {v:.0f}" for p, v in sgb["peak_rss_mb"].items())
+                  + f"  -> ours {sgb['launcher_s'] / ours['wall']:.2f}x faster (whole runs)")
         sys.stdout.flush()
 
 

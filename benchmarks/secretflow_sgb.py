@@ -1,0 +1,140 @@
+"""Baseline: SecretFlow SecureBoost (SGB, secretflow.ml.boost.sgb_v) on the same vertical data and
+parameters as `benchmarks/secureboost.py` (our hetero_secureboost). Standalone: does not import sharedml.
+
+Two parties, each its own OS process, in SecretFlow's PRODUCTION mode *without Ray*
+(sf.init(ray_mode=False, cluster_config=...)); they talk gRPC over 127.0.0.1. "alice" holds the
+label and the guest features (sk keeper of HEU), "bob" holds the host features (HEU evaluator).
+HE: OU with 2048-bit keys (SGB accepts any HEU schema; elgamal would need quantization).
+
+Setup (SecretFlow needs Python 3.10/3.11; keep it out of the project's environment):
+
+    /root/.pyenv/versions/3.10.13/bin/python -m venv /tmp/sfvenv
+    /tmp/sfvenv/bin/pip install --pre 'secretflow==1.14.*'     # 1.14.0b0; Ray is not needed
+
+Run (the script starts itself twice, `--party alice` and `--party bob`, and merges their output):
+
+    /tmp/sfvenv/bin/python benchmarks/secretflow_sgb.py [--guest CSV --host CSV] \
+        [--trees 10 --depth 5 --bins 32 --he ou|paillier --base-score 0.0]
+
+Guest CSV: id, y, features...; host CSV: id, features.... Rows are inner-joined on id in the guest's
+order (each party reads the other's id column only: a stand-in for PSI, not timed). Prints one JSON
+line. wall_s is Sgb.train only; total_s adds sf.init, HEU setup and data loading. peak_rss_mb is
+ru_maxrss of each party process (the larger of self and children).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--guest", default=str(DATA / "default_credit_hetero_guest.csv"))
+    p.add_argument("--host", default=str(DATA / "default_credit_hetero_host.csv"))
+    p.add_argument("--trees", type=int, default=10)
+    p.add_argument("--depth", type=int, default=5)
+    p.add_argument("--bins", type=int, default=32)
+    p.add_argument("--base-score", type=float, default=0.0,
+                   help="initial margin (SGB default 0; ours uses log-odds of the label mean)")
+    p.add_argument("--he", choices=["ou", "paillier"], default="ou")
+    p.add_argument("--ports", default="23101,23102", help="alice,bob ports on 127.0.0.1")
+    p.add_argument("--party", choices=["alice", "bob"], help="internal: run as this party")
+    return p.parse_args(argv)
+
+
+def peak_rss_mb() -> float:
+    kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return round(kb / 1024, 1)
+
+
+def load_party(guest_csv: str, host_csv: str, is_guest: bool):
+    """This party's features (and label, at the guest) on the rows both have, in the guest's order."""
+    import pandas as pd
+
+    own = pd.read_csv(guest_csv if is_guest else host_csv)
+    other_ids = pd.read_csv(host_csv if is_guest else guest_csv, usecols=["id"])
+    ids = (own[["id"]].merge(other_ids, on="id") if is_guest else other_ids.merge(own[["id"]], on="id"))
+    own = ids.merge(own, on="id", how="left")
+    x = own.drop(columns=["id", "y"], errors="ignore").to_numpy("float32")
+    y = own["y"].to_numpy("float32").reshape(-1, 1) if is_guest else None
+    return x, y
+
+
+def run_party(a) -> dict:
+    t_start = time.perf_counter()
+    import secretflow as sf
+    import spu
+    from secretflow.data import FedNdarray, PartitionWay
+    from secretflow.ml.boost.sgb_v import Sgb
+
+    ports = dict(zip(["alice", "bob"], a.ports.split(","), strict=True))
+    cluster = {"parties": {p: {"address": f"127.0.0.1:{ports[p]}"} for p in ports}, "self_party": a.party}
+    sf.init(ray_mode=False, cluster_config=cluster, logging_level="warning", job_name="sgb-baseline")
+    alice, bob = sf.PYU("alice"), sf.PYU("bob")
+    heu = sf.HEU({"sk_keeper": {"party": "alice"}, "evaluators": [{"party": "bob"}], "mode": "PHEU",
+                  "he_parameters": {"schema": a.he, "key_pair": {"generate": {"bit_size": 2048}}}},
+                 spu.FieldType.FM128)
+
+    xa_y = alice(load_party, num_returns=2)(a.guest, a.host, True)
+    xb, _ = bob(load_party, num_returns=2)(a.guest, a.host, False)
+    x = FedNdarray({alice: xa_y[0], bob: xb}, partition_way=PartitionWay.VERTICAL)
+    y = FedNdarray({alice: xa_y[1]}, partition_way=PartitionWay.VERTICAL)
+    rows = sf.reveal(alice(lambda v: len(v))(xa_y[1]))
+
+    params = {"num_boost_round": a.trees, "max_depth": a.depth, "learning_rate": 0.3, "reg_lambda": 1.0,
+              "gamma": 0.0, "sketch_eps": 1.0 / a.bins, "objective": "logistic", "rowsample_by_tree": 1.0,
+              "colsample_by_tree": 1.0, "base_score": a.base_score, "first_tree_with_label_holder_feature": False}
+    t_fit = time.perf_counter()
+    model = Sgb(heu).train(params, x, y)
+    sf.wait([t.get_leaf_weight() for t in model.trees])
+    wall = time.perf_counter() - t_fit
+    total = time.perf_counter() - t_start
+
+    def auc(pred, label):
+        from sklearn.metrics import roc_auc_score
+        return float(roc_auc_score(label.ravel(), pred.ravel()))
+
+    score = sf.reveal(alice(auc)(model.predict(x), xa_y[1]))
+    out = {"party": a.party, "wall_s": round(wall, 2), "total_s": round(total, 2), "auc": round(score, 6),
+           "rows": int(rows), "trees": len(model.trees), "peak_rss_mb": peak_rss_mb()}
+    sf.shutdown()
+    return out
+
+
+def main():
+    a = parse_args()
+    if a.party:
+        print(json.dumps(run_party(a)), flush=True)
+        return
+    from importlib.metadata import version  # not `import secretflow`: its C++ logs go to stdout
+
+    t0 = time.perf_counter()
+    procs = {p: subprocess.Popen([sys.executable, __file__, *sys.argv[1:], "--party", p],
+                                 stdout=subprocess.PIPE, text=True) for p in ("alice", "bob")}
+    res = {}
+    for p, proc in procs.items():
+        stdout, _ = proc.communicate(timeout=3600)
+        if proc.returncode != 0:
+            sys.exit(f"party {p} exited with {proc.returncode}")
+        res[p] = json.loads(stdout.strip().splitlines()[-1])
+    al = res["alice"]
+    print(json.dumps({"library": "secretflow-sgb", "version": version("secretflow"),
+                      "mode": "production, 2 processes, no Ray, gRPC on 127.0.0.1",
+                      "wall_s": al["wall_s"], "total_s": al["total_s"],
+                      "launcher_s": round(time.perf_counter() - t0, 2),
+                      "auc": al["auc"], "he": f"{a.he}-2048", "rows": al["rows"], "trees": al["trees"],
+                      "depth": a.depth, "bins": a.bins, "base_score": a.base_score,
+                      "peak_rss_mb": {p: res[p]["peak_rss_mb"] for p in res}}))
+
+
+if __name__ == "__main__":
+    main()
