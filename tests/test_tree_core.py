@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+import gmpy2
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,6 +26,7 @@ from sharedml.ml.tree import (
     get_objective,
     subtract_histogram,
 )
+from sharedml.ml.tree.he_histogram import _group_size, encrypted_histogram
 from sharedml.ml.tree.sampling import Sampling
 
 xgb = pytest.importorskip("xgboost")
@@ -295,3 +297,21 @@ def test_uniform_row_and_column_sampling_are_seeded_and_fresh_without_a_seed():
     assert Sampling(subsample=0.5).with_seed().seed != Sampling(subsample=0.5).with_seed().seed
     with pytest.raises(ValueError):
         Sampling(goss=True, subsample=0.5)
+
+
+@pytest.mark.parametrize("n", [40, 3000])
+def test_encrypted_histogram_equals_the_product_of_each_bins_rows(n):
+    """Grouping features (2 or 3 at a time on large nodes) must not change any bin's product."""
+    rng = np.random.default_rng(n)
+    modulus = gmpy2.next_prime(gmpy2.mpz(2) ** 127)
+    values = np.array([gmpy2.mpz(int(v)) for v in rng.integers(2, 2**62, n)], dtype=object)
+    codes = rng.integers(0, 5, size=(n, 7)).astype(np.uint8)
+    assert _group_size(n, 7, 5) == (1 if n == 40 else 3)
+    rows = np.flatnonzero(rng.random(n) < 0.7)
+    hist = encrypted_histogram(values, codes, rows, 5, modulus)
+    for j in range(7):
+        for b in range(5):
+            expected = gmpy2.mpz(1)
+            for v in values[rows[codes[rows, j] == b]]:
+                expected = expected * v % modulus
+            assert hist[j, b] == expected, (j, b)

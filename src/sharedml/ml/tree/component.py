@@ -29,6 +29,9 @@ class SecureBoostParams(BaseModel):
     id_columns: list[str] = Field(default_factory=lambda: ["id"], description="columns that are not features")
     objective: Literal["binary:logistic", "reg:squarederror", "multi:softmax"] = "binary:logistic"
     num_class: int | None = Field(None, ge=2, description="multi:softmax only; default: max label + 1")
+    multi_strategy: Literal["one_output_per_tree", "multi_output_tree"] = Field(
+        "one_output_per_tree", description="multi:softmax: one tree per class and round, or one tree per round "
+        "with a value per class in each leaf (about K times less HE work; up to 4-5 classes per ciphertext)")
     n_estimators: int = Field(10, ge=1, description="boosting rounds (trees per class)")
     max_depth: int = Field(5, ge=1, le=16)
     learning_rate: float = Field(0.3, gt=0)
@@ -71,7 +74,8 @@ class SecureBoostParams(BaseModel):
         return BoostParams(self.objective, self.num_class, self.n_estimators, self.max_depth, self.learning_rate,
                            self.reg_lambda, self.gamma, self.min_child_weight, self.max_bin, self.he_scheme,
                            self.key_bits, sampling=sampling, guest_only_rounds=guest_only,
-                           early_stopping_rounds=self.early_stopping_rounds, eval_metric=self.eval_metric)
+                           early_stopping_rounds=self.early_stopping_rounds, eval_metric=self.eval_metric,
+                           multi_strategy=self.multi_strategy)
 
 
 class PredictParams(BaseModel):

@@ -2,9 +2,10 @@
 candidates built from them, all on ciphertexts (adding plaintexts = multiplying ciphertexts mod M).
 
 The hot loop is summing each row's ciphertext into one bin per feature. Instead of a Python loop
-over rows, all (row, feature) contributions are sorted by bin and reduced pairwise in vectorised
-rounds (about log2 of the largest bin's size), so Python only steps through rounds and numpy drives
-the big-integer multiplications.
+over rows, contributions are sorted by bin and reduced pairwise in vectorised rounds (about log2 of
+the largest bin's size), so Python only steps through rounds and numpy drives the big-integer
+multiplications. Features are taken two or three at a time (`_histogram`), which cuts the number
+of multiplications by about that factor on large nodes.
 """
 
 from __future__ import annotations
@@ -60,10 +61,32 @@ def encrypted_histogram(ciphertexts: np.ndarray, codes: np.ndarray, rows: np.nda
 
 
 def _histogram(ciphertexts: np.ndarray, codes: np.ndarray, width: int, modulus) -> np.ndarray:
-    f = codes.shape[1]
-    keys = codes.astype(np.int64) + np.arange(f, dtype=np.int64) * width
-    values = np.repeat(ciphertexts, f)
-    return segment_products(keys.ravel(), values, modulus, f * width).reshape(f, width)
+    """Bin sums of a block of k features at a time: first each row's ciphertext into the group of its
+    joint code on the k features (n multiplications), then each feature's bins from the groups
+    (k multiplications per non-empty group). For k = 2 or 3 this needs about n·f/k multiplications
+    instead of n·f, because all features sum the same row ciphertexts."""
+    n, f = codes.shape
+    k = _group_size(n, f, width)
+    out = np.empty((f, width), dtype=object)
+    for start in range(0, f, k):
+        block = codes[:, start:start + k].astype(np.int64)
+        if block.shape[1] == 1:
+            out[start] = segment_products(block[:, 0], ciphertexts, modulus, width)
+            continue
+        places = width ** np.arange(block.shape[1], dtype=np.int64)
+        keys = block @ places
+        present = np.unique(keys)
+        groups = segment_products(keys, ciphertexts, modulus, width ** block.shape[1])[present]
+        for i, place in enumerate(places):
+            out[start + i] = segment_products(present // place % width, groups, modulus, width)
+    return out
+
+
+def _group_size(n: int, f: int, width: int) -> int:
+    """Features per block that minimises the multiplications of `_histogram` (a bound on them)."""
+    def cost(k: int) -> int:
+        return -(-f // k) * (n + k * min(width ** k, n))
+    return min(range(1, min(f, 4) + 1), key=cost)
 
 
 def subtract(parent: np.ndarray, child: np.ndarray, modulus) -> np.ndarray:

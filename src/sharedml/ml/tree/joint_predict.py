@@ -48,15 +48,17 @@ def predict_guest(ctx: Context, model: dict[str, Any], X: np.ndarray, tag: str =
     base = np.asarray(model["base_margin"], dtype=np.float64)
     margin = np.tile(base, (len(X), 1)) if len(base) > 1 else np.full(len(X), base[0])
     for t, tree in enumerate(model["trees"]):
-        column = margin if margin.ndim == 1 else margin[:, t % len(base)]
+        column = margin if margin.ndim == 1 or model.get("multi_output") else margin[:, t % len(base)]
         column += tree_output(tree, codes, missing, lambda owner, node, t=t: directions[f"{owner}/{t}:{node}"])
     return margin
 
 
 def tree_output(tree: dict[str, Any], codes: np.ndarray, missing: int,
                 host_bits: Callable[[str, int], np.ndarray]) -> np.ndarray:
-    """Each row's leaf value in one guest tree; `host_bits(owner, node)` gives a host node's directions."""
-    out = np.zeros(len(codes))
+    """Each row's leaf value (a vector for a multi-output tree) in one guest tree; `host_bits(owner,
+    node)` gives a host node's directions."""
+    width = max(np.size(v) for v in tree["value"])  # inner nodes hold 0.0, leaves a float or a K-vector
+    out = np.zeros((len(codes), width) if width > 1 else len(codes))
     at = {0: np.arange(len(codes))}
     for node in range(len(tree["owner"])):  # children always have larger ids than their parent
         rows = at.pop(node, None)

@@ -79,9 +79,12 @@ class _TreeBuilder:
         self.rows[node][5] = value
 
     def tree(self) -> Tree:
-        dtypes = [np.int32, np.int32, bool, np.int32, np.int32, np.float64]
-        columns = zip(*self.rows, strict=True)
-        return Tree(*(np.array(col, dtype=dt) for col, dt in zip(columns, dtypes, strict=True)))
+        dtypes = [np.int32, np.int32, bool, np.int32, np.int32]
+        columns = list(zip(*self.rows, strict=True))
+        width = max(np.size(v) for v in columns[5])  # K for a multi-output tree: leaves hold vectors
+        values = np.array([np.broadcast_to(v, (width,)) for v in columns[5]]) if width > 1 else \
+            np.array(columns[5], dtype=np.float64)
+        return Tree(*(np.array(col, dtype=dt) for col, dt in zip(columns, dtypes, strict=False)), values)
 
 
 def grow_tree(
@@ -94,7 +97,8 @@ def grow_tree(
     columns = np.arange(bins.shape[1]) if columns is None else np.asarray(columns)
     sampled = bins[:, columns]
     rows = np.arange(len(bins))
-    level = [_Node(builder.add(), rows, (g.sum(), h.sum()), build_histogram(sampled, rows, g, h, n_bins))]
+    totals = (g.sum(axis=0), h.sum(axis=0))  # arrays of shape (K,) for a multi-output tree
+    level = [_Node(builder.add(), rows, totals, build_histogram(sampled, rows, g, h, n_bins))]
     leaves = []
     for depth in range(max_depth):
         next_level = []
@@ -138,9 +142,11 @@ class PlainBoost:
 
     ``max_bin`` is the binner's: codes are ``0..max_bin-1`` and ``max_bin`` marks a missing value.
     With K > 1 outputs (multi:softmax) every round grows one tree per class, stored in ``trees`` in
-    XGBoost's order (round-major), tree ``i`` adding to class ``i % K``. ``sampling`` draws rows and
-    columns as SecureBoost does, columns per block of ``column_blocks`` (feature counts of the guest,
-    then of each host), so that with the same seed both learners grow the same trees.
+    XGBoost's order (round-major), tree ``i`` adding to class ``i % K``; with ``multi_strategy=
+    "multi_output_tree"`` one tree per round whose leaves hold K values (gains summed over classes).
+    ``sampling`` draws rows and columns as SecureBoost does, columns per block of ``column_blocks``
+    (feature counts of the guest, then of each host), so that with the same seed both learners grow
+    the same trees.
     """
 
     def __init__(
@@ -156,6 +162,7 @@ class PlainBoost:
         num_class: int | None = None,
         sampling: Sampling | None = None,
         column_blocks: list[int] | None = None,
+        multi_strategy: str = "one_output_per_tree",
     ):
         self.objective_name = objective
         self.n_estimators = n_estimators
@@ -166,6 +173,7 @@ class PlainBoost:
         self.num_class = num_class
         self.sampling = (sampling or Sampling()).with_seed()
         self.column_blocks = column_blocks
+        self.multi_output = multi_strategy == "multi_output_tree"
         self.trees: list[Tree] = []
         self.base_margin_: np.ndarray | None = None
 
@@ -183,14 +191,15 @@ class PlainBoost:
         margin = self._initial_margin(len(y))
         for _ in range(self.n_estimators):
             g, h = objective.grad_hess(y, margin)
-            for k in range(objective.n_outputs):
+            for k in range(1 if self.multi_output else objective.n_outputs):
                 t = len(self.trees)
-                g_k, h_k = self.sampling.rows(t, _column(g, k), _column(h, k))
+                g_k, h_k = (g, h) if self.multi_output else (_column(g, k), _column(h, k))
+                g_k, h_k = self.sampling.rows(t, g_k, h_k)
                 columns = self._columns(t, X_binned.shape[1])
                 tree = grow_tree(X_binned, g_k, h_k, self.max_bin, self.split_params, self.max_depth,
                                  self.learning_rate, columns)
                 self.trees.append(tree)
-                _column(margin, k)[:] += tree.predict(X_binned, self.max_bin)
+                (margin if self.multi_output else _column(margin, k))[:] += tree.predict(X_binned, self.max_bin)
         return self
 
     def _columns(self, tree: int, n_features: int) -> np.ndarray:
@@ -209,7 +218,8 @@ class PlainBoost:
         margin = self._initial_margin(len(X_binned))
         k_outputs = len(self.base_margin_)
         for i, tree in enumerate(self.trees):
-            _column(margin, i % k_outputs)[:] += tree.predict(X_binned, self.max_bin)
+            (margin if tree.value.ndim == 2 else _column(margin, i % k_outputs))[:] += tree.predict(
+                X_binned, self.max_bin)
         return margin
 
     def predict_proba(self, X_binned: np.ndarray) -> np.ndarray:

@@ -66,11 +66,13 @@ class Sampling:
             weight = (rng.random(n) < self.subsample).astype(np.float64)
         else:
             top = math.ceil(self.top_rate * n)
-            order = np.argsort(-np.abs(g), kind="stable")
+            size = np.abs(g) if g.ndim == 1 else np.abs(g).sum(axis=1)  # vector outputs: |g| summed
+            order = np.argsort(-size, kind="stable")
             others = rng.choice(order[top:], size=min(math.ceil(self.other_rate * n), n - top), replace=False)
             weight = np.zeros(n)
             weight[order[:top]] = 1.0
             weight[others] = (1 - self.top_rate) / self.other_rate
+        weight = weight if g.ndim == 1 else weight[:, None]
         return g * weight, h * weight
 
     def columns(self, block: int, tree: int, n_features: int) -> np.ndarray:

@@ -55,6 +55,7 @@ class BoostParams:
     guest_only_rounds: int = 0  # the first rounds use the guest's features only; hosts take no part
     early_stopping_rounds: int | None = None  # with validation data: stop after this many rounds without gain
     eval_metric: str = "auto"
+    multi_strategy: str = "one_output_per_tree"  # or "multi_output_tree": one tree per round, vector leaves
 
     @property
     def split(self) -> SplitParams:
@@ -72,7 +73,7 @@ class GuestTree:
     default_left: list[bool] = field(default_factory=list)
     left: list[int] = field(default_factory=list)
     right: list[int] = field(default_factory=list)
-    value: list[float] = field(default_factory=list)
+    value: list[float | list[float]] = field(default_factory=list)  # leaves of a multi-output tree: K values
 
     def add(self) -> int:
         for column, empty in ((self.owner, ""), (self.feature, -1), (self.bin, -1), (self.default_left, False),
@@ -110,10 +111,13 @@ def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray,
         num_class = int(y.max()) + 1
     objective = get_objective(params.objective, num_class)
     sampling = params.sampling.with_seed()
-    n_trees = params.n_estimators * objective.n_outputs
+    multi = params.multi_strategy == "multi_output_tree" and objective.n_outputs > 1
+    per_round = 1 if multi else objective.n_outputs
+    n_trees = params.n_estimators * per_round
     valid_rows = None if X_valid is None else len(X_valid)
     ctx.broadcast("sb/setup", {"public_key": keys[0].to_dict(), "scheme": params.he_scheme, "rows": len(X),
-                               "trees": n_trees, "valid_rows": valid_rows}, hosts)
+                               "trees": n_trees, "valid_rows": valid_rows,
+                               "outputs": objective.n_outputs if multi else 1}, hosts)
     for host, answer in ctx.gather("sb/ready", hosts).items():
         if answer["rows"] != len(X):
             raise ValueError(f"host {host!r} has {answer['rows']} rows but guest {ctx.party!r} has {len(X)}: align "
@@ -130,18 +134,19 @@ def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray,
     for round_ in range(params.n_estimators):
         g, h = objective.grad_hess(y, margin)
         involved = hosts if round_ >= params.guest_only_rounds else []
-        for k in range(objective.n_outputs):
+        for k in range(per_round):
             t = len(trees)
-            gk, hk = sampling.rows(t, _column(g, k), _column(h, k))
+            gk, hk = sampling.rows(t, *((g, h) if multi else (_column(g, k), _column(h, k))))
             if not involved:
                 ctx.broadcast(f"sb/{t}/gh", {"guest_only": True}, hosts)
             columns = sampling.columns(0, t, X.shape[1])
             tree, leaves = _grow_guest(ctx, params, t, codes, columns, gk, hk, keys, involved)
             trees.append(tree)
+            target = margin if multi else _column(margin, k)
             for node, rows in leaves:
-                _column(margin, k)[rows] += tree.value[node]
+                target[rows] += tree.value[node]
             if valid is not None:
-                valid.add_tree(ctx, t, k, tree, binner.missing_bin, involved)
+                valid.add_tree(ctx, t, None if multi else k, tree, binner.missing_bin, involved)
             ctx.progress(t + 1, n_trees, f"tree {t + 1} of {n_trees} (round {round_ + 1})")
         if valid is None:
             kept_margin = margin
@@ -151,10 +156,11 @@ def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray,
             kept_margin = margin.copy()
         if stop:
             break
-    kept = len(trees) if valid is None else (valid.stopper.best_round + 1) * objective.n_outputs
+    kept = len(trees) if valid is None else (valid.stopper.best_round + 1) * per_round
     ctx.broadcast(f"sb/{len(trees)}/gh", {"end": kept}, hosts)
     model = {"role": "guest", "objective": params.objective, "num_class": num_class, "base_margin": base.tolist(),
-             "binner": binner.to_dict(), "trees": [t.to_dict() for t in trees[:kept]], "hosts": hosts}
+             "binner": binner.to_dict(), "trees": [t.to_dict() for t in trees[:kept]], "hosts": hosts,
+             "multi_output": multi}
     if valid is not None:
         model["best_round"] = valid.stopper.best_round
     return {"model": model, "margin": kept_margin}
@@ -171,14 +177,16 @@ class _Validation:
         self.score = metric_function(self.metric, params.objective, num_class)
         self.stopper = EarlyStopping(self.metric, params.early_stopping_rounds)
 
-    def add_tree(self, ctx: Context, t: int, k: int, tree: GuestTree, missing: int, hosts: list[str]) -> None:
+    def add_tree(self, ctx: Context, t: int, k: int | None, tree: GuestTree, missing: int, hosts: list[str]) -> None:
+        """Add tree `t` to output `k` (None: a multi-output tree, to all outputs) of the validation margins."""
         directions = {host: ctx.recv(host, f"sb/{t}/valid") for host in hosts}
 
         def host_bits(owner: str, node: int) -> np.ndarray:
             answer = directions[owner]
             return np.unpackbits(answer["bits"][answer["nodes"].index(node)], count=len(self.y)).astype(bool)
 
-        _column(self.margin, k)[:] += tree_output(tree.to_dict(), self.codes, missing, host_bits)
+        (self.margin if k is None else _column(self.margin, k))[:] += tree_output(tree.to_dict(), self.codes, missing,
+                                                                                  host_bits)
 
     def score_round(self, ctx: Context, round_: int) -> bool:
         score = self.score(self.y, self.margin)
@@ -202,8 +210,12 @@ def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, co
     magnitude = int(np.ceil(np.log2(max(np.abs(g).max(initial=0), h.max(initial=0), 2.0**-60))))
     scale = 2.0 ** (VALUE_BITS - magnitude)
     packer = slot_layout(public_key, len(g))
-    if hosts:
-        ints = np.stack([np.rint(g * scale), np.rint(h * scale)], axis=1).astype(np.int64)
+    outputs = 1 if g.ndim == 1 else g.shape[1]
+    if 2 * outputs > packer.slots:
+        raise ValueError(f"a multi-output tree for {outputs} classes needs {2 * outputs} slots per plaintext, this key "
+                         f"and row count give {packer.slots}: use multi_strategy one_output_per_tree")
+    if hosts:  # per row g_0, h_0, g_1, h_1, ... in one plaintext
+        ints = np.rint(np.stack([g, h], axis=-1).reshape(len(g), 2 * outputs) * scale).astype(np.int64)
         cipher = packer.encrypt(private_key, ints)
         wire = {"ciphertexts": public_key.ciphertexts_to_bytes(cipher.ciphertexts)}  # hosts need no layout
         ctx.broadcast(f"sb/{t}/gh", wire, hosts)
@@ -212,7 +224,7 @@ def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, co
     sampled = codes[:, columns]  # histograms only of the features this tree may use
     rows = np.arange(len(g))
     root_hist = build_histogram(sampled, rows, g, h, params.max_bin)
-    level = [_Node(tree.add(), rows, (float(g.sum()), float(h.sum())), root_hist)]
+    level = [_Node(tree.add(), rows, (g.sum(axis=0), h.sum(axis=0)), root_hist)]
     leaves: list[_Node] = []
     for depth in range(params.max_depth):
         offers = {host: ctx.recv(host, f"sb/{t}/{depth}/candidates") for host in hosts}
@@ -246,7 +258,8 @@ def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, co
         if not level:
             break
     for node in leaves + level:
-        tree.value[node.id] = params.learning_rate * leaf_weight(*node.totals, params.reg_lambda)
+        value = params.learning_rate * leaf_weight(*node.totals, params.reg_lambda)
+        tree.value[node.id] = value.tolist() if np.ndim(value) else float(value)
     return tree, [(node.id, node.rows) for node in leaves + level]
 
 
@@ -259,12 +272,13 @@ def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level:
     the tie by its own feature and bin order, as the plaintext algorithm does)."""
     public_key = private_key.public_key
     decrypted = {}
-    per = packer.slots // 2
+    outputs = np.size(level[0].totals[0])
+    per = packer.slots // (2 * outputs)
     for host, offer in offers.items():
         counts = [int(c) for c in offer["counts"]]
         cipher = public_key.ciphertexts_from_bytes(offer["ciphertexts"], (-(-sum(counts) // per),))
-        slots = packer.unpack(private_key.decrypt(cipher), packer.max_terms)[:, :2 * per]
-        sums = slots.reshape(-1, 2)[:sum(counts)].astype(np.float64) / scale
+        slots = packer.unpack(private_key.decrypt(cipher), packer.max_terms)[:, :2 * outputs * per]
+        sums = slots.reshape(-1, 2 * outputs)[:sum(counts)].astype(np.float64) / scale
         decrypted[host] = np.split(sums, np.cumsum(counts)[:-1])
     splits: dict[int, tuple[str, Split]] = {}
     wins: dict[str, dict[int, list[int]]] = {host: {} for host in offers}
@@ -275,12 +289,14 @@ def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level:
             sums = decrypted[host][i]
             if not len(sums):
                 continue
-            gains = split_gains(sums[:, 0], sums[:, 1], *node.totals, params.split)
+            G, H = sums[:, 0::2], sums[:, 1::2]  # (m, K): left sums per output
+            if outputs == 1:
+                G, H = G[:, 0], H[:, 0]
+            gains = split_gains(G, H, *node.totals, params.split)
             top = gains.max()
             if np.isfinite(top) and top > 1e-6 and top >= params.gamma and (best is None or top > best.gain):
                 k = int(np.flatnonzero(gains == top)[0])
-                best = Split(-1, -1, False, float(top), float(sums[k, 0]), float(sums[k, 1]),
-                             node.totals[0] - float(sums[k, 0]), node.totals[1] - float(sums[k, 1]))
+                best = Split(-1, -1, False, float(top), G[k], H[k], node.totals[0] - G[k], node.totals[1] - H[k])
                 owner, tied = host, np.flatnonzero(gains == top).tolist()
         if best is None:
             continue
@@ -329,7 +345,7 @@ def fit_host(ctx: Context, params: BoostParams, X: np.ndarray, X_valid: np.ndarr
             break
         if not wire.get("guest_only"):
             columns = sampling.columns(block, t, X.shape[1])
-            _grow_host(ctx, params, t, codes, columns, n_bins, public_key, wire, guest, splits)
+            _grow_host(ctx, params, t, codes, columns, n_bins, public_key, wire, guest, splits, setup["outputs"])
             if valid_codes is not None:
                 nodes = sorted(int(key.split(":")[1]) for key in splits if key.startswith(f"{t}:"))
                 bits = routing_bits(valid_codes, [splits[f"{t}:{node}"] for node in nodes], binner.missing_bin)
@@ -340,7 +356,8 @@ def fit_host(ctx: Context, params: BoostParams, X: np.ndarray, X_valid: np.ndarr
 
 
 def _grow_host(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, columns: np.ndarray,
-               n_bins: np.ndarray, public_key, wire: dict[str, Any], guest: str, splits: dict[str, list]) -> None:
+               n_bins: np.ndarray, public_key, wire: dict[str, Any], guest: str, splits: dict[str, list],
+               outputs: int) -> None:
     modulus = public_key.ciphertext_modulus
     layout = slot_layout(public_key, len(codes))
     cipher = public_key.ciphertexts_from_bytes(wire["ciphertexts"], (len(codes),))
@@ -356,7 +373,8 @@ def _grow_host(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, col
             cands.feature = columns[cands.feature]
             kept.append(_permuted(cands, secret_permutation(len(cands.left))))
             offers.append(kept[-1].left)
-        packed = pack_ciphertexts(np.concatenate(offers), layout.slots // 2, 2 * layout.slot_bits, modulus)
+        per = layout.slots // (2 * outputs)  # candidates per ciphertext: each fills 2·outputs slots
+        packed = pack_ciphertexts(np.concatenate(offers), per, 2 * outputs * layout.slot_bits, modulus)
         ctx.send(guest, f"sb/{t}/{depth}/candidates", {
             "counts": [len(o) for o in offers], "ciphertexts": public_key.ciphertexts_to_bytes(packed)})
         won = ctx.recv(guest, f"sb/{t}/{depth}/won")

@@ -38,16 +38,17 @@ class SplitParams:
 
 @dataclass(frozen=True)
 class Split:
-    """Non-missing rows with code ``<= bin`` go left, missing rows go left iff ``default_left``."""
+    """Non-missing rows with code ``<= bin`` go left, missing rows go left iff ``default_left``.
+    The side sums are floats, or arrays of shape (K,) for vector outputs."""
 
     feature: int
     bin: int
     default_left: bool
     gain: float
-    g_left: float
-    h_left: float
-    g_right: float
-    h_right: float
+    g_left: float | np.ndarray
+    h_left: float | np.ndarray
+    g_right: float | np.ndarray
+    h_right: float | np.ndarray
 
     def sort_key(self) -> tuple:
         """Smaller is better: larger gain, then lower feature id, then earlier in enumeration order."""
@@ -63,27 +64,31 @@ def leaf_weight(g_sum: float, h_sum: float, reg_lambda: float) -> float:
     return -g_sum / (h_sum + reg_lambda)
 
 
-def _score(g_sum, h_sum, reg_lambda):
-    """G²/(H+λ) rounded to float32, as XGBoost rounds each term (and so the gain) of a loss change."""
-    return np.float32(np.asarray(g_sum) ** 2 / (np.asarray(h_sum) + reg_lambda))
+def _score(g_sum, h_sum, reg_lambda, multi: bool = False):
+    """G²/(H+λ) rounded to float32, as XGBoost rounds each term (and so the gain) of a loss change;
+    for vector outputs (`multi`: a trailing output axis) the sum over outputs, then rounded."""
+    score = np.asarray(g_sum) ** 2 / (np.asarray(h_sum) + reg_lambda)
+    return np.float32(score.sum(axis=-1) if multi else score)
 
 
-def _gains(g_left, h_left, g_right, h_right, parent_score, params: SplitParams) -> np.ndarray:
-    valid = (h_left >= params.min_child_weight) & (h_right >= params.min_child_weight)
-    valid &= (h_left > 0) & (h_right > 0)
+def _gains(g_left, h_left, g_right, h_right, parent_score, params: SplitParams, multi: bool = False) -> np.ndarray:
+    """Gains, -inf where a side's hessian (summed over outputs when `multi`) is below min_child_weight."""
+    hl, hr = (h_left.sum(axis=-1), h_right.sum(axis=-1)) if multi else (h_left, h_right)
+    valid = (hl >= params.min_child_weight) & (hr >= params.min_child_weight) & (hl > 0) & (hr > 0)
     with np.errstate(divide="ignore", invalid="ignore"):  # empty sides with λ = 0; masked below
-        gain = _score(g_left, h_left, params.reg_lambda) + _score(g_right, h_right, params.reg_lambda)
-    return np.where(valid, gain - parent_score, -np.inf)
+        gain = _score(g_left, h_left, params.reg_lambda, multi) + _score(g_right, h_right, params.reg_lambda, multi)
+    return np.where(valid & np.isfinite(gain), gain - parent_score, -np.inf)
 
 
-def split_gains(g_left: np.ndarray, h_left: np.ndarray, g_total: float, h_total: float,
-                params: SplitParams) -> np.ndarray:
-    """Gains (as `find_best_split` rounds them; -inf where invalid) of candidates given by their left sums.
+def split_gains(g_left: np.ndarray, h_left: np.ndarray, g_total, h_total, params: SplitParams) -> np.ndarray:
+    """Gains (as `find_best_split` rounds them; -inf where invalid) of candidates given by their left sums,
+    shape (m,), or (m, K) with totals of shape (K,) for vector outputs.
 
     SecureBoost's guest scores a host's shuffled candidates this way: it sees left sums only.
     """
-    parent_score = _score(g_total, h_total, params.reg_lambda)
-    return _gains(g_left, h_left, g_total - g_left, h_total - h_left, parent_score, params)
+    multi = np.ndim(g_total) == 1
+    parent_score = _score(g_total, h_total, params.reg_lambda, multi)
+    return _gains(g_left, h_left, g_total - g_left, h_total - h_left, parent_score, params, multi)
 
 
 def best_of(candidates: Iterable[Split | None]) -> Split | None:
@@ -99,7 +104,8 @@ def find_best_split(
     totals: tuple[float, float] | None = None,
     features: np.ndarray | None = None,
 ) -> Split | None:
-    """Best split in histograms ``G, H`` of shape ``(f, n_bins + 1)`` (last column: missing values).
+    """Best split in histograms ``G, H`` of shape ``(f, n_bins + 1)`` (last column: missing values),
+    or ``(f, n_bins + 1, K)`` for vector outputs (multi-output trees: gains summed over outputs).
 
     ``totals`` are the node's (G, H); pass them when known (XGBoost uses the parent split's sums),
     else they are read off the first feature. ``features`` are the global ids of the histogram rows
@@ -110,11 +116,13 @@ def find_best_split(
         return None
     order = np.argsort(features, kind="stable")
     G, H, features = G[order], H[order], features[order]
-    g_total, h_total = totals if totals is not None else (G[0].sum(), H[0].sum())
+    multi = G.ndim == 3
+    g_total, h_total = totals if totals is not None else (G[0].sum(axis=0), H[0].sum(axis=0))
     n_bins = G.shape[1] - 1
 
     def gains(g_left, h_left, g_right, h_right):
-        return _gains(g_left, h_left, g_right, h_right, _score(g_total, h_total, params.reg_lambda), params)
+        parent = _score(g_total, h_total, params.reg_lambda, multi)
+        return _gains(g_left, h_left, g_right, h_right, parent, params, multi)
 
     # missing right: left = bins 0..b, right = the rest (missing included)
     g_fwd = np.cumsum(G[:, :-1], axis=1)
@@ -124,7 +132,7 @@ def find_best_split(
     g_bwd = np.cumsum(G[:, -2::-1], axis=1)
     h_bwd = np.cumsum(H[:, -2::-1], axis=1)
     backward = gains(g_total - g_bwd, h_total - h_bwd, g_bwd, h_bwd)
-    backward[H[:, -1] <= 0] = -np.inf  # no missing values of that feature in this node
+    backward[(H[:, -1].sum(axis=-1) if multi else H[:, -1]) <= 0] = -np.inf  # no missing values of that feature
 
     candidates = np.concatenate([forward, backward], axis=1)
     f, c = np.unravel_index(np.argmax(candidates), candidates.shape)
@@ -140,4 +148,5 @@ def find_best_split(
         b, default_left = n_bins - 2 - k, True
         right = g_bwd[f, k], h_bwd[f, k]
         left = g_total - right[0], h_total - right[1]
-    return Split(int(features[f]), int(b), default_left, gain, *map(float, left + right))
+    sums = [np.asarray(v, dtype=np.float64) if multi else float(v) for v in left + right]
+    return Split(int(features[f]), int(b), default_left, gain, *sums)
