@@ -12,7 +12,7 @@ import numpy as np
 
 from ...runtime.context import Context
 from ..preprocess.binning import QuantileBinner
-from .objectives import get_objective
+from .objectives import get_objective, initial_margin
 
 
 def routing_bits(codes: np.ndarray, splits: list[list], missing: int) -> np.ndarray:
@@ -46,7 +46,7 @@ def predict_guest(ctx: Context, model: dict[str, Any], X: np.ndarray, tag: str =
         for key, packed in zip(answer["keys"], answer["bits"], strict=True):
             directions[f"{host}/{key}"] = np.unpackbits(packed, count=len(X)).astype(bool)
     base = np.asarray(model["base_margin"], dtype=np.float64)
-    margin = np.tile(base, (len(X), 1)) if len(base) > 1 else np.full(len(X), base[0])
+    margin = initial_margin(base, len(X))
     for t, tree in enumerate(model["trees"]):
         column = margin if margin.ndim == 1 or model.get("multi_output") else margin[:, t % len(base)]
         column += tree_output(tree, codes, missing, lambda owner, node, t=t: directions[f"{owner}/{t}:{node}"])

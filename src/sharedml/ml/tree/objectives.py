@@ -100,3 +100,13 @@ def get_objective(name: str, num_class: int | None = None) -> Objective:
             raise ValueError("multi:softmax needs num_class")
         return Softmax(num_class)
     raise ValueError(f"unknown objective {name!r}; known: binary:logistic, reg:squarederror, multi:softmax")
+
+
+def initial_margin(base: np.ndarray, n: int) -> np.ndarray:
+    """Every row's starting margin: shape (n,) for one output, (n, K) for K."""
+    return np.tile(base, (n, 1)) if len(base) > 1 else np.full(n, base[0])
+
+
+def output_column(a: np.ndarray, k: int) -> np.ndarray:
+    """Output ``k`` of per-row values (a view): the array itself when there is one output."""
+    return a if a.ndim == 1 else a[:, k]

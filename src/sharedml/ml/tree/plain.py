@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .histogram import build_histogram, subtract_histogram
-from .objectives import Objective, get_objective
+from .objectives import Objective, get_objective, initial_margin, output_column
 from .sampling import Sampling
 from .split import Split, SplitParams, find_best_split, leaf_weight
 
@@ -188,18 +188,18 @@ class PlainBoost:
         objective = self.objective
         self.base_margin_ = objective.base_margin(y)
         self.trees = []
-        margin = self._initial_margin(len(y))
+        margin = initial_margin(self.base_margin_, len(y))
         for _ in range(self.n_estimators):
             g, h = objective.grad_hess(y, margin)
             for k in range(1 if self.multi_output else objective.n_outputs):
                 t = len(self.trees)
-                g_k, h_k = (g, h) if self.multi_output else (_column(g, k), _column(h, k))
+                g_k, h_k = (g, h) if self.multi_output else (output_column(g, k), output_column(h, k))
                 g_k, h_k = self.sampling.rows(t, g_k, h_k)
                 columns = self._columns(t, X_binned.shape[1])
                 tree = grow_tree(X_binned, g_k, h_k, self.max_bin, self.split_params, self.max_depth,
                                  self.learning_rate, columns)
                 self.trees.append(tree)
-                (margin if self.multi_output else _column(margin, k))[:] += tree.predict(X_binned, self.max_bin)
+                (margin if self.multi_output else output_column(margin, k))[:] += tree.predict(X_binned, self.max_bin)
         return self
 
     def _columns(self, tree: int, n_features: int) -> np.ndarray:
@@ -208,17 +208,12 @@ class PlainBoost:
         return np.concatenate([offset + self.sampling.columns(b, tree, size)
                                for b, (offset, size) in enumerate(zip(offsets, blocks, strict=True))])
 
-    def _initial_margin(self, n: int) -> np.ndarray:
-        if len(self.base_margin_) == 1:
-            return np.full(n, self.base_margin_[0])
-        return np.tile(self.base_margin_, (n, 1))
-
     def predict_margin(self, X_binned: np.ndarray) -> np.ndarray:
         """Raw scores: ``(n,)``, or ``(n, K)`` for K classes."""
-        margin = self._initial_margin(len(X_binned))
+        margin = initial_margin(self.base_margin_, len(X_binned))
         k_outputs = len(self.base_margin_)
         for i, tree in enumerate(self.trees):
-            (margin if tree.value.ndim == 2 else _column(margin, i % k_outputs))[:] += tree.predict(
+            (margin if tree.value.ndim == 2 else output_column(margin, i % k_outputs))[:] += tree.predict(
                 X_binned, self.max_bin)
         return margin
 
@@ -229,8 +224,3 @@ class PlainBoost:
     def predict(self, X_binned: np.ndarray) -> np.ndarray:
         """What XGBoost's ``predict`` returns: probability of 1, class index, or the regression value."""
         return self.objective.predict(self.predict_margin(X_binned))
-
-
-def _column(a: np.ndarray, k: int) -> np.ndarray:
-    """Output ``k`` of per-row values (a view): the array itself when there is one output."""
-    return a if a.ndim == 1 else a[:, k]

@@ -29,7 +29,7 @@ from .early_stopping import EarlyStopping, metric_function, resolve_metric
 from .he_histogram import Candidates, encrypted_histogram, pack_ciphertexts, split_candidates, subtract
 from .histogram import build_histogram
 from .joint_predict import routing_bits, tree_output
-from .objectives import get_objective
+from .objectives import get_objective, initial_margin, output_column
 from .plain import child_histograms
 from .sampling import Sampling
 from .split import Split, SplitParams, find_best_split, leaf_weight, split_gains
@@ -126,36 +126,34 @@ def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray,
             raise ValueError(f"host {host!r} has {answer['valid_rows']} validation rows but guest {ctx.party!r} has "
                              f"{valid_rows}: give every party a `validate` input, aligned like the training rows")
     base = objective.base_margin(y)
-    margin = _initial_margin(base, len(y))
+    margin = initial_margin(base, len(y))
     valid = None if X_valid is None else _Validation(binner.transform(X_valid), np.asarray(y_valid, np.float64),
                                                      base, params, num_class)
     trees: list[GuestTree] = []
-    kept_margin = margin.copy()
+    best_margin = margin.copy()  # training margins at the best validation round
     for round_ in range(params.n_estimators):
         g, h = objective.grad_hess(y, margin)
         involved = hosts if round_ >= params.guest_only_rounds else []
         for k in range(per_round):
             t = len(trees)
-            gk, hk = sampling.rows(t, *((g, h) if multi else (_column(g, k), _column(h, k))))
+            gk, hk = sampling.rows(t, *((g, h) if multi else (output_column(g, k), output_column(h, k))))
             if not involved:
                 ctx.broadcast(f"sb/{t}/gh", {"guest_only": True}, hosts)
             columns = sampling.columns(0, t, X.shape[1])
             tree, leaves = _grow_guest(ctx, params, t, codes, columns, gk, hk, keys, involved)
             trees.append(tree)
-            target = margin if multi else _column(margin, k)
+            target = margin if multi else output_column(margin, k)
             for node, rows in leaves:
                 target[rows] += tree.value[node]
             if valid is not None:
                 valid.add_tree(ctx, t, None if multi else k, tree, binner.missing_bin, involved)
             ctx.progress(t + 1, n_trees, f"tree {t + 1} of {n_trees} (round {round_ + 1})")
-        if valid is None:
-            kept_margin = margin
-            continue
-        stop = valid.score_round(ctx, round_)
-        if valid.stopper.best_round == round_:
-            kept_margin = margin.copy()
-        if stop:
-            break
+        if valid is not None:
+            stop = valid.score_round(ctx, round_)
+            if valid.stopper.best_round == round_:
+                best_margin = margin.copy()
+            if stop:
+                break
     kept = len(trees) if valid is None else (valid.stopper.best_round + 1) * per_round
     ctx.broadcast(f"sb/{len(trees)}/gh", {"end": kept}, hosts)
     model = {"role": "guest", "objective": params.objective, "num_class": num_class, "base_margin": base.tolist(),
@@ -163,7 +161,7 @@ def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray,
              "multi_output": multi}
     if valid is not None:
         model["best_round"] = valid.stopper.best_round
-    return {"model": model, "margin": kept_margin}
+    return {"model": model, "margin": margin if valid is None else best_margin}
 
 
 class _Validation:
@@ -172,7 +170,7 @@ class _Validation:
     def __init__(self, codes: np.ndarray, y: np.ndarray, base: np.ndarray, params: BoostParams,
                  num_class: int | None):
         self.codes, self.y = codes, y
-        self.margin = _initial_margin(base, len(y))
+        self.margin = initial_margin(base, len(y))
         self.metric = resolve_metric(params.eval_metric, params.objective)
         self.score = metric_function(self.metric, params.objective, num_class)
         self.stopper = EarlyStopping(self.metric, params.early_stopping_rounds)
@@ -185,22 +183,13 @@ class _Validation:
             answer = directions[owner]
             return np.unpackbits(answer["bits"][answer["nodes"].index(node)], count=len(self.y)).astype(bool)
 
-        (self.margin if k is None else _column(self.margin, k))[:] += tree_output(tree.to_dict(), self.codes, missing,
-                                                                                  host_bits)
+        target = self.margin if k is None else output_column(self.margin, k)
+        target += tree_output(tree.to_dict(), self.codes, missing, host_bits)
 
     def score_round(self, ctx: Context, round_: int) -> bool:
         score = self.score(self.y, self.margin)
         ctx.metrics.log(f"valid_{self.metric}", score, step=round_)
         return self.stopper.update(round_, score)
-
-
-def _initial_margin(base: np.ndarray, n: int) -> np.ndarray:
-    return np.tile(base, (n, 1)) if len(base) > 1 else np.full(n, base[0])
-
-
-def _column(a: np.ndarray, k: int) -> np.ndarray:
-    """Output `k` of per-row values (a view): the array itself when there is one output."""
-    return a if a.ndim == 1 else a[:, k]
 
 
 def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, columns: np.ndarray, g: np.ndarray,
