@@ -276,6 +276,7 @@ def decode(output_labels: np.ndarray, decoding: np.ndarray) -> np.ndarray:
 
 def _garbler_round(ctx: Context, peer: str, ot: OTExtension, circuit: Circuit, x_bits: np.ndarray,
                    tag: str) -> np.ndarray:
+    """One chunk as garbler: send tables, own input labels and decoding bits; OT the evaluator's labels."""
     garbling = garble(circuit, len(x_bits))
     g = circuit.garbler_inputs
     ctx.send(peer, f"{tag}/garbled", {
@@ -292,6 +293,7 @@ def _garbler_round(ctx: Context, peer: str, ot: OTExtension, circuit: Circuit, x
 
 
 def _checked(message: dict, key: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """message[key] if it is an array of exactly this shape and dtype: the garbler's data is untrusted."""
     value = message.get(key) if isinstance(message, dict) else None
     if not isinstance(value, np.ndarray) or value.dtype != dtype or value.shape != shape:
         raise ValueError(f"garbled circuit: the garbler sent a malformed {key!r}; expected {shape} {np.dtype(dtype)}")
@@ -300,6 +302,7 @@ def _checked(message: dict, key: str, shape: tuple[int, ...], dtype: type) -> np
 
 def _evaluator_round(ctx: Context, peer: str, ot: OTExtension, circuit: Circuit, y_bits: np.ndarray,
                      tag: str) -> np.ndarray:
+    """One chunk as evaluator: check the garbler's message, get own labels by OT, evaluate, report back."""
     batch = len(y_bits)
     message = ctx.recv(peer, f"{tag}/garbled")
     tables = _checked(message, "tables", (circuit.and_gates, 2, batch, BLOCK), np.uint8)

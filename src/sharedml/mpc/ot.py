@@ -36,7 +36,7 @@ from nacl.bindings import (
 from ..crypto.prg import SeededStream
 from ..runtime.context import Context
 
-__all__ = ["KAPPA", "OTExtension", "and_triples", "base_ot_receive", "base_ot_send", "tccr_hash"]
+__all__ = ["BLOCK", "KAPPA", "OTExtension", "and_triples", "base_ot_receive", "base_ot_send", "tccr_hash"]
 
 KAPPA = 128  # security parameter: number of base OTs, bits of Δ and of every extended OT row
 BLOCK = 16  # bytes of a KAPPA-bit block
