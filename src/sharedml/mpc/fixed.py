@@ -19,6 +19,10 @@ import numpy as np
 RING_BITS = 64
 DEFAULT_FRAC_BITS = 18
 
+# Ring arithmetic wraps by design; numpy warns when a 0-d (scalar) uint64 operation wraps, so the
+# functions that compute on shares run under this.
+wrapping = np.errstate(over="ignore")
+
 
 def as_ring(values: np.ndarray | int) -> np.ndarray:
     """Integers (any sign, any numpy integer dtype) reduced into Z_2^64 as uint64."""

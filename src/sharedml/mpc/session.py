@@ -65,6 +65,7 @@ class MPCSession:
             from .two_party import TwoPartySource  # noqa: PLC0415 - pulls in HE and OT only when asked for
 
             self.triples = TwoPartySource(ctx, self.parties, scheme=he_scheme, key_bits=he_bits)
+            self.triples.session = self
         else:
             raise ValueError(f"unknown triples {triples!r}: use 'dealer', 'he' or a TripleSource")
         self.truncation = truncation or ("tuple" if self.triples.makes_trunc_pairs else "local")

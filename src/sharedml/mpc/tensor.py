@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .fixed import signed
+from .fixed import signed, wrapping
 from .session import MPCSession
 
 _HIGH_BIT = 63
@@ -92,10 +92,22 @@ class SharedTensor:
             return array.astype(np.int64).view(np.uint64), 0
         return self.session.fxp.encode(array), self.session.fxp.frac_bits
 
+    def _encode_multiplier(self, value: Any) -> tuple[np.ndarray, int]:
+        """A public multiplier; a small real gets extra fractional bits (as many as its magnitude
+        frees), so that e.g. 1/n in a mean keeps its relative precision."""
+        array = np.asarray(value)
+        if array.dtype.kind in "iub":
+            return self._encode_public(array)
+        largest = float(np.max(np.abs(array), initial=0.0))
+        extra = int(np.clip(-np.floor(np.log2(largest)), 0, 20)) if largest > 0 else 0
+        frac = self.session.fxp.frac_bits + extra
+        return self.session.fxp.encode(array, frac), frac
+
     def _aligned(self, share: np.ndarray, frac: int, target: int) -> np.ndarray:
         """Rescale an encoding up to `target` fractional bits (exact: a left shift)."""
         return share if frac == target else share << np.uint64(target - frac)
 
+    @wrapping
     def _linear(self, other: Any, sign: int) -> SharedTensor:
         if isinstance(other, SharedTensor):
             frac = max(self.frac, other.frac)
@@ -121,24 +133,28 @@ class SharedTensor:
     def __rsub__(self, other: Any) -> SharedTensor:
         return (-self)._linear(other, +1)
 
+    @wrapping
     def __neg__(self) -> SharedTensor:
         return self._new(np.uint64(0) - self.share)
 
     # -- products ----------------------------------------------------------------------------------
+    @wrapping
     def __mul__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
             return beaver_mul(self, other)
-        encoded, frac = self._encode_public(other)
+        encoded, frac = self._encode_multiplier(other)
         return self._new(self.share * encoded, self.frac + frac).rescaled()
 
     __rmul__ = __mul__
 
+    @wrapping
     def __matmul__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
             return beaver_matmul(self, other)
         encoded, frac = self._encode_public(other)
         return self._new(np.matmul(self.share, encoded), self.frac + frac).rescaled()
 
+    @wrapping
     def __rmatmul__(self, other: Any) -> SharedTensor:
         encoded, frac = self._encode_public(other)
         return self._new(np.matmul(encoded, self.share), self.frac + frac).rescaled()
@@ -183,6 +199,7 @@ def stack(tensors: Sequence[SharedTensor], axis: int = 0) -> SharedTensor:
     return first._new(np.stack([t.share for t in tensors], axis=axis))
 
 
+@wrapping
 def beaver_mul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
     """x * y elementwise (with broadcasting) from one Beaver triple; one round."""
     session = x.session
@@ -195,6 +212,7 @@ def beaver_mul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
     return SharedTensor(session, z, x.frac + y.frac).rescaled()
 
 
+@wrapping
 def beaver_matmul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
     """x @ y from one matrix triple; one round, and bytes for the two operands only."""
     session = x.session
@@ -206,6 +224,7 @@ def beaver_matmul(x: SharedTensor, y: SharedTensor) -> SharedTensor:
     return SharedTensor(session, z, x.frac + y.frac).rescaled()
 
 
+@wrapping
 def _truncate_local(share: np.ndarray, bits: int, first: bool) -> np.ndarray:
     shift = np.uint64(bits)
     if first:
@@ -213,6 +232,7 @@ def _truncate_local(share: np.ndarray, bits: int, first: bool) -> np.ndarray:
     return np.uint64(0) - ((np.uint64(0) - share) >> shift)
 
 
+@wrapping
 def _truncate_tuple(session: MPCSession, share: np.ndarray, bits: int) -> np.ndarray:
     shift = np.uint64(bits)
     pair = session.triples.trunc(share.size, bits)

@@ -19,8 +19,9 @@ and gets s + r0·r1, so r = r0 + r1 − 2·r0·r1 splits into additive shares lo
 
 The offline phase: `prepare(...)` makes tuples ahead and keeps them; the online phase takes from
 these pools first and makes what is missing on the spot. Both parties make the same calls in the
-same order, so their pools stay in step. Truncation pairs are not made here; sessions using this
-source truncate locally (SecureML, see tensor.py).
+same order, so their pools stay in step. Truncation pairs come from a binary adder on the two
+parties' random shares (boolean.truncation_pairs), so dealer-free sessions truncate as exactly as
+dealer ones.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from ..crypto import ou, paillier
 from ..crypto.he_scheme import HEPublicKey
 from ..crypto.prg import SeededStream
 from ..runtime.context import Context
+from .boolean import truncation_pairs
 from .ot import OTExtension, and_triples
-from .triples import Tuple, TripleSource
+from .triples import TripleSource, Tuple
 
 _KEY_TAG, _ENCRYPTED_TAG, _MASKED_TAG = "mpc/he/key", "mpc/he/encrypted", "mpc/he/masked"
 _STATISTICAL_BITS = 40
@@ -87,6 +89,8 @@ class TwoPartySource(TripleSource):
     """Tuples for exactly two parties with no third party (see the module docstring)."""
 
     name = "he"
+    makes_trunc_pairs = True
+    session: Any = None  # set by the MPCSession; truncation pairs are made by a protocol of the session
 
     def __init__(self, ctx: Context, parties: list[str], *, scheme: str = "ou", key_bits: int = 2048,
                  timeout: float = 3600.0) -> None:
@@ -109,9 +113,10 @@ class TwoPartySource(TripleSource):
 
     # -- offline phase -----------------------------------------------------------------------------
     def prepare(self, *, mul: int = 0, matmul: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = (),
-                and_words: int = 0, dabits: int = 0) -> None:
+                and_words: int = 0, dabits: int = 0, trunc: dict[int, int] | None = None) -> None:
         """Make tuples ahead of the online phase: `mul` elements of elementwise triples, one matrix
-        triple per (shape_a, shape_b), `and_words` boolean words, `dabits` daBits."""
+        triple per (shape_a, shape_b), `and_words` boolean words, `dabits` daBits, and per shift
+        (usually the session's fractional bits) a number of truncation pairs."""
         if mul:
             self.pools["mul"].add(*self._arithmetic((mul,), None))
         for shape_a, shape_b in matmul:
@@ -120,8 +125,10 @@ class TwoPartySource(TripleSource):
             self.pools["and"].add(*and_triples(self.ctx, self.peer, and_words, ot=self.ot))
         if dabits:
             self.pools["dabits"].add(*self._dabits(dabits))
+        for shift, count in (trunc or {}).items():
+            self.pools[("trunc", shift)].add(*truncation_pairs(self.session, count, shift))
 
-    def _draw(self, kind: str, n: int, make: Any) -> list[np.ndarray]:
+    def _draw(self, kind: Any, n: int, make: Any) -> list[np.ndarray]:
         pool = self.pools[kind]
         have = min(pool.size(), n)
         parts = pool.take(have) if have else []
@@ -151,6 +158,10 @@ class TwoPartySource(TripleSource):
     def dabits(self, n: int) -> Tuple:
         bits, arithmetic = self._draw("dabits", n, self._dabits)
         return Tuple(bits, arithmetic, lambda: arithmetic)
+
+    def trunc(self, n: int, shift: int) -> Tuple:
+        r, top, low = self._draw(("trunc", shift), n, lambda k: truncation_pairs(self.session, k, shift))
+        return Tuple(r, top, lambda: np.stack([top, low]))
 
     # -- generation --------------------------------------------------------------------------------
     def _arithmetic(self, shape_a: tuple[int, ...], shape_b: tuple[int, ...] | None) -> list[np.ndarray]:
