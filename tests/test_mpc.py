@@ -3,6 +3,9 @@ a trusted dealer (2 and 3 parties) and without one (2 parties, HE + OT); plus wh
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +19,7 @@ from sharedml.runtime.simulate import SimulationError, simulate
 TWO = {"alice": "party", "bob": "party", "dealer": "dealer"}
 THREE = {"alice": "party", "bob": "party", "carol": "party", "dealer": "dealer"}
 RESOLUTION = 2.0 ** -18
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -219,3 +223,21 @@ def test_configuration_errors_are_clear():
         run(lambda m, s: None, ["alice", "bob", "carol"], triples="he")
     with pytest.raises(SimulationError, match="exceeds the fixed-point range"):
         run(lambda m, s: s(np.array([1e14]), "alice"))
+
+
+def test_secure_sum_example_prints_the_total_and_sends_no_input_in_the_clear(capsys):
+    runpy.run_path(str(EXAMPLES / "secure_sum_abc.py"), run_name="__main__")
+    assert "total: 45" in capsys.readouterr().out
+    records = []
+
+    def party(ctx):
+        with MPCSession(ctx, triples=None) as mpc:
+            shares = [mpc.share([{"A": 10.0, "B": 15.0, "C": 20.0}[ctx.party]] if ctx.party == p else None, p)
+                      for p in "ABC"]
+            with pytest.raises(RuntimeError, match="cannot truncate"):
+                shares[0] * 0.5
+            return (shares[0] + shares[1] + shares[2]).reveal()
+
+    assert simulate(party, ["A", "B", "C"], recorder=records.append)["A"] == [45.0]
+    for value in (10, 15, 20):
+        assert not any(np.uint64(value << 18).tobytes() in r.payload for r in records)

@@ -6,7 +6,8 @@
         x = mpc.share(values, owner="alice")
         y = (x * x).sum().reveal()
 
-Tuples come from a trusted dealer (a party with role `dealer`; `triples="dealer"`) or, for two
+A session that only adds and opens (a secure sum) needs no tuples: `triples=None`. Otherwise tuples
+come from a trusted dealer (a party with role `dealer`; `triples="dealer"`) or, for two
 parties, from a dealer-free generator (`triples="he"`: Beaver triples from OU/Paillier, boolean
 tuples from OT extension). Opening a value is one round: every computing party sends its share to
 every other. The session counts rounds; bytes come from the channel's own counters.
@@ -22,7 +23,7 @@ import numpy as np
 from ..crypto.prg import SeededStream
 from ..runtime.context import Context
 from .fixed import DEFAULT_FRAC_BITS, FixedPoint
-from .triples import DealerSource, TripleSource, serve_dealer
+from .triples import DealerSource, NoTuples, TripleSource, serve_dealer
 
 if TYPE_CHECKING:
     from .tensor import SharedTensor
@@ -34,7 +35,7 @@ DEALER_ROLE = "dealer"
 class MPCSession:
     """One party's handle on a secure computation among `parties`."""
 
-    def __init__(self, ctx: Context, *, triples: str | TripleSource = "dealer", parties: list[str] | None = None,
+    def __init__(self, ctx: Context, *, triples: str | TripleSource | None = "dealer", parties: list[str] | None = None,
                  dealer: str | None = None, frac_bits: int = DEFAULT_FRAC_BITS, truncation: str | None = None,
                  he_scheme: str = "ou", he_bits: int = 2048) -> None:
         self.ctx = ctx
@@ -59,6 +60,8 @@ class MPCSession:
         self.peers = [p for p in self.parties if p != ctx.party]
         if isinstance(triples, TripleSource):
             self.triples = triples
+        elif triples is None:
+            self.triples = NoTuples()
         elif triples == "dealer":
             self.triples = DealerSource(ctx, self.parties, self.dealer)
         elif triples == "he":
@@ -68,10 +71,11 @@ class MPCSession:
             self.triples.session = self
         else:
             raise ValueError(f"unknown triples {triples!r}: use 'dealer', 'he' or a TripleSource")
-        self.truncation = truncation or ("tuple" if self.triples.makes_trunc_pairs else "local")
-        if self.truncation == "local" and len(self.parties) != 2:
+        two = len(self.parties) == 2
+        self.truncation = truncation or ("tuple" if self.triples.makes_trunc_pairs else "local" if two else "none")
+        if self.truncation == "local" and not two:
             raise ValueError("local (SecureML) truncation is correct for exactly 2 parties; use a dealer for more")
-        if self.truncation not in ("local", "tuple"):
+        if self.truncation not in ("local", "tuple", "none"):
             raise ValueError(f"unknown truncation {self.truncation!r}: use 'local' or 'tuple'")
 
     # -- lifecycle ---------------------------------------------------------------------------------

@@ -166,6 +166,9 @@ class SharedTensor:
 
     def truncate(self, bits: int) -> SharedTensor:
         """Divide by 2^bits (see the module docstring for the two methods and their errors)."""
+        if self.session.truncation == "none":
+            raise RuntimeError("this session cannot truncate: products of reals among more than two parties "
+                               "need a dealer's truncation pairs (triples='dealer')")
         if self.session.truncation == "local":
             return self._new(_truncate_local(self.share, bits, self.session.is_first), self.frac - bits)
         return self._new(_truncate_tuple(self.session, self.share, bits), self.frac - bits)

@@ -85,6 +85,18 @@ class TripleSource(ABC):
         """Tell a helper (the dealer) that no more tuples are needed."""
 
 
+class NoTuples(TripleSource):
+    """For sessions that only add, scale and open (e.g. a secure sum): asking for a tuple is an error."""
+
+    name = "none"
+
+    def _refuse(self, *args: Any) -> Tuple:
+        raise RuntimeError("this session has no tuple source (triples=None); products and comparisons need "
+                           "triples='dealer' (with a dealer party) or triples='he' (two parties)")
+
+    mul = matmul = and_words = dabits = _refuse
+
+
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.matmul(a, b)
 
