@@ -226,7 +226,7 @@ def test_configuration_errors_are_clear():
 
 
 def test_secure_sum_example_prints_the_total_and_sends_no_input_in_the_clear(capsys):
-    runpy.run_path(str(EXAMPLES / "secure_sum_abc.py"), run_name="__main__")
+    runpy.run_path(str(EXAMPLES / "secure_sum_abc.py"))["main"]([])
     assert "total: 45" in capsys.readouterr().out
     records = []
 
