@@ -58,6 +58,10 @@ class MPCSession:
             raise ValueError(f"party {ctx.party!r} is neither a computing party {self.parties} nor the dealer")
         self.index = self.parties.index(ctx.party)
         self.peers = [p for p in self.parties if p != ctx.party]
+        if triples == "dealer":  # flagged in the task's metrics and log: the dealer must be trusted
+            ctx.metrics.log("mpc_tuple_source", f"trusted dealer {self.dealer!r}")
+            ctx.log.warning("MPC tuples come from the trusted dealer %r: it must not collude with any party",
+                            self.dealer)
         if isinstance(triples, TripleSource):
             self.triples = triples
         elif triples is None:
