@@ -60,7 +60,7 @@ class MPCSession:
         self.peers = [p for p in self.parties if p != ctx.party]
         if triples == "dealer":  # flagged in the task's metrics and log: the dealer must be trusted
             ctx.metrics.log("mpc_tuple_source", f"trusted dealer {self.dealer!r}")
-            ctx.log.warning("MPC tuples come from the trusted dealer %r: it must not collude with any party",
+            ctx.log.info("MPC tuples come from the trusted dealer %r: it must not collude with any party",
                             self.dealer)
         if isinstance(triples, TripleSource):
             self.triples = triples
