@@ -2,10 +2,11 @@
 
 A comparison needs the top bit of a value that is shared additively over Z_2^64. Each party's
 share is an input to a binary adder: party i XOR-shares its own share (it holds the word, everyone
-else holds 0), three operands at a time are reduced to two by carry-save adders, and a Kogge–Stone
-parallel-prefix adder computes the carry into bit 63. Words are numpy uint64, so one AND gate on an
-array of words is 64 bit-gates per element; the whole sign costs 1 + 6 rounds of AND gates (plus one
-round per carry-save level for more than two parties) and 12 words of AND triples per element.
+else holds 0), three operands at a time are reduced to two by carry-save adders, and a reduction
+tree computes the carry into bit 63 (see sign_bit). Words are numpy uint64, so one AND gate on a
+word is 64 bit-gates; the sign costs 7 rounds of AND gates (plus one per carry-save level for more
+than two parties) and about 3 words of AND triples per element. Truncation pairs need carries at
+two positions, so they use a full Kogge–Stone prefix adder (12 words) instead.
 
 The resulting bit is XOR-shared; `to_arithmetic` converts it with a daBit (a random bit shared both
 ways): open c = bit ⊕ r, then bit = c + r − 2·c·r, linear in r's additive shares. One more round.
