@@ -82,9 +82,9 @@ def sign_bit(session: MPCSession, share: np.ndarray) -> np.ndarray:
     """XOR shares (in bit 0) of the top bit of the shared value: 1 where it is negative.
 
     The top bit of a + b is a_63 ⊕ b_63 ⊕ (carry into bit 63). The carry comes from a reduction tree
-    over (generate, propagate) pairs of neighbouring bit groups: each level halves the number of
-    groups, so its AND gates work on half as many bits, packed densely into words. 7 rounds and
-    about 3 words of AND triples per element (a full prefix adder would need 12).
+    over (generate, propagate) pairs of neighbouring bit groups: each level halves the bits per
+    element, and the words are merged pairwise so that they stay full. 7 rounds and about 3 words
+    of AND triples per element (a full prefix adder would need 12).
     """
     shape = np.shape(share)
     a, b = _carry_save(session, _operands(session, np.asarray(share, dtype=np.uint64).ravel()))
@@ -94,17 +94,16 @@ def sign_bit(session: MPCSession, share: np.ndarray) -> np.ndarray:
     b = b & _LOW_63
     propagate = a ^ b
     (generate,) = and_gate(session, (a, b))
-    width = 64
-    while width > 1:
-        g_low, g_high = _even_bits(generate), _even_bits(generate >> _ONE)
-        p_low, p_high = _even_bits(propagate), _even_bits(propagate >> _ONE)
-        width //= 2
-        if width > 1:
-            carried, propagate = _narrow_and(session, width, (p_high, g_low), (p_high, p_low))
+    for level in range(6):  # fields of 64 >> level bits, 2^level elements per word
+        g_low, g_high = _merged(_even_bits(generate)), _merged(_even_bits(generate >> _ONE))
+        p_low, p_high = _merged(_even_bits(propagate)), _merged(_even_bits(propagate >> _ONE))
+        if level < 5:
+            carried, propagate = and_gate(session, (p_high, g_low), (p_high, p_low))
         else:
-            (carried,) = _narrow_and(session, width, (p_high, g_low))
+            (carried,) = and_gate(session, (p_high, g_low))
         generate = g_high ^ carried
-    return ((top ^ generate) & _ONE).reshape(shape)
+    bits = (generate[:, None] >> np.arange(64, dtype=np.uint64)) & _ONE  # one bit per element, in order
+    return (top ^ bits.ravel()[:top.size]).reshape(shape)
 
 
 _LOW_63 = np.uint64((1 << 63) - 1)
@@ -115,27 +114,18 @@ _EVEN_MASKS = [np.uint64(m) for m in (0x3333333333333333, 0x0F0F0F0F0F0F0F0F, 0x
 
 def _even_bits(x: np.ndarray) -> np.ndarray:
     """Bits 0, 2, 4, … of each word moved to bits 0, 1, 2, … (a bit permutation, so it commutes with XOR
-    sharing)."""
+    sharing). Fields of w bits side by side become fields of w/2 bits side by side, in the low half."""
     x = x & np.uint64(0x5555555555555555)
     for step, mask in enumerate(_EVEN_MASKS):
         x = (x | (x >> np.uint64(1 << step))) & mask
     return x
 
 
-def _narrow_and(session: MPCSession, width: int, *pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
-    """and_gate on values of `width` meaningful bits, 64 / width of them packed per word."""
-    per = 64 // width
-    count = pairs[0][0].size
-    shifts = np.arange(per, dtype=np.uint64) * np.uint64(width)
-
-    def pack(values: np.ndarray) -> np.ndarray:
-        padded = np.zeros(-(-values.size // per) * per, np.uint64)
-        padded[:values.size] = values.ravel()
-        return np.bitwise_or.reduce(padded.reshape(-1, per) << shifts, axis=1)
-
-    flat = [(pack(x), pack(y)) for x, y in pairs]
-    mask = np.uint64((1 << width) - 1)
-    return [((z[:, None] >> shifts) & mask).ravel()[:count] for z in and_gate(session, *flat)]
+def _merged(halves: np.ndarray) -> np.ndarray:
+    """Words using only their low 32 bits, two per word (the next word's bits above), in order."""
+    if len(halves) % 2:
+        halves = np.append(halves, np.uint64(0))
+    return halves[0::2] | (halves[1::2] << np.uint64(32))
 
 
 @wrapping
