@@ -90,14 +90,17 @@ def _moved(ndim: int, axis: int) -> list[int]:
 
 
 # -- piecewise polynomials ------------------------------------------------------------------------
-def piecewise(x: SharedTensor, thresholds: Sequence[float], pieces: Sequence[float | np.ndarray]) -> SharedTensor:
+def piecewise(x: SharedTensor, thresholds: Sequence[float], pieces: Sequence[float | np.ndarray],
+              scale: float | None = None) -> SharedTensor:
     """Σ_k [x in region k] · P_k(x), regions split at the increasing `thresholds`.
 
     There is one more piece than thresholds. A piece is a constant, or (for a bounded region
     [t_{k-1}, t_k)) the coefficients, constant term first, of a polynomial in the region's own
     variable v = (x − mid) / half_width ∈ [-1, 1], which keeps powers and coefficients small so that
-    fixed-point rounding stays at the 2^-f level. Costs one comparison batch, ⌈log2 degree⌉ rounds
-    of powers (all regions' powers in the same rounds) and one multiplication round.
+    fixed-point rounding stays at the 2^-f level. With `scale`, every piece is instead a polynomial
+    in the one variable u = x / scale: one set of powers for all regions (cheaper), at the price of
+    larger coefficients (more rounding) when a region is narrow compared with the scale. Costs one
+    comparison batch, ⌈log2 degree⌉ rounds of powers and one multiplication round.
     """
     if len(pieces) != len(thresholds) + 1:
         raise ValueError("piecewise needs exactly one more piece than thresholds")
@@ -114,16 +117,20 @@ def piecewise(x: SharedTensor, thresholds: Sequence[float], pieces: Sequence[flo
         else:
             raise ValueError("an unbounded region (below the first or above the last threshold) needs a constant")
     if varying:
-        bounds = np.array([(thresholds[k - 1], thresholds[k]) for k, _ in varying])
-        mid, half = bounds.mean(axis=1), (bounds[:, 1] - bounds[:, 0]) / 2
-        column = (-1,) + (1,) * x.ndim
-        local = (stack([x] * len(varying)) - mid.reshape(column)) * (1 / half).reshape(column)
         degree = max(len(c) for _, c in varying) - 1
         coefficients = np.zeros((len(varying), degree + 1))
         for row, (_, c) in enumerate(varying):
             coefficients[row, :len(c)] = c
-        per_power = coefficients.T.reshape((degree + 1, len(varying)) + (1,) * x.ndim)
-        values = _polynomial(local, _powers(local, degree), per_power)
+        column = (-1,) + (1,) * x.ndim
+        if scale is None:
+            bounds = np.array([(thresholds[k - 1], thresholds[k]) for k, _ in varying])
+            mid, half = bounds.mean(axis=1), (bounds[:, 1] - bounds[:, 0]) / 2
+            local = (stack([x] * len(varying)) - mid.reshape(column)) * (1 / half).reshape(column)
+            values = _polynomial(local, _powers(local, degree), coefficients.T.reshape((degree + 1,) + column))
+        else:
+            u = x * (1.0 / scale)
+            values = _polynomial(stack([u] * len(varying)), [stack([p] * len(varying)) for p in _powers(u, degree)],
+                                 coefficients.T.reshape((degree + 1,) + column))
         total = (stack([regions[k] for k, _ in varying]) * values).sum(axis=0)
         out = total if out is None else out + total
     return out
@@ -172,27 +179,35 @@ def _minimax(low: float, high: float, degree: int, function: str) -> np.ndarray:
 
 _TARGETS = {"sigmoid": lambda x: 1 / (1 + np.exp(-x)), "exp": np.exp}
 
-# thresholds in x, then per region a constant or (degree of a near-minimax fit on that region)
+# thresholds in x; per region a constant or the degree of a near-minimax fit; the shared variable's scale
 _SIGMOID_PLANS = {
-    # 4 comparisons, degree 5; max error 3.4e-4 (the clamp beyond ±8; the fits are ≤ 2e-4)
-    "minimax": ([-8.0, -2.0, 2.0, 8.0], [0.0, 5, 5, 5, 1.0]),
-    # 6 comparisons, degrees 5-7; max error 3e-5 (fits ≤ 1.6e-5, clamp 8e-7, fixed point ~1e-5)
-    "accurate": ([-14.0, -6.0, -2.0, 2.0, 6.0, 14.0], [0.0, 5, 6, 7, 6, 5, 1.0]),
-    # 4 comparisons, no powers; max error 3.1e-2
-    "linear": ([-8.0, -2.0, 2.0, 8.0], [0.0, 1, 1, 1, 1.0]),
+    # 4 comparisons, degree 5 in u = x/8; max error 3.5e-4 (the clamp beyond ±8; fits ≤ 2e-4)
+    "minimax": ([-8.0, -2.0, 2.0, 8.0], [0.0, 5, 5, 5, 1.0], 8.0),
+    # 6 comparisons, degrees 5-7 in each region's own variable; max error 3e-5 (fits ≤ 1.6e-5)
+    "accurate": ([-14.0, -6.0, -2.0, 2.0, 6.0, 14.0], [0.0, 5, 6, 7, 6, 5, 1.0], None),
+    # 4 comparisons, straight lines in x, no powers; max error 3.1e-2
+    "linear": ([-8.0, -2.0, 2.0, 8.0], [0.0, 1, 1, 1, 1.0], 1.0),
 }
 
 
 @cache
-def _sigmoid_plan(method: str) -> tuple[list[float], list[float | np.ndarray]]:
+def _sigmoid_plan(method: str) -> tuple[list[float], list[float | np.ndarray], float | None]:
     if method not in _SIGMOID_PLANS:
         raise ValueError(f"unknown sigmoid method {method!r}: use one of {sorted(_SIGMOID_PLANS)}")
-    thresholds, plan = _SIGMOID_PLANS[method]
-    pieces: list[float | np.ndarray] = [
-        piece if isinstance(piece, float) else _minimax(thresholds[k - 1], thresholds[k], piece, "sigmoid")
-        for k, piece in enumerate(plan)
-    ]
-    return thresholds, pieces
+    thresholds, plan, scale = _SIGMOID_PLANS[method]
+    pieces: list[float | np.ndarray] = []
+    for k, piece in enumerate(plan):
+        if isinstance(piece, float):
+            pieces.append(piece)
+            continue
+        low, high = thresholds[k - 1], thresholds[k]
+        in_v = np.polynomial.Polynomial(_minimax(low, high, piece, "sigmoid"))
+        if scale is None:
+            pieces.append(in_v.coef)
+        else:  # v = (x − mid) / half = (scale·u − mid) / half
+            mid, half = (low + high) / 2, (high - low) / 2
+            pieces.append(in_v(np.polynomial.Polynomial([-mid / half, scale / half])).coef)
+    return thresholds, pieces, scale
 
 
 def sigmoid(x: SharedTensor, method: str = "minimax") -> SharedTensor:
@@ -203,8 +218,8 @@ def sigmoid(x: SharedTensor, method: str = "minimax") -> SharedTensor:
     - `accurate`: 5 pieces of degree 5–7 on [-14, 14]; max abs error 3e-5. 6 comparisons.
     - `linear`: straight lines on the same pieces as `minimax`; max abs error 3.1e-2, no powers.
     """
-    thresholds, pieces = _sigmoid_plan(method)
-    return piecewise(x, thresholds, pieces)
+    thresholds, pieces, scale = _sigmoid_plan(method)
+    return piecewise(x, thresholds, pieces, scale)
 
 
 # -- exp, reciprocal, square roots ----------------------------------------------------------------
