@@ -214,7 +214,7 @@ def sigmoid(x: SharedTensor, method: str = "minimax") -> SharedTensor:
     """1 / (1 + e^-x) for any x in the fixed-point range.
 
     - `minimax` (default): degree-5 near-minimax polynomials on [-8,-2], [-2,2], [2,8], 0 or 1 outside;
-      max abs error 3.4e-4 (the clamp at ±8 dominates). 4 comparisons per element.
+      max abs error 3.5e-4 (the clamp at ±8 dominates). 4 comparisons per element.
     - `accurate`: 5 pieces of degree 5–7 on [-14, 14]; max abs error 3e-5. 6 comparisons.
     - `linear`: straight lines on the same pieces as `minimax`; max abs error 3.1e-2, no powers.
     """
