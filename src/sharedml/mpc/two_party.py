@@ -1,17 +1,20 @@
 """Dealer-free tuples for two parties: Beaver triples from additively homomorphic encryption, boolean
 triples and daBits from oblivious transfer.
 
-Arithmetic triples (elementwise and matrix). The first party P0 holds an OU (or Paillier) key pair;
-each party draws its own a_i, b_i. Then c = a·b needs the cross terms a0·b1 + a1·b0:
+Arithmetic triples (elementwise and matrix). Each party holds its own OU (or Paillier) key pair and
+draws its own a_i, b_i; c = a·b needs the cross terms a0·b1 + a1·b0. Symmetrically, each party
+encrypts the smaller of its operands (for a·b, a; for A @ B, A or B by size) under its own key,
+and returns the peer's cross term masked:
 
-    P0 → P1: Enc(a0), Enc(b0)
-    P1 → P0: Enc(a0)^b1 · Enc(b0)^a1 · Enc(ρ)        (for matrices: Enc(A0)@B1 and A1@Enc(B0))
-    P0: c0 = a0·b0 + Dec(...) mod 2^64;  P1: c1 = a1·b1 − ρ mod 2^64
+    Pi → Pj: Enc_i(a_i)
+    Pj → Pi: Enc_i(a_i)^b_j · Enc_i(ρ_j)            (for matrices: Enc_i(A_i) @ B_j or A_j @ Enc_i(B_i))
+    Pi: c_i = a_i·b_i + Dec_i(...) − ρ_i mod 2^64
 
-The cross term is an integer below 2^(129 + log2 k) (k the inner dimension), far under the
-plaintext space, and ρ is uniform over an interval 2^40 times larger, so P0's decryption is
-statistically (2^-40) independent of a1, b1; ρ's fresh encryption also re-randomises the ciphertext.
-P1 sees only ciphertexts under P0's key. Semi-honest security.
+so a 1000×100 @ 100×1 triple encrypts 100 values per party, not 100,000. A cross term is an integer
+below 2^(129 + log2 k) (k the inner dimension), far under the plaintext space, and ρ is uniform
+over an interval 2^40 times larger, so each decryption is statistically (2^-40) independent of the
+peer's values; ρ's fresh encryption also re-randomises the ciphertext. Each party sees only
+ciphertexts under the peer's key. Semi-honest security.
 
 Boolean triples come from IKNP random OTs (ot.and_triples); a daBit (a random bit r = r0 ⊕ r1
 shared both ways) from one chosen-message OT of 8 bytes: P1 sends (s, s + r1), P0 chooses with r0
@@ -99,15 +102,13 @@ class TwoPartySource(TripleSource):
         if scheme not in ("ou", "paillier"):
             raise ValueError(f"unknown HE scheme {scheme!r}: use 'ou' or 'paillier'")
         self.ctx, self.timeout = ctx, timeout
-        self.is_key_holder = ctx.party == parties[0]
-        self.peer = parties[1] if self.is_key_holder else parties[0]
-        if self.is_key_holder:
-            generate = ou.generate_keypair if scheme == "ou" else paillier.generate_keypair
-            self.public_key, self._private_key = generate(key_bits)
-            ctx.send(self.peer, _KEY_TAG, self.public_key.to_dict())
-        else:
-            key_class = ou.OUPublicKey if scheme == "ou" else paillier.PaillierPublicKey
-            self.public_key = key_class.from_dict(ctx.recv(self.peer, _KEY_TAG, timeout))
+        self.is_first = ctx.party == parties[0]
+        self.peer = parties[1] if self.is_first else parties[0]
+        generate = ou.generate_keypair if scheme == "ou" else paillier.generate_keypair
+        key_class = ou.OUPublicKey if scheme == "ou" else paillier.PaillierPublicKey
+        self.public_key, self._private_key = generate(key_bits)
+        ctx.send(self.peer, _KEY_TAG, self.public_key.to_dict())
+        self.peer_key: HEPublicKey = key_class.from_dict(ctx.recv(self.peer, _KEY_TAG, timeout))
         self.ot = OTExtension(ctx, self.peer, tag="mpc/ot")
         self.pools: dict[Any, _Pool] = defaultdict(_Pool)
 
@@ -165,40 +166,38 @@ class TwoPartySource(TripleSource):
 
     # -- generation --------------------------------------------------------------------------------
     def _arithmetic(self, shape_a: tuple[int, ...], shape_b: tuple[int, ...] | None) -> list[np.ndarray]:
-        """One elementwise triple of shape_a (shape_b None) or one matrix triple shape_a @ shape_b."""
+        """One elementwise triple of shape_a (shape_b None) or one matrix triple shape_a @ shape_b.
+
+        Symmetric: each party encrypts the smaller of its two operands under its own key, and
+        computes the cross term of the peer's encrypted operand with its own other operand, masked.
+        """
         elementwise = shape_b is None
         a, b = _random(shape_a), _random(shape_a if elementwise else shape_b)
         own = a * b if elementwise else np.matmul(a, b)
-        key: HEPublicKey = self.public_key
-        if self.is_key_holder:
-            encrypted = [key.encrypt(_as_ints(a)), key.encrypt(_as_ints(b))]
-            self.ctx.send(self.peer, _ENCRYPTED_TAG, [key.ciphertexts_to_bytes(e) for e in encrypted])
-            masked = self.ctx.recv(self.peer, _MASKED_TAG, self.timeout)
-            cross = self._private_key.decrypt(key.ciphertexts_from_bytes(masked, own.shape))
-            return [a, b, own + _to_ring(cross)]
-        raw_a, raw_b = self.ctx.recv(self.peer, _ENCRYPTED_TAG, self.timeout)
-        enc_a = key.ciphertexts_from_bytes(raw_a, a.shape)
-        enc_b = key.ciphertexts_from_bytes(raw_b, b.shape)
-        if elementwise:
-            cross = key.add(key.mul_plain(enc_a, _as_ints(b)), key.mul_plain(enc_b, _as_ints(a)))
-            inner = 1
-        else:  # Enc(A0) @ B1 + A1 @ Enc(B0), the second as (Enc(B0)^T @ A1^T)^T
-            b_matrix = b if b.ndim == 2 else b[:, None]
-            enc_b_matrix = enc_b if enc_b.ndim == 2 else enc_b[:, None]
-            first = key.dot(enc_a, _as_ints(b_matrix))
-            second = key.dot(enc_b_matrix.T, _as_ints(a).T).T
-            cross = key.add(first, second).reshape(own.shape)
-            inner = shape_a[-1]
+        left_small = elementwise or a.size <= b.size  # shapes are public, so both parties agree
+        small = a if left_small else b
+        mine, theirs = self.public_key, self.peer_key
+        self.ctx.send(self.peer, _ENCRYPTED_TAG, mine.ciphertexts_to_bytes(mine.encrypt(_as_ints(small))))
+        encrypted = theirs.ciphertexts_from_bytes(self.ctx.recv(self.peer, _ENCRYPTED_TAG, self.timeout), small.shape)
+        b_matrix = b if elementwise or b.ndim == 2 else b[:, None]
+        if elementwise:  # Enc(a_peer) ⊙ b
+            term = theirs.mul_plain(encrypted, _as_ints(b))
+        elif left_small:  # Enc(A_peer) @ B
+            term = theirs.dot(encrypted, _as_ints(b_matrix))
+        else:  # A @ Enc(B_peer), as (Enc(B_peer)^T @ A^T)^T
+            term = theirs.dot((encrypted if encrypted.ndim == 2 else encrypted[:, None]).T, _as_ints(a).T).T
+        term = np.asarray(term, dtype=object).reshape(own.shape)
+        inner = 1 if elementwise else shape_a[-1]
         bound = 1 << (129 + inner.bit_length() + _STATISTICAL_BITS)
         rho = SeededStream(secrets.token_bytes(32), domain=b"sharedml.mpc.he-mask").integers_below(own.shape, bound)
         rho = np.asarray(rho, dtype=object)
-        masked = key.add(cross, key.encrypt(rho))
-        self.ctx.send(self.peer, _MASKED_TAG, key.ciphertexts_to_bytes(masked))
-        return [a, b, own - _to_ring(rho)]
+        self.ctx.send(self.peer, _MASKED_TAG, theirs.ciphertexts_to_bytes(theirs.add(term, theirs.encrypt(rho))))
+        masked = mine.ciphertexts_from_bytes(self.ctx.recv(self.peer, _MASKED_TAG, self.timeout), own.shape)
+        return [a, b, own + _to_ring(self._private_key.decrypt(masked)) - _to_ring(rho)]
 
     def _dabits(self, n: int) -> list[np.ndarray]:
         bits = _random((n,)) & _ONE
-        if self.is_key_holder:  # OT receiver, choosing with its bits
+        if self.is_first:  # OT receiver, choosing with its bits
             got = self.ot.receive(bits.astype(bool), 8).view(np.uint64).ravel()
             return [bits, bits - np.uint64(2) * got]
         s = _random((n,))
