@@ -7,7 +7,7 @@ shares are added and multiplied with plain numpy operators.
 `f` (the fractional bits) defaults to 18, as in SecretFlow SPU's 64-bit field: resolution 3.8e-6 and
 a range of ±2^(63-18) ≈ ±3.5e13 for stored values. A product of two stored values carries 2f
 fractional bits until it is truncated, so products must stay below 2^(62-2f) ≈ 6.7e7 in magnitude
-(see `truncate_tuple` in protocols.py for where the bound comes from).
+(see the truncation methods in tensor.py for where the bound comes from).
 """
 
 from __future__ import annotations
@@ -24,16 +24,6 @@ DEFAULT_FRAC_BITS = 18
 wrapping = np.errstate(over="ignore")
 
 
-def as_ring(values: np.ndarray | int) -> np.ndarray:
-    """Integers (any sign, any numpy integer dtype) reduced into Z_2^64 as uint64."""
-    array = np.asarray(values)
-    if array.dtype == np.uint64:
-        return array
-    if array.dtype.kind not in "iub":
-        raise TypeError(f"ring elements must be integers, got dtype {array.dtype}")
-    return array.astype(np.int64).view(np.uint64)
-
-
 def signed(ring: np.ndarray) -> np.ndarray:
     """The two's-complement reading of ring elements: int64 in [-2^63, 2^63)."""
     return np.asarray(ring, dtype=np.uint64).view(np.int64)
@@ -48,15 +38,6 @@ class FixedPoint:
     def __post_init__(self) -> None:
         if not 1 <= self.frac_bits <= 30:
             raise ValueError(f"frac_bits must be in [1, 30] so products fit the 64-bit ring, got {self.frac_bits}")
-
-    @property
-    def scale(self) -> float:
-        return float(1 << self.frac_bits)
-
-    @property
-    def max_abs(self) -> float:
-        """Largest magnitude that can be encoded without wrapping."""
-        return float(1 << (RING_BITS - 2 - self.frac_bits))
 
     def encode(self, values: np.ndarray | float, frac_bits: int | None = None) -> np.ndarray:
         """Finite reals → ring elements; refuses NaN, infinity and values that would wrap."""
