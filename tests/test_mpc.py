@@ -172,7 +172,8 @@ def test_exp_reciprocal_square_roots_and_division_match_numpy():
     np.testing.assert_allclose(quotient, q / p, atol=2e-3, rtol=3e-3)
 
 
-def test_dealer_free_tuples_from_he_and_ot_give_correct_results():
+@pytest.mark.parametrize("source", ["he", "ot"])
+def test_dealer_free_tuples_from_he_and_ot_give_correct_results(source):
     rng = np.random.default_rng(5)
     a, w, x = rng.normal(size=(20, 6)), rng.normal(size=6), rng.uniform(-9, 9, 60)
 
@@ -182,7 +183,7 @@ def test_dealer_free_tuples_from_he_and_ot_give_correct_results():
         return [(s(a, "alice") @ s(w, "bob")).reveal(), F.less(shared, 1.0).reveal(), (shared * shared).reveal(),
                 m.truncation, m.triples.pools["and"].size(), m.triples.pools[("trunc", 18)].size(), m.stats()]
 
-    product, less, square, truncation, and_left, trunc_left, stats = run(compute, ["alice", "bob"], triples="he")
+    product, less, square, truncation, and_left, trunc_left, stats = run(compute, ["alice", "bob"], triples=source)
     np.testing.assert_allclose(product, a @ w, atol=1e-4)
     np.testing.assert_array_equal(less, x < 1)
     np.testing.assert_allclose(square, x * x, atol=1e-3)

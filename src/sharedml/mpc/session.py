@@ -7,10 +7,11 @@
         y = (x * x).sum().reveal()
 
 A session that only adds and opens (a secure sum) needs no tuples: `triples=None`. Otherwise tuples
-come from a trusted dealer (a party with role `dealer`; `triples="dealer"`) or, for two
-parties, from a dealer-free generator (`triples="he"`: Beaver triples from OU/Paillier, boolean
-tuples from OT extension). Opening a value is one round: every computing party sends its share to
-every other. The session counts rounds; bytes come from the channel's own counters.
+come from a trusted dealer (a party with role `dealer`; `triples="dealer"`) or, for two parties,
+from a dealer-free generator: `triples="he"` (Beaver triples from OU/Paillier, boolean tuples from
+OT extension) or `triples="ot"` (elementwise triples from OT too). Opening a value is one round:
+every computing party sends its share to every other. The session counts rounds; bytes come from
+the channel's own counters.
 """
 
 from __future__ import annotations
@@ -68,13 +69,13 @@ class MPCSession:
             self.triples = NoTuples()
         elif triples == "dealer":
             self.triples = DealerSource(ctx, self.parties, self.dealer)
-        elif triples == "he":
+        elif triples in ("he", "ot"):
             from .two_party import TwoPartySource  # noqa: PLC0415 - pulls in HE and OT only when asked for
 
-            self.triples = TwoPartySource(ctx, self.parties, scheme=he_scheme, key_bits=he_bits)
+            self.triples = TwoPartySource(ctx, self.parties, scheme=he_scheme, key_bits=he_bits, elementwise=triples)
             self.triples.session = self
         else:
-            raise ValueError(f"unknown triples {triples!r}: use 'dealer', 'he' or a TripleSource")
+            raise ValueError(f"unknown triples {triples!r}: use 'dealer', 'he', 'ot', None or a TripleSource")
         two = len(self.parties) == 2
         self.truncation = truncation or ("tuple" if self.triples.makes_trunc_pairs else "local" if two else "none")
         if self.truncation == "local" and not two:
