@@ -5,8 +5,8 @@ share is an input to a binary adder: party i XOR-shares its own share (it holds 
 else holds 0), three operands at a time are reduced to two by carry-save adders, and a reduction
 tree computes the carry into bit 63 (see sign_bit). Words are numpy uint64, so one AND gate on a
 word is 64 bit-gates; the sign costs 7 rounds of AND gates (plus one per carry-save level for more
-than two parties) and about 3 words of AND triples per element. Truncation pairs need carries at
-two positions, so they use a full Kogge–Stone prefix adder (12 words) instead.
+than two parties) and about 3 words of AND triples per element; a truncation pair needs two such
+carries.
 
 The resulting bit is XOR-shared; `to_arithmetic` converts it with a daBit (a random bit shared both
 ways): open c = bit ⊕ r, then bit = c + r − 2·c·r, linear in r's additive shares. One more round.
@@ -62,33 +62,20 @@ def _carry_save(session: MPCSession, operands: list[np.ndarray]) -> list[np.ndar
     return operands
 
 
-def _carries(session: MPCSession, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(a ^ b, G) for XOR-shared words a, b, where bit i of G is the carry out of bits 0..i of a + b
-    (Kogge–Stone parallel prefix: 1 + 6 AND rounds)."""
-    propagate = a ^ b
-    (generate,) = and_gate(session, (a, b))
-    group_p = propagate
-    for level in range(6):
-        k = np.uint64(1 << level)
-        if level < 5:
-            carried, group_p = and_gate(session, (group_p, generate << k), (group_p, group_p << k))
-        else:
-            (carried,) = and_gate(session, (group_p, generate << k))
-        generate = generate ^ carried
-    return propagate, generate
-
-
 def sign_bit(session: MPCSession, share: np.ndarray) -> np.ndarray:
-    """XOR shares (in bit 0) of the top bit of the shared value: 1 where it is negative.
-
-    The top bit of a + b is a_63 ⊕ b_63 ⊕ (carry into bit 63). The carry comes from a reduction tree
-    over (generate, propagate) pairs of neighbouring bit groups: each level halves the bits per
-    element, and the words are merged pairwise so that they stay full. 7 rounds and about 3 words
-    of AND triples per element (a full prefix adder would need 12).
-    """
+    """XOR shares (in bit 0) of the top bit of the shared value: 1 where it is negative."""
     shape = np.shape(share)
     a, b = _carry_save(session, _operands(session, np.asarray(share, dtype=np.uint64).ravel()))
-    top = (a ^ b) >> _TOP
+    return (((a ^ b) >> _TOP) ^ _carry_into_top(session, a, b)).reshape(shape)
+
+
+def _carry_into_top(session: MPCSession, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """XOR shares (in bit 0) of the carry into bit 63 of a + b, for XOR-shared words a, b.
+
+    A reduction tree over (generate, propagate) pairs of neighbouring bit groups: each level halves
+    the bits per element, and the words are merged pairwise so that they stay full. 7 rounds and
+    about 3 words of AND triples per element (a full prefix adder would need 12).
+    """
     # Bit 63 set to "propagate, don't generate", so the group carry out of bit 63 is the carry into it.
     a = (a & _LOW_63) | (_HIGH if session.is_first else np.uint64(0))
     b = b & _LOW_63
@@ -103,7 +90,7 @@ def sign_bit(session: MPCSession, share: np.ndarray) -> np.ndarray:
             (carried,) = and_gate(session, (p_high, g_low))
         generate = g_high ^ carried
     bits = (generate[:, None] >> np.arange(64, dtype=np.uint64)) & _ONE  # one bit per element, in order
-    return (top ^ bits.ravel()[:top.size]).reshape(shape)
+    return bits.ravel()[:a.size]
 
 
 _LOW_63 = np.uint64((1 << 63) - 1)
@@ -141,11 +128,12 @@ def truncation_pairs(session: MPCSession, n: int, shift: int) -> tuple[np.ndarra
 
     r = random_ring((n,))
     a, b = _operands(session, r)
-    propagate, carries = _carries(session, a, b)
     s = np.uint64(shift)
-    carry_s = (carries >> (s - _ONE)) & _ONE
-    carry_63 = (carries >> np.uint64(62)) & _ONE
-    top = ((propagate >> _TOP) ^ carry_63) & _ONE
+    # the carry out of the low `shift` bits is the carry into bit 63 once they sit just below it
+    up = np.uint64(63 - shift)
+    carries = _carry_into_top(session, np.concatenate([a, a << up]), np.concatenate([b, b << up]))
+    carry_63, carry_s = carries[:n], carries[n:]
+    top = ((a ^ b) >> _TOP) ^ carry_63
     carry_s, carry_63, top = to_arithmetic(session, np.stack([carry_s, carry_63, top]))
     low = ((r & np.uint64((1 << 63) - 1)) >> s) + carry_s - carry_63 * np.uint64(1 << (63 - shift))
     return r, top, low

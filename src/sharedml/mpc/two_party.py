@@ -129,12 +129,12 @@ class TwoPartySource(TripleSource):
             self.pools["mul"].add(*self._elementwise(mul))
         for shape_a, shape_b in matmul:
             self.pools[("matmul", tuple(shape_a), tuple(shape_b))].add(*self._arithmetic(shape_a, shape_b))
+        for shift, count in (trunc or {}).items():  # first: making them uses AND triples and daBits
+            self.pools[("trunc", shift)].add(*truncation_pairs(self.session, count, shift))
         if and_words:
             self.pools["and"].add(*and_triples(self.ctx, self.peer, and_words, ot=self.ot))
         if dabits:
             self.pools["dabits"].add(*self._dabits(dabits))
-        for shift, count in (trunc or {}).items():
-            self.pools[("trunc", shift)].add(*truncation_pairs(self.session, count, shift))
 
     def _draw(self, kind: Any, n: int, make: Any) -> list[np.ndarray]:
         pool = self.pools[kind]
