@@ -191,7 +191,8 @@ _SIGMOID_PLANS = {
 
 
 @cache
-def _sigmoid_plan(method: str) -> tuple[list[float], list[float | np.ndarray], float | None]:
+def sigmoid_plan(method: str) -> tuple[list[float], list[float | np.ndarray], float | None]:
+    """The thresholds, pieces and scale of a sigmoid method; fitted on first use (~0.2 s), then cached."""
     if method not in _SIGMOID_PLANS:
         raise ValueError(f"unknown sigmoid method {method!r}: use one of {sorted(_SIGMOID_PLANS)}")
     thresholds, plan, scale = _SIGMOID_PLANS[method]
@@ -218,7 +219,7 @@ def sigmoid(x: SharedTensor, method: str = "minimax") -> SharedTensor:
     - `accurate`: 5 pieces of degree 5–7 on [-14, 14]; max abs error 3e-5. 6 comparisons.
     - `linear`: straight lines on the same pieces as `minimax`; max abs error 3.1e-2, no powers.
     """
-    thresholds, pieces, scale = _sigmoid_plan(method)
+    thresholds, pieces, scale = sigmoid_plan(method)
     return piecewise(x, thresholds, pieces, scale)
 
 
