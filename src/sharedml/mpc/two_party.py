@@ -66,6 +66,13 @@ def _to_ring(ints: np.ndarray) -> np.ndarray:
     return np.array(flat, dtype=np.uint64).reshape(np.shape(ints))
 
 
+def _in_chunks(make: Any, n: int, chunk: int) -> list[np.ndarray]:
+    """make(n) as make(chunk) several times, concatenated: OT-made tuples take ~1 KB of working memory
+    per bit triple or Gilboa product while they are made, so large batches go in pieces."""
+    parts = [make(min(chunk, n - start)) for start in range(0, n, chunk)] or [make(0)]
+    return [np.concatenate(arrays) for arrays in zip(*parts, strict=True)]
+
+
 class _Pool:
     """Tuples made ahead, consumed front to back; elementwise kinds are flat so any shape can draw."""
 
@@ -132,7 +139,7 @@ class TwoPartySource(TripleSource):
         for shift, count in (trunc or {}).items():  # first: making them uses AND triples and daBits
             self.pools[("trunc", shift)].add(*truncation_pairs(self.session, count, shift))
         if and_words:
-            self.pools["and"].add(*and_triples(self.ctx, self.peer, and_words, ot=self.ot))
+            self.pools["and"].add(*self._and_words(and_words))
         if dabits:
             self.pools["dabits"].add(*self._dabits(dabits))
 
@@ -160,7 +167,7 @@ class TwoPartySource(TripleSource):
         return Tuple(a.reshape(shape_a), b.reshape(shape_b), lambda: c.reshape(shape_c))
 
     def and_words(self, n: int) -> Tuple:
-        a, b, c = self._draw("and", n, lambda k: and_triples(self.ctx, self.peer, k, ot=self.ot))
+        a, b, c = self._draw("and", n, self._and_words)
         return Tuple(a, b, lambda: c)
 
     def dabits(self, n: int) -> Tuple:
@@ -203,7 +210,10 @@ class TwoPartySource(TripleSource):
         return [a, b, own + _to_ring(self._private_key.decrypt(masked)) - _to_ring(rho)]
 
     def _elementwise(self, n: int) -> list[np.ndarray]:
-        return self._arithmetic((n,), None) if self.elementwise == "he" else self._gilboa(n)
+        return self._arithmetic((n,), None) if self.elementwise == "he" else _in_chunks(self._gilboa, n, 1 << 14)
+
+    def _and_words(self, n: int) -> list[np.ndarray]:
+        return _in_chunks(lambda k: list(and_triples(self.ctx, self.peer, k, ot=self.ot)), n, 1 << 14)
 
     def _gilboa(self, n: int) -> list[np.ndarray]:
         """n elementwise triples from OT (Gilboa's product): for a cross term a_i·b_j, party i chooses
