@@ -262,3 +262,23 @@ def test_worker_processes(keys):
     finally:
         parallel.configure(min_size=parallel.DEFAULT_MIN_SIZE)
         parallel.shutdown()
+
+
+@pytest.mark.parametrize("workers_min_size", [parallel.DEFAULT_MIN_SIZE, 4])
+def test_precomputed_randomness_is_used_once_and_decrypts(keys, workers_min_size):
+    pk, sk = keys
+    parallel.configure(min_size=workers_min_size)
+    try:
+        pk.precompute(6)
+        pk.precompute(4, background=True).join()
+        assert len(pk.pool) == 10
+        m = ints(list(range(-6, 6)))  # 12 plaintexts: 10 from the pool, 2 with fresh randomness
+        first = pk.encrypt(m)
+        assert len(pk.pool) == 0 and sk.decrypt(first).tolist() == m.tolist()
+        pk.precompute(12)
+        second = pk.encrypt(m)
+        assert sk.decrypt(second).tolist() == m.tolist()
+        assert not set(map(int, first)) & set(map(int, second))  # no randomness reused
+    finally:
+        parallel.configure(min_size=parallel.DEFAULT_MIN_SIZE)
+        parallel.shutdown()

@@ -56,7 +56,9 @@ Straus multi-exponentiation (small powers of each ciphertext shared by all colum
 output). Above `parallel`'s size threshold the work is split: decryption runs `gmpy2.powmod_base_list`, which
 releases the GIL, in `parallel.workers()` threads, so the private key never leaves the process;
 encryption, re-randomisation, `mul_plain` and `dot` go to its worker processes, to which the public key
-pickles as (n, g) only.
+pickles as (n, g) only. `precompute(count, background=True)` makes h^r values ahead (two thirds of
+an encryption's work) in those workers while the caller waits for peers; `encrypt` uses each pooled
+value once, then fresh ones.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ import numpy as np
 from gmpy2 import mpz
 
 from sharedml.crypto import parallel
+from sharedml.crypto.paillier import RandomnessPool  # the same one-use pool of randomness factors
 
 __all__ = ["MIN_KEY_BITS", "RANDOM_BITS", "OUPrivateKey", "OUPublicKey", "generate_keypair"]
 
@@ -85,6 +88,7 @@ _H_ROWS = -(-2 * _SECURITY_BITS // _H_WINDOW)  # 22 windows
 RANDOM_BITS = _H_ROWS * _H_WINDOW  # r is uniform in [0, 2^264)
 _G_WINDOW = 11  # bits of |m| per table row: 2048 entries per row
 _PRIME_TEST_REPS = 40
+_POOL_BATCH = 8192  # h^r values a background fill adds at a time (split across the worker processes)
 
 _powmod = np.frompyfunc(gmpy2.powmod, 3, 1)
 
@@ -192,6 +196,7 @@ class OUPublicKey:
         self.max_plaintext = 1 << (_prime_bits(self.bits) - 2)
         self._width = (self.bits + 7) // 8
         self._negative_offsets: dict[int, mpz] = {}
+        self.pool = RandomnessPool()  # h^r values made ahead (`precompute`), each used once
 
     @property
     def ciphertext_modulus(self) -> mpz:
@@ -251,9 +256,41 @@ class OUPublicKey:
 
     def encrypt(self, plaintexts: np.ndarray) -> np.ndarray:
         m = _plaintexts(plaintexts, self.max_plaintext)
-        if parallel.enabled(m.size):
-            return parallel.map_chunks(_encrypt_chunk, [m.ravel()], self).reshape(m.shape)
-        return self._encrypt_fresh(m)
+        pooled = self.pool.take(m.size)
+        if len(pooled) < m.size:  # the rest with fresh randomness
+            rest = m.ravel()[len(pooled):]
+            fresh = parallel.map_chunks(_encrypt_chunk, [rest], self) if parallel.enabled(rest.size) \
+                else self._encrypt_fresh(rest)
+            if not len(pooled):
+                return fresh.reshape(m.shape)
+        else:
+            fresh = np.empty(0, dtype=object)
+        head = m.ravel()[:len(pooled)]
+        if parallel.enabled(head.size):
+            done = parallel.map_chunks(_times_g_power_chunk, [pooled, head], self)
+        else:
+            done = pooled.copy()
+            self._times_g_power(done, head)
+        return np.concatenate([done, fresh]).reshape(m.shape)
+
+    def precompute(self, count: int, background: bool = False) -> threading.Thread | None:
+        """Add `count` fresh h^r values to `pool` now, or from a daemon thread (returned) if `background`:
+        the work runs in the worker processes, so a caller waiting for peers gets it for free."""
+        def fill() -> None:
+            for start in range(0, count, _POOL_BATCH):
+                size = min(_POOL_BATCH, count - start)
+                if parallel.enabled(size):
+                    tasks = [(self, s.stop - s.start) for s in parallel.split(size)]
+                    self.pool.put(np.concatenate(parallel.run(_h_powers_chunk, tasks)))
+                else:
+                    self.pool.put(self._h_powers(_random_digits(size)))
+
+        if not background:
+            fill()
+            return None
+        thread = threading.Thread(target=fill, name="ou-precompute", daemon=True)
+        thread.start()
+        return thread
 
     def add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return _ciphertexts(_ciphertexts(a) * _ciphertexts(b) % self.n)
@@ -383,6 +420,16 @@ def _restore_public_key(n: int, g: int) -> OUPublicKey:
 
 def _encrypt_chunk(plaintexts: np.ndarray, key: OUPublicKey) -> np.ndarray:
     return key._encrypt_fresh(plaintexts)
+
+
+def _times_g_power_chunk(h_powers: np.ndarray, plaintexts: np.ndarray, key: OUPublicKey) -> np.ndarray:
+    acc = h_powers.copy()
+    key._times_g_power(acc, plaintexts)
+    return acc
+
+
+def _h_powers_chunk(key: OUPublicKey, count: int) -> np.ndarray:
+    return key._h_powers(_random_digits(count))
 
 
 def _rerandomize_chunk(a: np.ndarray, key: OUPublicKey) -> np.ndarray:

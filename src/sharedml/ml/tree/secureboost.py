@@ -140,7 +140,7 @@ def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray,
             if not involved:
                 ctx.broadcast(f"sb/{t}/gh", {"guest_only": True}, hosts)
             columns = sampling.columns(0, t, X.shape[1])
-            tree, leaves = _grow_guest(ctx, params, t, codes, columns, gk, hk, keys, involved)
+            tree, leaves = _grow_guest(ctx, params, t, codes, columns, gk, hk, keys, involved, t + 1 < n_trees)
             trees.append(tree)
             target = margin if multi else output_column(margin, k)
             for node, rows in leaves:
@@ -193,7 +193,8 @@ class _Validation:
 
 
 def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, columns: np.ndarray, g: np.ndarray,
-                h: np.ndarray, keys: tuple, hosts: list[str]) -> tuple[GuestTree, list[tuple[int, np.ndarray]]]:
+                h: np.ndarray, keys: tuple, hosts: list[str], more_trees: bool
+                ) -> tuple[GuestTree, list[tuple[int, np.ndarray]]]:
     public_key, private_key = keys
     # Fixed point with VALUE_BITS bits below the largest |g| or h (float64's precision relative to it).
     magnitude = int(np.ceil(np.log2(max(np.abs(g).max(initial=0), h.max(initial=0), 2.0**-60))))
@@ -208,6 +209,8 @@ def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, co
         cipher = packer.encrypt(private_key, ints)
         wire = {"ciphertexts": public_key.ciphertexts_to_bytes(cipher.ciphertexts)}  # hosts need no layout
         ctx.broadcast(f"sb/{t}/gh", wire, hosts)
+        if more_trees and hasattr(public_key, "precompute"):  # the next tree's randomness, while hosts work
+            public_key.precompute(len(g), background=True)
 
     tree = GuestTree()
     sampled = codes[:, columns]  # histograms only of the features this tree may use
