@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fixed import wrapping
+from .fixed import random_ring, wrapping
 from .session import MPCSession
 
 _ONE = np.uint64(1)
@@ -124,8 +124,6 @@ def truncation_pairs(session: MPCSession, n: int, shift: int) -> tuple[np.ndarra
     three daBits per element; nothing is opened but masked words."""
     if len(session.parties) != 2:
         raise ValueError("dealer-free truncation pairs are for exactly 2 parties")
-    from .session import random_ring  # noqa: PLC0415 - session imports the tuple sources
-
     r = random_ring((n,))
     a, b = _operands(session, r)
     s = np.uint64(shift)

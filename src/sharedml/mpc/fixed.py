@@ -12,9 +12,12 @@ fractional bits until it is truncated, so products must stay below 2^(62-2f) ≈
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..crypto.prg import SeededStream
 
 RING_BITS = 64
 DEFAULT_FRAC_BITS = 18
@@ -22,6 +25,11 @@ DEFAULT_FRAC_BITS = 18
 # Ring arithmetic wraps by design; numpy warns when a 0-d (scalar) uint64 operation wraps, so the
 # functions that compute on shares run under this.
 wrapping = np.errstate(over="ignore")
+
+
+def random_ring(shape: int | tuple[int, ...]) -> np.ndarray:
+    """Uniform elements of Z_2^64 from a fresh CSPRNG stream (OS entropy, ChaCha20 expansion)."""
+    return SeededStream(secrets.token_bytes(32), domain=b"sharedml.mpc.random").uint64(shape)
 
 
 def signed(ring: np.ndarray) -> np.ndarray:

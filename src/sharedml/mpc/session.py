@@ -16,14 +16,12 @@ the channel's own counters.
 
 from __future__ import annotations
 
-import secrets
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..crypto.prg import SeededStream
 from ..runtime.context import Context
-from .fixed import DEFAULT_FRAC_BITS, FixedPoint
+from .fixed import DEFAULT_FRAC_BITS, FixedPoint, random_ring
 from .triples import DealerSource, NoTuples, TripleSource, serve_dealer
 
 if TYPE_CHECKING:
@@ -171,8 +169,3 @@ class MPCSession:
         return {"rounds": self.rounds,
                 "bytes_sent": sum(t["bytes_sent"] for t in traffic.values()),
                 "messages_sent": sum(t["msgs_sent"] for t in traffic.values())}
-
-
-def random_ring(shape: tuple[int, ...]) -> np.ndarray:
-    """Uniform elements of Z_2^64 from a fresh CSPRNG stream (OS entropy, ChaCha20 expansion)."""
-    return SeededStream(secrets.token_bytes(32), domain=b"sharedml.mpc.random").uint64(shape)

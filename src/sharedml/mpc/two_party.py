@@ -44,6 +44,7 @@ from ..crypto.he_scheme import HEPublicKey
 from ..crypto.prg import SeededStream
 from ..runtime.context import Context
 from .boolean import truncation_pairs
+from .fixed import random_ring
 from .ot import OTExtension, and_triples
 from .triples import TripleSource, Tuple
 
@@ -53,17 +54,12 @@ _ONE = np.uint64(1)
 _MOD = 1 << 64
 
 
-def _random(shape: tuple[int, ...]) -> np.ndarray:
-    return SeededStream(secrets.token_bytes(32), domain=b"sharedml.mpc.he-triples").uint64(shape)
-
-
 def _as_ints(ring: np.ndarray) -> np.ndarray:
     return np.asarray(ring, dtype=np.uint64).astype(object)
 
 
 def _to_ring(ints: np.ndarray) -> np.ndarray:
-    flat = [int(v) % _MOD for v in np.asarray(ints, dtype=object).ravel()]
-    return np.array(flat, dtype=np.uint64).reshape(np.shape(ints))
+    return (np.asarray(ints, dtype=object) % _MOD).astype(np.uint64)
 
 
 def _in_chunks(make: Any, n: int, chunk: int) -> list[np.ndarray]:
@@ -186,7 +182,7 @@ class TwoPartySource(TripleSource):
         computes the cross term of the peer's encrypted operand with its own other operand, masked.
         """
         elementwise = shape_b is None
-        a, b = _random(shape_a), _random(shape_a if elementwise else shape_b)
+        a, b = random_ring(shape_a), random_ring(shape_a if elementwise else shape_b)
         own = a * b if elementwise else np.matmul(a, b)
         left_small = elementwise or a.size <= b.size  # shapes are public, so both parties agree
         small = a if left_small else b
@@ -219,7 +215,7 @@ class TwoPartySource(TripleSource):
         """n elementwise triples from OT (Gilboa's product): for a cross term a_i·b_j, party i chooses
         with each of a_i's 64 bits between s and s + b_j offered by party j (s fresh per OT), so
         Σ 2^k·(what i got) − Σ 2^k·s = a_i·b_j mod 2^64. 128 OTs of 8 bytes per triple."""
-        a, b = _random((n,)), _random((n,))
+        a, b = random_ring((n,)), random_ring((n,))
         weights = np.uint64(1) << np.arange(64, dtype=np.uint64)
         cross = np.zeros(n, np.uint64)
         for chooser_first in (True, False):  # term a_first·b_second, then a_second·b_first
@@ -228,16 +224,16 @@ class TwoPartySource(TripleSource):
                 got = self.ot.receive(bits.ravel(), 8).view(np.uint64).reshape(n, 64)
                 cross += (got * weights).sum(axis=1, dtype=np.uint64)
             else:
-                s = _random((n, 64))
+                s = random_ring((n, 64))
                 self.ot.send(s.view(np.uint8).reshape(-1, 8), (s + b[:, None]).view(np.uint8).reshape(-1, 8))
                 cross -= (s * weights).sum(axis=1, dtype=np.uint64)
         return [a, b, a * b + cross]
 
     def _dabits(self, n: int) -> list[np.ndarray]:
-        bits = _random((n,)) & _ONE
+        bits = random_ring((n,)) & _ONE
         if self.is_first:  # OT receiver, choosing with its bits
             got = self.ot.receive(bits.astype(bool), 8).view(np.uint64).ravel()
             return [bits, bits - np.uint64(2) * got]
-        s = _random((n,))
+        s = random_ring((n,))
         self.ot.send(s.view(np.uint8).reshape(n, 8), (s + bits).view(np.uint8).reshape(n, 8))
         return [bits, bits + np.uint64(2) * s]
