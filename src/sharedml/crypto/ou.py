@@ -256,22 +256,16 @@ class OUPublicKey:
 
     def encrypt(self, plaintexts: np.ndarray) -> np.ndarray:
         m = _plaintexts(plaintexts, self.max_plaintext)
-        pooled = self.pool.take(m.size)
-        if len(pooled) < m.size:  # the rest with fresh randomness
-            rest = m.ravel()[len(pooled):]
-            fresh = parallel.map_chunks(_encrypt_chunk, [rest], self) if parallel.enabled(rest.size) \
-                else self._encrypt_fresh(rest)
-            if not len(pooled):
-                return fresh.reshape(m.shape)
-        else:
-            fresh = np.empty(0, dtype=object)
-        head = m.ravel()[:len(pooled)]
-        if parallel.enabled(head.size):
-            done = parallel.map_chunks(_times_g_power_chunk, [pooled, head], self)
-        else:
-            done = pooled.copy()
-            self._times_g_power(done, head)
-        return np.concatenate([done, fresh]).reshape(m.shape)
+        flat, pooled = m.ravel(), self.pool.take(m.size)
+        head, rest = flat[:len(pooled)], flat[len(pooled):]
+        parts = [np.empty(0, dtype=object)]
+        if head.size:  # pooled h^r: only g^m is left to do
+            parts.append(parallel.map_chunks(_times_g_power_chunk, [pooled, head], self) if parallel.enabled(head.size)
+                         else _times_g_power_chunk(pooled, head, self))
+        if rest.size:
+            parts.append(parallel.map_chunks(_encrypt_chunk, [rest], self) if parallel.enabled(rest.size)
+                         else self._encrypt_fresh(rest))
+        return np.concatenate(parts).reshape(m.shape)
 
     def precompute(self, count: int, background: bool = False) -> threading.Thread | None:
         """Add `count` fresh h^r values to `pool` now, or from a daemon thread (returned) if `background`:
