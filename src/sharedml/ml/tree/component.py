@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ...runtime.component import component
 from ...runtime.context import Context
 from ..metrics import accuracy, rmse, roc_auc
+from ..tables import feature_matrix, label_column, model_columns, prediction_table
 from .joint_predict import predict_guest, predict_host, transform
 from .sampling import Sampling
 from .secureboost import BoostParams, fit_guest, fit_host
@@ -89,13 +90,6 @@ class PredictParams(BaseModel):
         return [value] if isinstance(value, str) else value
 
 
-def _features(ctx: Context, data: pd.DataFrame, exclude: list[str]) -> tuple[list[str], np.ndarray]:
-    columns = [str(c) for c in data.select_dtypes("number").columns if c not in exclude]
-    if not columns:
-        raise ValueError(f"party {ctx.party!r} has no numeric feature columns (besides {exclude}) in its table")
-    return columns, data[columns].to_numpy(dtype=np.float64)
-
-
 @component("hetero_secureboost", params=SecureBoostParams, roles=("guest", "host"), inputs=("train",),
            optional_inputs=("validate",), outputs=("model", "predictions", "importance"), min_parties=2)
 def hetero_secureboost(ctx: Context, params: SecureBoostParams, train: pd.DataFrame,
@@ -105,29 +99,25 @@ def hetero_secureboost(ctx: Context, params: SecureBoostParams, train: pd.DataFr
     if len(ctx.parties_with_role("guest")) != 1:
         raise ValueError(f"hetero_secureboost needs exactly one guest (the label holder); roles: {ctx.roles}")
     if ctx.role == "guest":
-        if params.label not in train.columns:
-            raise ValueError(f"guest {ctx.party!r}: label column {params.label!r} not in its table; set `label`")
+        y = label_column(ctx, train, params.label)
         if params.early_stopping_rounds is not None and validate is None:
             raise ValueError(f"early_stopping_rounds needs validation rows: give guest {ctx.party!r} and every host "
                              "a `validate` input (aligned like `train`)")
-        names, X = _features(ctx, train, params.id_columns + [params.label])
-        y = train[params.label].to_numpy(dtype=np.float64)
+        names, X = feature_matrix(ctx, train, params.id_columns + [params.label])
         X_valid = y_valid = None
         if validate is not None:
-            if params.label not in validate.columns:
-                raise ValueError(f"guest {ctx.party!r}: label column {params.label!r} not in its `validate` table")
-            X_valid = _columns(ctx, validate, names, "validate")
-            y_valid = validate[params.label].to_numpy(dtype=np.float64)
+            y_valid = label_column(ctx, validate, params.label, "validate")
+            X_valid = model_columns(ctx, validate, names, "validate")
         fitted = fit_guest(ctx, params.boost(), X, y, X_valid, y_valid)
         model = {**fitted["model"], "features": names}
-        predictions = _prediction_table(train, params.id_columns, params.label, model, fitted["margin"])
+        predictions = _predictions(train, params.id_columns, params.label, model, fitted["margin"])
         _log_quality(ctx, model, y, predictions)
         importance = _importance(names, [t["feature"][i] for t in model["trees"]
                                          for i, owner in enumerate(t["owner"]) if owner == "" and t["left"][i] >= 0])
         outputs: dict[str, object] = {"model": model, "predictions": predictions, "importance": importance}
     else:
-        names, X = _features(ctx, train, params.id_columns)
-        X_valid = None if validate is None else _columns(ctx, validate, names, "validate")
+        names, X = feature_matrix(ctx, train, params.id_columns)
+        X_valid = None if validate is None else model_columns(ctx, validate, names, "validate")
         model = {**fit_host(ctx, params.boost(), X, X_valid)["model"], "features": names}
         importance = _importance(names, [split[0] for split in model["splits"].values()])
         outputs = {"model": model, "importance": importance}
@@ -139,38 +129,21 @@ def hetero_secureboost(ctx: Context, params: SecureBoostParams, train: pd.DataFr
            outputs=("predictions",), min_parties=2)
 def hetero_secureboost_predict(ctx: Context, params: PredictParams, model: dict, data: pd.DataFrame) -> dict:
     """Batch prediction with a trained SecureBoost model; hosts send routing bits, the guest scores."""
-    X = _columns(ctx, data, model["features"], "data")
+    X = model_columns(ctx, data, model["features"], "data")
     if model["role"] == "host":
         predict_host(ctx, model, X)
         return {}
     label = params.label if params.label in data.columns else None
-    table = _prediction_table(data, params.id_columns, label, model, predict_guest(ctx, model, X))
+    table = _predictions(data, params.id_columns, label, model, predict_guest(ctx, model, X))
     if label is not None:
         _log_quality(ctx, model, data[label].to_numpy(dtype=np.float64), table)
     return {"predictions": table}
 
 
-def _columns(ctx: Context, table: pd.DataFrame, names: list[str], what: str) -> np.ndarray:
-    """The model's feature columns of `table` (the input called `what`), or an error naming the absent ones."""
-    missing = [c for c in names if c not in table.columns]
-    if missing:
-        raise ValueError(f"party {ctx.party!r}: the model needs column(s) {missing}, absent from its `{what}` table")
-    return table[names].to_numpy(dtype=np.float64)
-
-
-def _prediction_table(data: pd.DataFrame, id_columns: list[str], label: str | None, model: dict,
-                      margin: np.ndarray) -> pd.DataFrame:
+def _predictions(data: pd.DataFrame, id_columns: list[str], label: str | None, model: dict,
+                 margin: np.ndarray) -> pd.DataFrame:
     score, predicted = transform(model, margin)
-    table = data[[c for c in id_columns if c in data.columns]].reset_index(drop=True)
-    if label is not None:
-        table[label] = data[label].to_numpy()
-    if score.ndim == 1:
-        table["score"] = score
-    else:
-        for k in range(score.shape[1]):
-            table[f"score_{k}"] = score[:, k]
-    table["predicted"] = predicted
-    return table
+    return prediction_table(data, id_columns, label, score, predicted)
 
 
 def _log_quality(ctx: Context, model: dict, y: np.ndarray, table: pd.DataFrame) -> None:
