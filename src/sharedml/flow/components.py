@@ -13,7 +13,8 @@ from .spec import JobSpec, JobSpecError, OutputRef, parse_ref, validate_document
 from .yaml_errors import YamlDocument, read_yaml
 
 BUILTIN_MODULES = ("sharedml.fl.secure_sum", "sharedml.fl.stats", "sharedml.psi.component",
-                   "sharedml.ml.tree.component", "sharedml.ml.evaluate")
+                   "sharedml.ml.tree.component", "sharedml.ml.evaluate",
+                   "sharedml.ml.preprocess.components")
 PLUGINS_ENV = "SHAREDML_COMPONENT_MODULES"
 
 

@@ -1,5 +1,5 @@
 """Per-party feature preprocessing (each party transforms only its own columns)."""
 
-from .binning import QuantileBinner
+from .binning import EqualWidthBinner, QuantileBinner
 
-__all__ = ["QuantileBinner"]
+__all__ = ["EqualWidthBinner", "QuantileBinner"]

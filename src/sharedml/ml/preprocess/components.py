@@ -1,0 +1,5 @@
+"""Importing this module registers every preprocessing component (for the flow's component list)."""
+
+from . import encoding, hetero_binning, impute, scaling, selection, split
+
+__all__ = ["encoding", "hetero_binning", "impute", "scaling", "selection", "split"]
