@@ -63,7 +63,7 @@ def run_party(spec: JobSpec, job_id: str, party: str, catalog: Catalog, transpor
             comp = get_component(task_spec.component)
             params = comp.params.model_validate(task_spec.params)
             inputs = {name: _resolve(spec, party, catalog, artifacts, text)
-                      for name, text in task_spec.inputs.items()}
+                      for name, text in task_spec.inputs.items() if _produced_for(spec, party, text)}
             ctx = Context(party, {p: spec.parties[p].role for p in parties}, job_id, task, channel,
                           artifacts.begin(task), log=log, on_progress=on_progress,
                           resume_dir=artifacts_root / "_resume" / spec.job / party / task)
@@ -81,6 +81,13 @@ def run_party(spec: JobSpec, job_id: str, party: str, catalog: Catalog, transpor
         log.info("task %s succeeded", task)
     transport.mailbox.forget_job(job_id)
     return result
+
+
+def _produced_for(spec: JobSpec, party: str, text: str) -> bool:
+    """False for an output of a task this party does not run (a dealer's view of the data tasks): the
+    component then gets the input's default, None."""
+    ref = parse_ref(text)
+    return isinstance(ref, DatasetRef) or party in spec.parties_for(ref.task)
 
 
 def _resolve(spec: JobSpec, party: str, catalog: Catalog, artifacts: PartyArtifacts, text: str) -> Any:

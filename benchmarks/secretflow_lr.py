@@ -1,0 +1,188 @@
+"""Baseline: SecretFlow's secret-sharing logistic regression (secretflow.ml.linear.ss_sgd.SSRegression)
+on the same vertical data, batch size and learning rate as `benchmarks/ss_lr.py` (our ss_lr).
+Standalone: does not import sharedml.
+
+Two parties, each its own OS process, in SecretFlow's PRODUCTION mode *without Ray*
+(sf.init(ray_mode=False, cluster_config=...)), talking gRPC over 127.0.0.1; the SPU device is SEMI2K
+over the same two parties (FM64 with 18 fractional bits, as ours, unless --field FM128). "alice"
+holds the label and the guest features, "bob" the host features.
+
+Setup as in secretflow_sgb.py (/tmp/sfvenv: Python 3.10, secretflow 1.14). Run (the script starts
+itself as `--party alice` and `--party bob`):
+
+    /tmp/sfvenv/bin/python benchmarks/secretflow_lr.py [--guest CSV --host CSV] [--epochs 10]
+        [--batch-size 1024] [--learning-rate 0.1] [--alpha 1e-4] [--sig-type t1] [--field FM64]
+
+Rows are inner-joined on id in the guest's order (a stand-in for PSI, not timed). SSRegression runs
+with eps=0 (no convergence check, so every epoch runs and nothing is revealed during training),
+L2 with l2_norm = alpha·batch_size (SecretFlow adds l2_norm·lr/batch·w to each step; ours adds
+alpha·lr·w) and its default sigmoid `t1` (0.5 + x/8 clipped to [0, 1]: two comparisons). It drops
+the last partial batch of an epoch. Prints one JSON line: fit_s (SSRegression.fit, all epochs:
+sharing the data into SPU, compiling and training), epoch_s (SecretFlow's own per-epoch log lines:
+their mean, the mean without the first epoch, which also shares the data and compiles, and the
+fastest), AUC on
+the training rows (predictions revealed to alice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+_EPOCH_LINE = re.compile(r"epoch (\d+) times: ([0-9.]+)s")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--guest", default=str(DATA / "default_credit_hetero_guest.csv"))
+    p.add_argument("--host", default=str(DATA / "default_credit_hetero_host.csv"))
+    p.add_argument("--label", default="y")
+    p.add_argument("--id", default="id")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--learning-rate", type=float, default=0.1)
+    p.add_argument("--alpha", type=float, default=1e-4, help="L2 on the mean loss, as ours (0: no penalty)")
+    p.add_argument("--sig-type", default="t1", help="SecretFlow's sigmoid approximation: t1, t3, t5, sr, df, real")
+    p.add_argument("--field", default="FM64", choices=["FM64", "FM128"])
+    p.add_argument("--ports", help="internal: alice,bob,alice-spu,bob-spu ports on 127.0.0.1")
+    p.add_argument("--party", choices=["alice", "bob"], help="internal: run as this party")
+    return p.parse_args(argv)
+
+
+def peak_rss_mb() -> float:
+    kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return round(kb / 1024, 1)
+
+
+def free_ports(count: int) -> list[int]:
+    ports = []
+    for _ in range(count):
+        with closing(socket.socket()) as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    return ports
+
+
+def load_party(a, is_guest: bool):
+    """This party's features (and label, at the guest) on the rows both have, in the guest's order."""
+    import pandas as pd
+
+    own = pd.read_csv(a.guest if is_guest else a.host)
+    other_ids = pd.read_csv(a.host if is_guest else a.guest, usecols=[a.id])
+    ids = own[[a.id]].merge(other_ids, on=a.id) if is_guest else other_ids.merge(own[[a.id]], on=a.id)
+    own = ids.merge(own, on=a.id, how="left")
+    x = own.drop(columns=[a.id, a.label], errors="ignore").to_numpy("float32")
+    y = own[a.label].to_numpy("float32").reshape(-1, 1) if is_guest else None
+    return x, y
+
+
+class EpochTimes(logging.Handler):
+    """Collects SSRegression's own 'epoch N times: Xs' log lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seconds: list[float] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = _EPOCH_LINE.search(record.getMessage())
+        if match:
+            self.seconds.append(float(match.group(2)))
+
+
+def run_party(a) -> dict:
+    import secretflow as sf
+    from secretflow.data import FedNdarray, PartitionWay
+    from secretflow.ml.linear.ss_sgd import SSRegression
+
+    ports = dict(zip(["alice", "bob", "alice-spu", "bob-spu"], a.ports.split(","), strict=True))
+    cluster = {"parties": {p: {"address": f"127.0.0.1:{ports[p]}"} for p in ("alice", "bob")}, "self_party": a.party}
+    sf.init(ray_mode=False, cluster_config=cluster, logging_level="warning", job_name="ss-lr-baseline")
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.setLevel(logging.WARNING)
+    epochs = EpochTimes()
+    root.addHandler(epochs)
+    root.setLevel(logging.INFO)
+    alice, bob = sf.PYU("alice"), sf.PYU("bob")
+    runtime = {"protocol": "SEMI2K", "field": a.field, "fxp_fraction_bits": 18 if a.field == "FM64" else 26}
+    device = sf.SPU({"nodes": [{"party": p, "address": f"127.0.0.1:{ports[p + '-spu']}"} for p in ("alice", "bob")],
+                     "runtime_config": runtime})
+    xa_y = alice(load_party, num_returns=2)(a, True)
+    xb, _ = bob(load_party, num_returns=2)(a, False)
+    x = FedNdarray({alice: xa_y[0], bob: xb}, partition_way=PartitionWay.VERTICAL)
+    y = FedNdarray({alice: xa_y[1]}, partition_way=PartitionWay.VERTICAL)
+    rows = sf.reveal(alice(lambda v: len(v))(xa_y[1]))
+
+    model = SSRegression(device)
+    penalty = {"penalty": "l2", "l2_norm": a.alpha * a.batch_size} if a.alpha > 0 else {"penalty": "None"}
+    started = time.perf_counter()
+    model.fit(x, y, epochs=a.epochs, learning_rate=a.learning_rate, batch_size=a.batch_size, sig_type=a.sig_type,
+              reg_type="logistic", eps=0.0, **penalty)
+    sf.wait([model.spu_w])
+    fit_s = time.perf_counter() - started
+
+    def auc(pred, label):
+        from sklearn.metrics import roc_auc_score
+        return float(roc_auc_score(label.ravel(), pred.ravel()))
+
+    predicted = model.predict(x, to_pyu=alice)
+    score = sf.reveal(alice(auc)(predicted.partitions[alice], xa_y[1]))
+    times = epochs.seconds
+    out = {"party": a.party, "fit_s": round(fit_s, 3), "epoch_times": times, "auc": round(score, 6),
+           "rows": int(rows), "peak_rss_mb": peak_rss_mb()}
+    sf.shutdown()
+    return out
+
+
+def main():
+    a = parse_args()
+    if a.party:
+        print(json.dumps(run_party(a)), flush=True)
+        return
+    from importlib.metadata import version  # not `import secretflow`: its C++ logs go to stdout
+
+    ports = ",".join(map(str, free_ports(4)))
+    outputs = {p: tempfile.TemporaryFile("w+") for p in ("alice", "bob")}  # not pipes: SPU logs could fill one
+    procs = {p: subprocess.Popen([sys.executable, __file__, *sys.argv[1:], "--party", p, "--ports", ports],
+                                 stdout=outputs[p], text=True) for p in outputs}
+    while all(proc.poll() is None for proc in procs.values()):
+        time.sleep(0.2)
+    failed = [p for p, proc in procs.items() if proc.poll() not in (None, 0)]
+    for proc in procs.values():  # a party whose peer failed would wait for it forever
+        if failed and proc.poll() is None:
+            proc.kill()
+    if failed:
+        sys.exit(f"party {failed[0]} exited with {procs[failed[0]].returncode}")
+    res = {}
+    for p, out in outputs.items():
+        if procs[p].wait() != 0:
+            sys.exit(f"party {p} exited with {procs[p].returncode}")
+        out.seek(0)
+        res[p] = json.loads([line for line in out.read().splitlines() if line.startswith("{")][-1])
+    al = res["alice"]
+    times = al["epoch_times"]
+    print(json.dumps({"library": "secretflow-ss-lr", "version": version("secretflow"),
+                      "mode": f"production, 2 processes, no Ray, gRPC on 127.0.0.1, SPU SEMI2K {a.field}",
+                      "rows": al["rows"], "epochs": a.epochs, "batch_size": a.batch_size,
+                      "learning_rate": a.learning_rate, "alpha": a.alpha, "sig_type": a.sig_type,
+                      "fit_s": al["fit_s"], "fit_s_per_epoch": round(al["fit_s"] / a.epochs, 4),
+                      "epoch_s": round(sum(times) / len(times), 4) if times else None,
+                      "epoch_s_after_first": round(sum(times[1:]) / len(times[1:]), 4) if len(times) > 1 else None,
+                      "epoch_s_min": round(min(times), 4) if times else None, "epoch_times": times,
+                      "auc": al["auc"], "peak_rss_mb": {p: res[p]["peak_rss_mb"] for p in res}}))
+
+
+if __name__ == "__main__":
+    main()
