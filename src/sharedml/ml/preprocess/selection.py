@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from ...runtime.component import component
 from ...runtime.context import Context
@@ -34,12 +34,6 @@ class SelectionParams(TableParams):
     top_k: int | None = Field(None, ge=1, description="keep the k binned features of highest IV, over all parties")
     max_missing_rate: float | None = Field(None, ge=0, le=1, description="drop columns with a larger share missing")
     variance_threshold: float | None = Field(None, ge=0, description="drop columns whose variance is <= this")
-
-    @model_validator(mode="after")
-    def _some_filter(self) -> SelectionParams:
-        if all(v is None for v in (self.iv_threshold, self.top_k, self.max_missing_rate, self.variance_threshold)):
-            raise ValueError("set at least one of iv_threshold, top_k, max_missing_rate, variance_threshold")
-        return self
 
     @property
     def by_iv(self) -> bool:
@@ -62,6 +56,9 @@ def feature_selection(ctx: Context, params: SelectionParams, data: pd.DataFrame,
 
 
 def _fit(ctx: Context, params: SelectionParams, data: pd.DataFrame, binning_model: dict | None) -> dict:
+    if all(v is None for v in (params.iv_threshold, params.top_k, params.max_missing_rate, params.variance_threshold)):
+        raise ValueError("feature_selection: set at least one of iv_threshold, top_k, max_missing_rate, "
+                         "variance_threshold, or give a fitted `model` to apply")
     names = chosen_columns(ctx, params, data)
     dropped: dict[str, str] = {}
     if params.by_iv:
