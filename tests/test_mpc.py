@@ -14,6 +14,7 @@ from hypothesis.extra.numpy import arrays
 
 from sharedml.mpc import MPCSession, concatenate
 from sharedml.mpc import functions as F
+from sharedml.mpc.two_party import TwoPartySource
 from sharedml.runtime.simulate import SimulationError, simulate
 
 TWO = {"alice": "party", "bob": "party", "dealer": "dealer"}
@@ -188,9 +189,32 @@ def test_dealer_free_tuples_from_he_and_ot_give_correct_results(source):
     np.testing.assert_allclose(product, a @ w, atol=1e-4)
     np.testing.assert_array_equal(less, x < 1)
     np.testing.assert_allclose(square, x * x, atol=1e-3)
-    assert truncation == "tuple"  # pairs from the two parties' adder, as exact as a dealer's
+    assert truncation == "tuple"  # pairs from random shared bits, as exact as a dealer's
     assert all(left)  # the online phase drew only on the prepared pools: none ran dry and was refilled
     assert stats["rounds"] > 0 and stats["bytes_sent"] > 0
+
+
+@pytest.mark.parametrize("matrix", ["ot", "he"])
+def test_dealer_free_matrix_triples_and_truncation_pairs_satisfy_their_identities(matrix):
+    """Matrix triples by OT (either operand choosing, by cost) or HE, and truncation pairs from random
+    shared bits, summed over both parties' shares."""
+    shapes = [((7, 3), (3, 2)), ((3, 40), (40,)), ((2, 3), (3, 50))]  # the last one: the left operand chooses
+
+    def party(ctx):
+        source = TwoPartySource(ctx, ["alice", "bob"], matrix=matrix, key_bits=1024, elementwise="ot")
+        triples = [source.matmul(*pair) for pair in shapes] + [source.mul((5, 4))]
+        pair = source.trunc(500, 18)
+        return [(t.first, t.second, t.last) for t in triples], (pair.first, *pair.last)
+
+    results = simulate(party, ["alice", "bob"], timeout=60)
+    (alice, alice_pair), (bob, bob_pair) = results["alice"], results["bob"]
+    for (a0, b0, c0), (a1, b1, c1), expected in zip(alice, bob, shapes + [None], strict=True):
+        a, b = a0 + a1, b0 + b1
+        np.testing.assert_array_equal(c0 + c1, a * b if expected is None else np.matmul(a, b))
+    r, top, low = (mine + theirs for mine, theirs in zip(alice_pair, bob_pair, strict=True))
+    np.testing.assert_array_equal(top, r >> np.uint64(63))
+    np.testing.assert_array_equal(low, (r & np.uint64((1 << 63) - 1)) >> np.uint64(18))
+    assert 0.45 < np.unpackbits(r.view(np.uint8)).mean() < 0.55  # r is uniform, not built from few bits
 
 
 def test_opened_values_are_masked_and_inputs_never_cross_the_wire():

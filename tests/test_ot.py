@@ -7,7 +7,7 @@ import secrets
 import numpy as np
 import pytest
 
-from sharedml.mpc.ot import OTExtension, and_triples, base_ot_receive, base_ot_send
+from sharedml.mpc.ot import OTExtension, and_triples, base_ot_receive, base_ot_send, gilboa_receive, gilboa_send
 from sharedml.runtime.simulate import SimulationError, simulate
 
 PARTIES = ["alice", "bob"]
@@ -137,3 +137,34 @@ def test_wire_carries_neither_choices_nor_unchosen_messages():
         assert encoding.tobytes() not in wire
     unchosen = np.where(choices[:, None], messages[0], messages[1])
     assert not any(row.tobytes() in wire for row in np.concatenate([unchosen, got]))
+
+
+@pytest.mark.parametrize("nbytes", [8, 3])
+def test_correlated_ot_gives_the_receiver_the_senders_value_plus_choice_times_correlation(nbytes):
+    m, length = 300, 5
+    correlation = np.frombuffer(secrets.token_bytes(8 * m * length), dtype=np.uint64).reshape(m, length)
+    choices = _random_choices(m)
+
+    def run(ctx):
+        ot = OTExtension(ctx, ctx.peers[0])
+        if ctx.party == "alice":
+            return ot.correlated_send(correlation, nbytes)
+        return ot.correlated_receive(choices, length, nbytes)
+
+    results = simulate(run, PARTIES)
+    low = np.uint64((1 << (8 * nbytes)) - 1)  # only the low nbytes are meaningful
+    expected = results["alice"] + choices[:, None].astype(np.uint64) * correlation
+    np.testing.assert_array_equal(results["bob"] & low, expected & low)
+
+
+def test_gilboa_product_shares_the_product_of_the_two_parties_values():
+    p, length = 200, 3
+    x = np.frombuffer(secrets.token_bytes(8 * p), dtype=np.uint64)
+    y = np.frombuffer(secrets.token_bytes(8 * p * length), dtype=np.uint64).reshape(p, length)
+
+    def run(ctx):
+        ot = OTExtension(ctx, ctx.peers[0])
+        return gilboa_receive(ot, x, length) if ctx.party == "alice" else gilboa_send(ot, y)
+
+    results = simulate(run, PARTIES)
+    np.testing.assert_array_equal(results["alice"] + results["bob"], x[:, None] * y)

@@ -363,8 +363,7 @@ def test_bad_input_fails_with_a_message_naming_party_column_and_fix(breast, brea
     assert "binning_model" in failure(feature_selection, SelectionParams(top_k=3), breast)
     with pytest.raises(ValueError, match="must be 1"):
         SplitParams(train=0.5, test=0.2)
-    with pytest.raises(ValueError, match="at least one"):
-        SelectionParams()
+    assert "set at least one of" in failure(feature_selection, SelectionParams(), breast)
 
 
 # ---- as a job -----------------------------------------------------------------------------------------
