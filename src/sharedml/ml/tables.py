@@ -10,8 +10,22 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..runtime.context import Context
+
+
+class PredictParams(BaseModel):
+    """Parameters of every batch-prediction component: which columns to carry into the predictions."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: str | None = Field("y", description="label column at the guest, if present, copied to the output")
+    id_columns: list[str] = Field(default_factory=lambda: ["id"])
+
+    @field_validator("id_columns", mode="before")
+    @classmethod
+    def _one_column(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
 
 
 def feature_matrix(ctx: Context, data: pd.DataFrame, exclude: list[str]) -> tuple[list[str], np.ndarray]:

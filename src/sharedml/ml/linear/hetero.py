@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ...runtime.component import component
 from ...runtime.context import Context
 from ..metrics import accuracy, log_loss, rmse, roc_auc
-from ..tables import feature_matrix, label_column, model_columns, prediction_table
+from ..tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
 from .hetero_train import TrainConfig, arbiter_of, fit_arbiter, fit_guest, fit_host
 
 ROLES = ("guest", "host", "arbiter")
@@ -89,17 +89,6 @@ class HeteroLRParams(HeteroGLMParams):
 
 class HeteroPoissonParams(HeteroGLMParams):
     exposure: str | None = Field(None, description="guest column with each row's exposure (default: 1)")
-
-
-class PredictParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    label: str | None = Field("y", description="label column at the guest, if present, copied to the output")
-    id_columns: list[str] = Field(default_factory=lambda: ["id"])
-
-    @field_validator("id_columns", mode="before")
-    @classmethod
-    def _one_column(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
 
 
 @component("hetero_lr", params=HeteroLRParams, roles=ROLES, inputs=("train",), optional_inputs=("validate",),

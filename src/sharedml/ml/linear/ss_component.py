@@ -31,7 +31,7 @@ from ...mpc import DealerSource, MPCSession, TripleSource
 from ...runtime.component import component
 from ...runtime.context import Context
 from ..metrics import rmse, roc_auc
-from ..tables import feature_matrix, label_column, model_columns, prediction_table
+from ..tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
 from .ss import Fitted, SGDConfig, fit
 from .ss_tuples import PrefetchedSource
 
@@ -75,17 +75,6 @@ class SSLRParams(SSLinRParams):
     sigmoid: Literal["minimax", "accurate", "linear"] = Field(
         "minimax", description="the MPC engine's sigmoid: minimax (error 3.5e-4), accurate (3e-5, slower), "
         "linear (3e-2, cheapest)")
-
-
-class PredictParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    label: str | None = Field("y", description="label column at the guest, if present, copied to the output")
-    id_columns: list[str] = Field(default_factory=lambda: ["id"])
-
-    @field_validator("id_columns", mode="before")
-    @classmethod
-    def _one_column(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
 
 
 @component("ss_lr", params=SSLRParams, roles=("guest", "host", "dealer"), inputs=("train",),

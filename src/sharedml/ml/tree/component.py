@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ...runtime.component import component
 from ...runtime.context import Context
 from ..metrics import accuracy, rmse, roc_auc
-from ..tables import feature_matrix, label_column, model_columns, prediction_table
+from ..tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
 from .joint_predict import predict_guest, predict_host, transform
 from .sampling import Sampling
 from .secureboost import BoostParams, fit_guest, fit_host
@@ -77,17 +77,6 @@ class SecureBoostParams(BaseModel):
                            self.key_bits, sampling=sampling, guest_only_rounds=guest_only,
                            early_stopping_rounds=self.early_stopping_rounds, eval_metric=self.eval_metric,
                            multi_strategy=self.multi_strategy)
-
-
-class PredictParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    label: str | None = Field("y", description="label column at the guest, if present, copied to the output")
-    id_columns: list[str] = Field(default_factory=lambda: ["id"])
-
-    @field_validator("id_columns", mode="before")
-    @classmethod
-    def _one_column(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
 
 
 @component("hetero_secureboost", params=SecureBoostParams, roles=("guest", "host"), inputs=("train",),
