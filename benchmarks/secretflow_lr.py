@@ -30,14 +30,11 @@ import argparse
 import json
 import logging
 import re
-import resource
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from contextlib import closing
 from pathlib import Path
+
+from secretflow_common import auc, load_party, peak_rss_mb, run_parties
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _EPOCH_LINE = re.compile(r"epoch (\d+) times: ([0-9.]+)s")
@@ -58,34 +55,6 @@ def parse_args(argv=None):
     p.add_argument("--ports", help="internal: alice,bob,alice-spu,bob-spu ports on 127.0.0.1")
     p.add_argument("--party", choices=["alice", "bob"], help="internal: run as this party")
     return p.parse_args(argv)
-
-
-def peak_rss_mb() -> float:
-    kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return round(kb / 1024, 1)
-
-
-def free_ports(count: int) -> list[int]:
-    ports = []
-    for _ in range(count):
-        with closing(socket.socket()) as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
-    return ports
-
-
-def load_party(a, is_guest: bool):
-    """This party's features (and label, at the guest) on the rows both have, in the guest's order."""
-    import pandas as pd
-
-    own = pd.read_csv(a.guest if is_guest else a.host)
-    other_ids = pd.read_csv(a.host if is_guest else a.guest, usecols=[a.id])
-    ids = own[[a.id]].merge(other_ids, on=a.id) if is_guest else other_ids.merge(own[[a.id]], on=a.id)
-    own = ids.merge(own, on=a.id, how="left")
-    x = own.drop(columns=[a.id, a.label], errors="ignore").to_numpy("float32")
-    y = own[a.label].to_numpy("float32").reshape(-1, 1) if is_guest else None
-    return x, y
 
 
 class EpochTimes(logging.Handler):
@@ -119,8 +88,8 @@ def run_party(a) -> dict:
     runtime = {"protocol": "SEMI2K", "field": a.field, "fxp_fraction_bits": 18 if a.field == "FM64" else 26}
     device = sf.SPU({"nodes": [{"party": p, "address": f"127.0.0.1:{ports[p + '-spu']}"} for p in ("alice", "bob")],
                      "runtime_config": runtime})
-    xa_y = alice(load_party, num_returns=2)(a, True)
-    xb, _ = bob(load_party, num_returns=2)(a, False)
+    xa_y = alice(load_party, num_returns=2)(a.guest, a.host, True, a.id, a.label)
+    xb, _ = bob(load_party, num_returns=2)(a.guest, a.host, False, a.id, a.label)
     x = FedNdarray({alice: xa_y[0], bob: xb}, partition_way=PartitionWay.VERTICAL)
     y = FedNdarray({alice: xa_y[1]}, partition_way=PartitionWay.VERTICAL)
     rows = sf.reveal(alice(lambda v: len(v))(xa_y[1]))
@@ -132,10 +101,6 @@ def run_party(a) -> dict:
               reg_type="logistic", eps=0.0, **penalty)
     sf.wait([model.spu_w])
     fit_s = time.perf_counter() - started
-
-    def auc(pred, label):
-        from sklearn.metrics import roc_auc_score
-        return float(roc_auc_score(label.ravel(), pred.ravel()))
 
     predicted = model.predict(x, to_pyu=alice)
     score = sf.reveal(alice(auc)(predicted.partitions[alice], xa_y[1]))
@@ -153,24 +118,7 @@ def main():
         return
     from importlib.metadata import version  # not `import secretflow`: its C++ logs go to stdout
 
-    ports = ",".join(map(str, free_ports(4)))
-    outputs = {p: tempfile.TemporaryFile("w+") for p in ("alice", "bob")}  # not pipes: SPU logs could fill one
-    procs = {p: subprocess.Popen([sys.executable, __file__, *sys.argv[1:], "--party", p, "--ports", ports],
-                                 stdout=outputs[p], text=True) for p in outputs}
-    while all(proc.poll() is None for proc in procs.values()):
-        time.sleep(0.2)
-    failed = [p for p, proc in procs.items() if proc.poll() not in (None, 0)]
-    for proc in procs.values():  # a party whose peer failed would wait for it forever
-        if failed and proc.poll() is None:
-            proc.kill()
-    if failed:
-        sys.exit(f"party {failed[0]} exited with {procs[failed[0]].returncode}")
-    res = {}
-    for p, out in outputs.items():
-        if procs[p].wait() != 0:
-            sys.exit(f"party {p} exited with {procs[p].returncode}")
-        out.seek(0)
-        res[p] = json.loads([line for line in out.read().splitlines() if line.startswith("{")][-1])
+    res = run_parties(__file__, sys.argv[1:], ports=4)
     al = res["alice"]
     times = al["epoch_times"]
     print(json.dumps({"library": "secretflow-ss-lr", "version": version("secretflow"),

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from secretflow_common import auc, load_party, peak_rss_mb, run_parties
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -45,28 +45,9 @@ def parse_args(argv=None):
     p.add_argument("--base-score", type=float, default=0.0,
                    help="initial margin (SGB default 0; ours uses log-odds of the label mean)")
     p.add_argument("--he", choices=["ou", "paillier"], default="ou")
-    p.add_argument("--ports", default="23101,23102", help="alice,bob ports on 127.0.0.1")
+    p.add_argument("--ports", help="internal: alice,bob ports on 127.0.0.1")
     p.add_argument("--party", choices=["alice", "bob"], help="internal: run as this party")
     return p.parse_args(argv)
-
-
-def peak_rss_mb() -> float:
-    kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return round(kb / 1024, 1)
-
-
-def load_party(guest_csv: str, host_csv: str, is_guest: bool):
-    """This party's features (and label, at the guest) on the rows both have, in the guest's order."""
-    import pandas as pd
-
-    own = pd.read_csv(guest_csv if is_guest else host_csv)
-    other_ids = pd.read_csv(host_csv if is_guest else guest_csv, usecols=["id"])
-    ids = (own[["id"]].merge(other_ids, on="id") if is_guest else other_ids.merge(own[["id"]], on="id"))
-    own = ids.merge(own, on="id", how="left")
-    x = own.drop(columns=["id", "y"], errors="ignore").to_numpy("float32")
-    y = own["y"].to_numpy("float32").reshape(-1, 1) if is_guest else None
-    return x, y
 
 
 def run_party(a) -> dict:
@@ -99,10 +80,6 @@ def run_party(a) -> dict:
     wall = time.perf_counter() - t_fit
     total = time.perf_counter() - t_start
 
-    def auc(pred, label):
-        from sklearn.metrics import roc_auc_score
-        return float(roc_auc_score(label.ravel(), pred.ravel()))
-
     score = sf.reveal(alice(auc)(model.predict(x), xa_y[1]))
     out = {"party": a.party, "wall_s": round(wall, 2), "total_s": round(total, 2), "auc": round(score, 6),
            "rows": int(rows), "trees": len(model.trees), "peak_rss_mb": peak_rss_mb()}
@@ -118,14 +95,7 @@ def main():
     from importlib.metadata import version  # not `import secretflow`: its C++ logs go to stdout
 
     t0 = time.perf_counter()
-    procs = {p: subprocess.Popen([sys.executable, __file__, *sys.argv[1:], "--party", p],
-                                 stdout=subprocess.PIPE, text=True) for p in ("alice", "bob")}
-    res = {}
-    for p, proc in procs.items():
-        stdout, _ = proc.communicate(timeout=3600)
-        if proc.returncode != 0:
-            sys.exit(f"party {p} exited with {proc.returncode}")
-        res[p] = json.loads(stdout.strip().splitlines()[-1])
+    res = run_parties(__file__, sys.argv[1:], ports=2)
     al = res["alice"]
     print(json.dumps({"library": "secretflow-sgb", "version": version("secretflow"),
                       "mode": "production, 2 processes, no Ray, gRPC on 127.0.0.1",

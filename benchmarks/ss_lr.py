@@ -13,12 +13,13 @@ Ours, how (the `ss_lr` component itself, each party's function called with its o
   parties fetch that epoch's tuples from the dealer in a few batched requests (ss_tuples.py); the
   online phase then sends nothing to the dealer.
 - dealer-free (`--dealer-free ot` (default) and/or `he`: the component's `triples`): guest and host.
-  Before each epoch an offline phase makes that epoch's tuples (matrix triples from OU-2048
-  homomorphic encryption, elementwise triples from OT (Gilboa) or HE, AND triples and daBits from OT
-  extension, truncation pairs from those); the online phase then draws from the pools. Making them
-  takes minutes per epoch (HE matrix triples dominate; `he` elementwise triples even more), so by
-  default this runs one epoch on the first `--dealer-free-rows` rows and scales seconds and bytes to
-  30,000 rows (every batch costs the same; marked PROJECTED). `--dealer-free-rows 0`: all rows.
+  Before each epoch an offline phase makes that epoch's tuples (matrix triples by Gilboa products over
+  correlated OT, elementwise triples from OT (Gilboa) or OU-2048 HE, AND triples, daBits and
+  truncation pairs from OT extension); the online phase then draws from the pools. With `ot` that
+  takes about a minute per epoch (2-core machine), with `he` about ten (its HE elementwise triples
+  dominate), so by default this runs one epoch on the first `--dealer-free-rows` rows and scales
+  seconds and bytes to 30,000 rows (every batch costs the same; marked PROJECTED).
+  `--dealer-free-rows 0`: all rows.
 - sim: every party a thread of one process, in-memory transport (`simulate`).
 - grpc: every party (the dealer too) its own OS process, gRPC with mutual TLS over loopback, as the
   `sharedml.flow.worker` parties of a job talk (benchmarks/mpc.py's process runner and certificates).
