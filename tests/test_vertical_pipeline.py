@@ -86,3 +86,33 @@ def test_the_bundled_example_job_validates():
     spec = load_checked_job(EXAMPLE)
     assert [spec.tasks[t].component for t in ("align", "bins", "model", "report")] == [
         "psi", "hetero_binning", "hetero_lr", "evaluate"]
+
+
+CLI_JOB = """
+job: breast-cli
+parties:
+  bank: {role: guest, data: {clients: clients}}
+  shop: {role: host,  data: {clients: clients}}
+tasks:
+  align:  {component: psi, inputs: {data: $clients}}
+  model:  {component: hetero_lr, inputs: {train: align.data}, params: {epochs: 3, batch_size: 64, key_bits: 1024}}
+  report: {component: evaluate, inputs: {predictions: model.predictions}, parties: [bank]}
+"""
+
+
+def test_cli_run_prints_the_evaluation(tmp_path, data_dir):
+    from typer.testing import CliRunner
+
+    from sharedml.cli import app
+
+    arguments = ["run", str(tmp_path / "job.yaml"), "--workdir", str(tmp_path / "runs")]
+    for party, name in (("bank", "guest"), ("shop", "host")):
+        (tmp_path / party).mkdir()
+        pd.read_csv(data_dir / f"breast_hetero_{name}.csv").to_csv(tmp_path / party / "clients.csv", index=False)
+        (tmp_path / party / "catalog.yaml").write_text("datasets:\n  clients: {path: clients.csv}\n")
+        arguments += ["--catalog", f"{party}={tmp_path / party / 'catalog.yaml'}"]
+    (tmp_path / "job.yaml").write_text(CLI_JOB)
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("report at bank:"))
+    assert float(line.split("auc ")[1].split(",")[0]) > 0.95

@@ -246,6 +246,13 @@ def _print_result(result: JobResult) -> None:
         recv = sum(peer["bytes_recv"] for task in outcome.traffic.values() for peer in task.values())
         table.add_row(party, outcome.state, f"{sent:,}", f"{recv:,}")
     console.print(table)
+    for party, outcome in result.parties.items():  # evaluation reports, where the job made any
+        for task, outputs in outcome.outputs.items():
+            if "report" in outputs:
+                report = result.output(party, task, "report")
+                figures = ", ".join(f"{name} {value:.4f}" for name, value in report.items()
+                                    if isinstance(value, float) and name != "threshold")
+                console.print(f"{task} at {party}: {figures}")
 
 
 def main() -> None:
