@@ -146,7 +146,8 @@ def demo(
     trees: Annotated[int, typer.Option(help="SecureBoost trees")] = 5,
     depth: Annotated[int, typer.Option(help="SecureBoost tree depth")] = 4,
 ) -> None:
-    """Run the example jobs: vertical (PSI, SecureBoost, prediction), then horizontal (secure sum, statistics)."""
+    """Run the example jobs: vertical (PSI, binning, SecureBoost, prediction, evaluation), then horizontal
+    (secure sum, statistics)."""
     from .demo import DemoDataError, find_example_data, run_demo
     from .demo_vertical import run_vertical
 
@@ -157,7 +158,7 @@ def demo(
         data = find_example_data(data_dir)
         console.print(f"Part 1, vertical: a bank (labels) and an insurer hold different columns of partly the same "
                       f"clients; transport: {transport}.")
-        with console.status("running PSI, then SecureBoost, then prediction..."):
+        with console.status("running PSI, binning, SecureBoost, prediction and evaluation..."):
             vertical = run_vertical(workdir.resolve() / "vertical", data, mode, timeout, rows, trees, depth)
         _print_result(vertical.result)
         if vertical.result.state != "succeeded":
@@ -183,6 +184,10 @@ def _print_vertical(vertical) -> None:
     size = result.output("bank", "align", "size")
     console.print(f"bank and insurer share {size:,} clients (expected {vertical.shared:,}); "
                   "neither saw the other's other IDs")
+    console.rule("hetero_binning")
+    iv = sorted(result.output("bank", "bins", "model")["iv"].items(), key=lambda item: -item[1])
+    console.print("information value at the bank (the insurer's columns under anonymous keys): " +
+                  ", ".join(f"{key} {value:.3f}" for key, value in iv[:5]))
     console.rule("hetero_secureboost")
     console.print(f"SecureBoost AUC at the bank: {vertical.auc:.4f}   {vertical.reference}: "
                   f"{vertical.reference_auc:.4f}   (difference {vertical.auc - vertical.reference_auc:+.4f})")

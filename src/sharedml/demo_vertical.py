@@ -1,5 +1,6 @@
 """The vertical half of `sharedml demo`: a bank (labels and its own columns) and an insurer (other
-columns of partly the same clients) align their rows by PSI, train SecureBoost, and score.
+columns of partly the same clients) align their rows by PSI, rank every column by information value
+(binning on encrypted labels), train SecureBoost, score, and evaluate.
 
 The bank holds the first `rows` clients of FATE's default-of-credit-card guest file, the insurer
 the last `rows` of the host file, so only the middle overlap is shared: PSI finds it without either
@@ -32,9 +33,11 @@ parties:
   insurer: {{role: host,  data: {{clients: clients}}}}
 tasks:
   align: {{component: psi, inputs: {{data: $clients}}}}
+  bins:  {{component: hetero_binning, inputs: {{data: align.data}}, params: {{bins: 10}}}}
   boost: {{component: hetero_secureboost, inputs: {{train: align.data}},
           params: {{n_estimators: {trees}, max_depth: {depth}, max_bin: 32, learning_rate: 0.3}}}}
   score: {{component: hetero_secureboost_predict, inputs: {{model: boost.model, data: align.data}}}}
+  report: {{component: evaluate, inputs: {{predictions: score.predictions}}, parties: [bank]}}
 """
 
 CATALOG_YAML = """\
