@@ -78,8 +78,12 @@ def test_demo_in_threads_prints_the_total_and_matching_statistics(tmp_path, data
     assert "bank and insurer share 1,000 clients (expected 1,000)" in result.output
     auc = " ".join(result.output.split()).split("(difference ")[1].split(")")[0]
     assert abs(float(auc)) <= 0.002  # SecureBoost's AUC against xgboost's on the joined plaintext
-    assert result.output.count("learned the total 45") == 3
     text = " ".join(result.output.split())
+    evaluated = float(text.split("report at bank: auc ")[1].split(",")[0])
+    trained = float(text.split("SecureBoost AUC at the bank: ")[1].split()[0])
+    assert evaluated == pytest.approx(trained, abs=1e-4)  # evaluate's AUC of the same predictions
+    assert "insurer:x" in text.split("information value at the bank")[1].split("hetero_secureboost")[0]
+    assert result.output.count("learned the total 45") == 3
     figures = text.split("(which no party has): ")[1].split(" job file")[0].split()
     assert figures[0::2] == ["count", "mean", "std", "min", "max"]
     assert all(float(v.rstrip(",")) < 1e-9 for v in figures[1::2])
