@@ -151,10 +151,14 @@ def test_correlated_ot_gives_the_receiver_the_senders_value_plus_choice_times_co
             return ot.correlated_send(correlation, nbytes)
         return ot.correlated_receive(choices, length, nbytes)
 
-    results = simulate(run, PARTIES)
+    payloads = []
+    results = simulate(run, PARTIES, recorder=lambda r: payloads.append(r.payload))
     low = np.uint64((1 << (8 * nbytes)) - 1)  # only the low nbytes are meaningful
     expected = results["alice"] + choices[:, None].astype(np.uint64) * correlation
     np.testing.assert_array_equal(results["bob"] & low, expected & low)
+    wire = b"".join(payloads)  # the correction masks the correlation: none of its values crosses
+    width = max(nbytes, 6)  # (shorter random strings could turn up in the wire by chance)
+    assert not any(value.tobytes()[:width] in wire for value in correlation[:50].ravel())
 
 
 def test_gilboa_product_shares_the_product_of_the_two_parties_values():

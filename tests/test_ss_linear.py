@@ -225,7 +225,7 @@ def test_bad_input_gets_a_clear_error(data_dir):
     with pytest.raises(SimulationError, match=r"party 'telco' has 50 training rows, guest 'bank' has 64"):
         train(ss_lr, SSLRParams(triples="dealer", epochs=1), tables | {"telco": tables["telco"].iloc[:50]})
     roles = {"bank": "guest", "telco": "host", "isp": "host"}
-    with pytest.raises(SimulationError, match=r"triples 'he' is dealer-free for one guest and one host"):
+    with pytest.raises(SimulationError, match=r"triples 'ot' is dealer-free for one guest and one host"):
         train(ss_lr, SSLRParams(), tables | {"isp": tables["telco"]}, roles)
     with pytest.raises(SimulationError, match=r"label 'x0' must be 0/1 for ss_lr"):
         train(ss_lr, SSLRParams(triples="dealer", label="x0"), tables)

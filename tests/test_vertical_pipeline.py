@@ -35,7 +35,8 @@ tasks:
             parties: [bank, shop], params: {top_k: 12}}
   select_test: {component: feature_selection, inputs: {data: split.test, model: select.model}, parties: [bank, shop]}
   he_model: {component: hetero_lr, inputs: {train: select.data}, parties: [bank, shop],
-             params: {epochs: 8, batch_size: 64, key_bits: 1024, alpha: 0.01, seed: 1}}
+             params: {epochs: 8, batch_size: 64, key_bits: 1024, alpha: 0.01, seed: 1, optimizer: preconditioned,
+                      learning_rate: 0.8, taylor_point: guest}}
   he_score: {component: hetero_lr_predict, inputs: {model: he_model.model, data: select_test.data},
              parties: [bank, shop]}
   he_report: {component: evaluate, inputs: {predictions: he_score.predictions}, parties: [bank]}

@@ -5,8 +5,7 @@ share is an input to a binary adder: party i XOR-shares its own share (it holds 
 else holds 0), three operands at a time are reduced to two by carry-save adders, and a reduction
 tree computes the carry into bit 63 (see sign_bit). Words are numpy uint64, so one AND gate on a
 word is 64 bit-gates; the sign costs 7 rounds of AND gates (plus one per carry-save level for more
-than two parties) and about 3 words of AND triples per element; a truncation pair needs two such
-carries.
+than two parties) and about 3 words of AND triples per element.
 
 The resulting bit is XOR-shared; `to_arithmetic` converts it with a daBit (a random bit shared both
 ways): open c = bit ⊕ r, then bit = c + r − 2·c·r, linear in r's additive shares. One more round.
@@ -19,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fixed import random_ring, wrapping
+from .fixed import wrapping
 from .session import MPCSession
 
 _ONE = np.uint64(1)
@@ -113,28 +112,6 @@ def _merged(halves: np.ndarray) -> np.ndarray:
     if len(halves) % 2:
         halves = np.append(halves, np.uint64(0))
     return halves[0::2] | (halves[1::2] << np.uint64(32))
-
-
-@wrapping
-def truncation_pairs(session: MPCSession, n: int, shift: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two parties' shares of a uniform r with its top bit and (r mod 2^63) >> shift, made without a
-    dealer: each party draws r_i, and a binary adder on r_0 + r_1 gives the two carries that link
-    the parts, (r mod 2^63) >> s = (r_0 mod 2^63) >> s + (r_1 mod 2^63) >> s + c_s − 2^(63−s)·c_63
-    and top(r) = top(r_0) ⊕ top(r_1) ⊕ c_63, with c_i the carry into bit i. Costs one adder and
-    three daBits per element; nothing is opened but masked words."""
-    if len(session.parties) != 2:
-        raise ValueError("dealer-free truncation pairs are for exactly 2 parties")
-    r = random_ring((n,))
-    a, b = _operands(session, r)
-    s = np.uint64(shift)
-    # the carry out of the low `shift` bits is the carry into bit 63 once they sit just below it
-    up = np.uint64(63 - shift)
-    carries = _carry_into_top(session, np.concatenate([a, a << up]), np.concatenate([b, b << up]))
-    carry_63, carry_s = carries[:n], carries[n:]
-    top = ((a ^ b) >> _TOP) ^ carry_63
-    carry_s, carry_63, top = to_arithmetic(session, np.stack([carry_s, carry_63, top]))
-    low = ((r & np.uint64((1 << 63) - 1)) >> s) + carry_s - carry_63 * np.uint64(1 << (63 - shift))
-    return r, top, low
 
 
 @wrapping

@@ -8,8 +8,9 @@
 
 A session that only adds and opens (a secure sum) needs no tuples: `triples=None`. Otherwise tuples
 come from a trusted dealer (a party with role `dealer`; `triples="dealer"`) or, for two parties,
-from a dealer-free generator: `triples="he"` (Beaver triples from OU/Paillier, boolean tuples from
-OT extension) or `triples="ot"` (elementwise triples from OT too). Opening a value is one round:
+from a dealer-free generator: `triples="he"` (elementwise Beaver triples from OU/Paillier; matrix
+triples, boolean tuples and truncation pairs from OT extension) or `triples="ot"` (elementwise triples
+from OT too, much faster). Opening a value is one round:
 every computing party sends its share to every other. The session counts rounds; bytes come from
 the channel's own counters.
 """
@@ -71,7 +72,6 @@ class MPCSession:
             from .two_party import TwoPartySource  # noqa: PLC0415 - pulls in HE and OT only when asked for
 
             self.triples = TwoPartySource(ctx, self.parties, scheme=he_scheme, key_bits=he_bits, elementwise=triples)
-            self.triples.session = self
         else:
             raise ValueError(f"unknown triples {triples!r}: use 'dealer', 'he', 'ot', None or a TripleSource")
         two = len(self.parties) == 2

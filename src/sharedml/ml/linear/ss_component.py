@@ -55,10 +55,10 @@ class SSLinRParams(BaseModel):
                                                  "Ridge's alpha = alpha · rows; the intercept is not penalised")
     fit_intercept: bool = True
     standardize: bool = Field(True, description="each party scales its own columns to mean 0, variance 1 first")
-    triples: Literal["he", "ot", "dealer"] = Field(
-        "he", description="where tuples come from: he (dealer-free, one guest and one host; elementwise triples by "
-        "homomorphic encryption), ot (dealer-free, elementwise triples by oblivious transfer), dealer (a trusted "
-        "party with role dealer that must not collude with any other)")
+    triples: Literal["ot", "he", "dealer"] = Field(
+        "ot", description="where tuples come from: ot (dealer-free, one guest and one host: every tuple from "
+        "oblivious transfer), he (dealer-free, elementwise triples by homomorphic encryption: fewer bytes, far more "
+        "CPU), dealer (a trusted party with role dealer that must not collude with any other)")
     he_key_bits: int = Field(2048, ge=1024, description="dealer-free HE key size; below 2048 only for tests")
     frac_bits: int = Field(18, ge=12, le=24, description="fixed-point fractional bits of the shares")
     early_stopping_rounds: int | None = Field(None, ge=1, description="stop after this many epochs without a lower "
