@@ -269,17 +269,32 @@ def sim_job(job: Job) -> dict[str, dict]:
     return {party: result | {"rss_mb": rss} for party, result in results.items()}
 
 
-def grpc_party(job: Job, party: str, addresses: dict[str, str], cert_dir: str) -> dict[str, Any]:
+def _grpc_party(party: str, roles: dict[str, str], addresses: dict[str, str], cert_dir: str, name: str,
+                program: Any, args: tuple) -> Any:
     peers = {p: a for p, a in addresses.items() if p != party}
     transport = GrpcTransport(load_identity(Path(cert_dir), party), addresses[party], peers, set(addresses),
                               connect_timeout=TIMEOUT)
     try:
-        channel = Channel(transport, "mpc-bench", job.op, job.roles, TIMEOUT)
-        with tempfile.TemporaryDirectory(prefix="sharedml-mpc-bench-") as workdir:
-            result = party_program(Context(party, job.roles, "mpc-bench", job.op, channel, Path(workdir)), job)
+        channel = Channel(transport, name, "main", roles, TIMEOUT)
+        with tempfile.TemporaryDirectory(prefix=f"sharedml-{name}-") as workdir:
+            return program(Context(party, roles, name, "main", channel, Path(workdir)), *args)
     finally:
         transport.close()
-    return result | {"rss_mb": peak_rss_mb()}
+
+
+def in_grpc_processes(roles: dict[str, str], program: Any, args: tuple = (), name: str = "bench") -> dict[str, Any]:
+    """{party: program(ctx, *args)}, every party its own spawned process, gRPC + mutual TLS on loopback
+    (certificates from `init_federation`, as the parties of a job have). `program` must be picklable."""
+    with tempfile.TemporaryDirectory(prefix=f"sharedml-{name}-") as cert_dir:
+        init_federation(list(roles), Path(cert_dir))
+        base = free_base_port(len(roles))
+        addresses = {p: f"127.0.0.1:{base + i}" for i, p in enumerate(roles)}
+        results = in_processes([(_grpc_party, (p, roles, addresses, cert_dir, name, program, args)) for p in roles])
+    return dict(zip(roles, results, strict=True))
+
+
+def _measured_party(ctx: Context, job: Job) -> dict[str, Any]:
+    return party_program(ctx, job) | {"rss_mb": peak_rss_mb()}
 
 
 def free_base_port(count: int) -> int:
@@ -298,12 +313,7 @@ def run_job(job: Job, where: str) -> dict[str, dict]:
     """{party: its result} of `job`, in simulation or over gRPC."""
     if where == "sim":
         return in_processes([(sim_job, (job,))])[0]
-    with tempfile.TemporaryDirectory(prefix="sharedml-mpc-bench-") as cert_dir:
-        init_federation(list(job.roles), Path(cert_dir))
-        base = free_base_port(len(job.roles))
-        addresses = {p: f"127.0.0.1:{base + i}" for i, p in enumerate(job.roles)}
-        results = in_processes([(grpc_party, (job, p, addresses, cert_dir)) for p in job.roles])
-    return dict(zip(job.roles, results, strict=True))
+    return in_grpc_processes(job.roles, _measured_party, (job,), name="mpc-bench")
 
 
 # -- from party results to rows -------------------------------------------------------------------

@@ -46,7 +46,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -55,13 +54,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from mpc import free_base_port, in_processes
+from mpc import in_grpc_processes, in_processes
 
 from sharedml.ml.linear.ss_component import SSLRParams, ss_lr
 from sharedml.ml.metrics import roc_auc
-from sharedml.net.certs import init_federation, load_identity
-from sharedml.net.channel import Channel
-from sharedml.net.grpc_transport import GrpcTransport
 from sharedml.runtime.context import Context
 from sharedml.runtime.simulate import simulate
 
@@ -115,28 +111,8 @@ def sim_run(params: SSLRParams, frames: dict[str, pd.DataFrame]) -> dict[str, di
     return simulate(partial(party_program, params=params, frames=frames), roles(params.triples), timeout=TIMEOUT)
 
 
-def grpc_party(party: str, all_roles: dict[str, str], addresses: dict[str, str], cert_dir: str, params: SSLRParams,
-               frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    peers = {p: a for p, a in addresses.items() if p != party}
-    transport = GrpcTransport(load_identity(Path(cert_dir), party), addresses[party], peers, set(addresses),
-                              connect_timeout=TIMEOUT)
-    try:
-        channel = Channel(transport, "ss-lr-bench", "train", all_roles, TIMEOUT)
-        with tempfile.TemporaryDirectory(prefix="sharedml-ss-lr-bench-") as workdir:
-            return party_program(Context(party, all_roles, "ss-lr-bench", "train", channel, Path(workdir)), params,
-                                 frames)
-    finally:
-        transport.close()
-
-
 def grpc_run(params: SSLRParams, frames: dict[str, pd.DataFrame]) -> dict[str, dict]:
-    all_roles = roles(params.triples)
-    with tempfile.TemporaryDirectory(prefix="sharedml-ss-lr-bench-") as cert_dir:
-        init_federation(list(all_roles), Path(cert_dir))
-        base = free_base_port(len(all_roles))
-        addresses = {p: f"127.0.0.1:{base + i}" for i, p in enumerate(all_roles)}
-        results = in_processes([(grpc_party, (p, all_roles, addresses, cert_dir, params, frames)) for p in all_roles])
-    return dict(zip(all_roles, results, strict=True))
+    return in_grpc_processes(roles(params.triples), party_program, (params, frames), name="ss-lr-bench")
 
 
 def ours(params: SSLRParams, frames: dict[str, pd.DataFrame], where: str, engine: str, scale: float = 1.0,
