@@ -84,10 +84,12 @@ def run_party(spec: JobSpec, job_id: str, party: str, catalog: Catalog, transpor
 
 
 def _produced_for(spec: JobSpec, party: str, text: str) -> bool:
-    """False for an output of a task this party does not run (a dealer's view of the data tasks): the
-    component then gets the input's default, None."""
+    """False for an output of a task this party does not run, or a dataset alias it does not map (a dealer's
+    or an aggregator's view of the data): the component then gets the input's default, None."""
     ref = parse_ref(text)
-    return isinstance(ref, DatasetRef) or party in spec.parties_for(ref.task)
+    if isinstance(ref, DatasetRef):
+        return ref.alias in spec.parties[party].data
+    return party in spec.parties_for(ref.task)
 
 
 def _resolve(spec: JobSpec, party: str, catalog: Catalog, artifacts: PartyArtifacts, text: str) -> Any:

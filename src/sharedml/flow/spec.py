@@ -31,6 +31,11 @@ _DATASET_REF = re.compile(rf"\$({_NAME})")
 _OUTPUT_REF = re.compile(rf"({_NAME})\.({_NAME})")
 
 
+# Roles that serve a protocol without holding data (tuples, keys, aggregation): a dataset input is optional
+# for them, and a party of such a role that maps no alias gets no input (the component's default).
+DATALESS_ROLES = frozenset({"aggregator", "arbiter", "dealer"})
+
+
 class JobSpecError(ValueError):
     """A job spec that cannot be loaded; the message lists every problem as ``file, line N, path: ...``."""
 
@@ -197,7 +202,8 @@ class JobSpec(_StrictModel):
         ref = parse_ref(text)
         if isinstance(ref, OutputRef):
             return [] if ref.task in self.tasks else [_unknown("task", ref.task, self.tasks)]
-        missing = [p for p in self.parties_for(task) if ref.alias not in self.parties[p].data]
+        missing = [p for p in self.parties_for(task)
+                   if ref.alias not in self.parties[p].data and self.parties[p].role not in DATALESS_ROLES]
         return [
             f"party '{party}' has no dataset alias '{ref.alias}' in its data "
             f"(its aliases: {', '.join(self.parties[party].data) or 'none'})"

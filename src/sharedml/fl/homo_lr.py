@@ -1,0 +1,189 @@
+"""Job components `homo_lr` (train) and `homo_lr_predict`: binary logistic regression on horizontally split rows.
+
+Every client holds different rows with the same feature columns and the label; the `aggregator`
+holds no data. Clients train locally with mini-batch SGD (log loss + alpha/2 ||w||^2, plus FedProx's
+mu/2 ||w - w_global||^2 when the strategy asks for it) and the round loop of `rounds.py` combines
+their updates. Weights are one vector: the coefficients, then the intercept (not regularised).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from scipy.special import expit
+
+from ..ml.metrics import accuracy, log_loss, roc_auc
+from ..ml.tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
+from ..runtime.component import component
+from ..runtime.context import Context
+from .rounds import ClientDP, RoundConfig, run_aggregator, run_client, signature
+from .secagg import AGGREGATOR, CLIENT
+from .strategies import make_strategy
+
+
+class DPParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    noise_multiplier: float = Field(gt=0, description="sigma / clip_norm of the Gaussian noise on the summed update")
+    clip_norm: float = Field(gt=0, description="L2 bound on each client's update (delta)")
+    delta: float = Field(1e-5, gt=0, lt=1, description="delta at which epsilon is reported")
+
+
+class HomoLRParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field("y", description="the label column (0/1), at every client")
+    id_columns: list[str] = Field(default_factory=lambda: ["id"], description="columns that are not features")
+    rounds: int = Field(10, ge=1)
+    strategy: Literal["fedavg", "fedprox", "fedadam", "fedyogi"] = "fedavg"
+    local_epochs: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(0.1, gt=0, description="clients' SGD step")
+    alpha: float = Field(0.0, ge=0, description="L2 penalty on the coefficients")
+    proximal_mu: float = Field(0.0, ge=0, description="fedprox: weight of mu/2 ||w - w_global||^2")
+    server_lr: float | None = Field(None, gt=0, description="default 1 (fedavg/fedprox), 0.1 (fedadam/fedyogi)")
+    beta_1: float = Field(0.9, ge=0, lt=1)
+    beta_2: float = Field(0.99, ge=0, lt=1)
+    tau: float = Field(1e-3, gt=0, description="fedadam/fedyogi: adaptivity (epsilon of Adam)")
+    fraction_fit: float = Field(1.0, gt=0, le=1, description="share of clients sampled each round")
+    min_clients: int = Field(2, ge=1, description="a round fails if fewer sampled clients answer")
+    round_timeout: float = Field(60.0, gt=0, description="seconds the aggregator waits for updates")
+    seed: int | None = Field(None, ge=0, description="client sampling and local shuffling (default: fresh)")
+    secure_aggregation: bool = Field(False, description="the aggregator learns only sums (SecAgg)")
+    secagg_clip: float = Field(2.0**20, gt=0, description="bound on each coordinate of n_k * update")
+    secagg_frac_bits: int = Field(24, ge=1, le=40)
+    dp: DPParams | None = Field(None, description="client-level DP: central, or distributed under secure_aggregation")
+
+    @field_validator("id_columns", mode="before")
+    @classmethod
+    def _one_column(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HomoLRParams:
+        if self.strategy == "fedprox" and self.proximal_mu <= 0:
+            raise ValueError("strategy fedprox needs proximal_mu > 0")
+        return self
+
+    def round_config(self) -> RoundConfig:
+        dp = None if self.dp is None else ClientDP(self.dp.noise_multiplier, self.dp.clip_norm, self.dp.delta)
+        return RoundConfig(self.rounds, self.fraction_fit, self.min_clients, self.round_timeout, self.seed,
+                           self.secure_aggregation, self.secagg_clip, self.secagg_frac_bits, dp)
+
+
+def _probability(weights: np.ndarray, X: np.ndarray) -> np.ndarray:
+    return expit(X @ weights[:-1] + weights[-1])
+
+
+class LogisticClient:
+    """A client's local logistic regression: SGD on its own rows, evaluation on its validation rows."""
+
+    metric_names = ("loss", "auc", "accuracy")
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, params: HomoLRParams, party_index: int,
+                 validation: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        self.X, self.y, self.params, self.validation = X, y, params, validation
+        self.size = X.shape[1] + 1
+        self.num_samples = len(y)
+        self.validates = validation is not None and len(validation[1]) > 0
+        self._party_index = party_index
+
+    def fit(self, weights: np.ndarray, settings: dict[str, Any], round_: int) -> np.ndarray:
+        p = self.params
+        seed = None if p.seed is None else [p.seed, self._party_index, round_]
+        rng = np.random.default_rng(seed)
+        mu = float(settings.get("proximal_mu", 0.0))
+        w = weights.copy()
+        for _ in range(p.local_epochs):
+            order = rng.permutation(self.num_samples)
+            for start in range(0, self.num_samples, p.batch_size):
+                rows = order[start:start + p.batch_size]
+                Xb = self.X[rows]
+                error = _probability(w, Xb) - self.y[rows]
+                grad = np.append(Xb.T @ error, error.sum()) / len(rows)
+                grad[:-1] += p.alpha * w[:-1]
+                if mu:
+                    grad += mu * (w - weights)
+                w -= p.learning_rate * grad
+        return w - weights
+
+    def evaluate(self, weights: np.ndarray) -> tuple[np.ndarray, int]:
+        if self.validation is None:
+            raise ValueError("this client has no validation rows")
+        X, y = self.validation
+        prob = _probability(weights, X)
+        return np.array([log_loss(y, prob), roc_auc(y, prob), accuracy(y, prob >= 0.5)]), len(y)
+
+
+def _binary_label(ctx: Context, table: pd.DataFrame, label: str, what: str) -> np.ndarray:
+    y = label_column(ctx, table, label, what)
+    if not np.all((y == 0) | (y == 1)):
+        raise ValueError(f"client {ctx.party!r}: label {label!r} of its `{what}` table must be 0/1 for homo_lr")
+    return y
+
+
+def _finite(ctx: Context, X: np.ndarray, what: str) -> np.ndarray:
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"client {ctx.party!r}: its `{what}` features hold NaN or infinity; impute them first")
+    return X
+
+
+@component("homo_lr", params=HomoLRParams, roles=(AGGREGATOR, CLIENT), inputs=("train",),
+           optional_inputs=("validate", "test"), outputs=("model", "predictions"), min_parties=3)
+def homo_lr(ctx: Context, params: HomoLRParams, train: pd.DataFrame | None = None,
+            validate: pd.DataFrame | None = None, test: pd.DataFrame | None = None) -> dict[str, object]:
+    """Horizontal logistic regression: clients train locally, an aggregator combines updates (FedAvg family)."""
+    started = time.perf_counter()
+    config = params.round_config()
+    if ctx.role == AGGREGATOR:
+        strategy = make_strategy(params.strategy, server_lr=params.server_lr, proximal_mu=params.proximal_mu,
+                                 beta_1=params.beta_1, beta_2=params.beta_2, tau=params.tau)
+        weights = run_aggregator(ctx, config, strategy)
+        ctx.metrics.log("seconds", round(time.perf_counter() - started, 3))
+        return {"model": _model(weights, None)}
+    if train is None:
+        raise ValueError(f"client {ctx.party!r} has no `train` input; every client needs its rows")
+    names, X = feature_matrix(ctx, train, params.id_columns + [params.label])
+    y = _binary_label(ctx, train, params.label, "train")
+    validation = None
+    if validate is not None:
+        y_valid = _binary_label(ctx, validate, params.label, "validate")
+        if len(np.unique(y_valid)) < 2:
+            raise ValueError(f"client {ctx.party!r}: its `validate` rows hold one class only, so AUC is undefined; "
+                             "give it rows of both classes or leave `validate` out")
+        validation = (_finite(ctx, model_columns(ctx, validate, names, "validate"), "validate"), y_valid)
+    clients = ctx.parties_with_role(CLIENT)
+    local = LogisticClient(_finite(ctx, X, "train"), y, params, clients.index(ctx.party), validation)
+    weights = run_client(ctx, config, local, signature(names))
+    model = _model(weights, names)
+    scored = train if test is None else test
+    label = params.label if params.label in scored.columns else None
+    predictions = _predict(ctx, model, scored, params.id_columns, label, "test" if test is not None else "train")
+    ctx.metrics.log("seconds", round(time.perf_counter() - started, 3))
+    return {"model": model, "predictions": predictions}
+
+
+def _model(weights: np.ndarray, names: list[str] | None) -> dict[str, object]:
+    """The global model; the aggregator never sees feature names, only their hash, so it stores None."""
+    return {"type": "homo_lr", "coef": weights[:-1].tolist(), "intercept": float(weights[-1]), "features": names}
+
+
+def _predict(ctx: Context, model: dict, data: pd.DataFrame, id_columns: list[str], label: str | None,
+             what: str) -> pd.DataFrame:
+    names = list(model["features"])
+    X = _finite(ctx, model_columns(ctx, data, names, what), what)
+    weights = np.append(np.asarray(model["coef"], dtype=np.float64), float(model["intercept"]))
+    score = _probability(weights, X)
+    return prediction_table(data, id_columns, label, score, (score >= 0.5).astype(np.int64))
+
+
+@component("homo_lr_predict", params=PredictParams, inputs=("model", "data"), outputs=("predictions",))
+def homo_lr_predict(ctx: Context, params: PredictParams, model: dict, data: pd.DataFrame) -> dict:
+    """Batch prediction with a homo_lr model, locally at each party that holds rows (no communication)."""
+    if model.get("features") is None:
+        raise ValueError(f"party {ctx.party!r}: this homo_lr model is the aggregator's copy, without feature "
+                         "names; predict with a client's `model` output")
+    label = params.label if params.label is not None and params.label in data.columns else None
+    return {"predictions": _predict(ctx, model, data, params.id_columns, label, "data")}
