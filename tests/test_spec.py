@@ -257,6 +257,13 @@ def test_missing_alias_party_without_data() -> None:
     assert "party 'a' has no dataset alias 'x' in its data (its aliases: none)" in job_error(text)
 
 
+def test_parties_that_hold_no_data_need_no_alias() -> None:
+    text = "job: j\nparties:\n  a: {role: client, data: {x: d}}\n  b: {role: aggregator}\n  c: {role: dealer}\n" \
+           "tasks:\n  t: {component: c, inputs: {d: $x}}\n"
+    assert parse_job(text).parties_for("t") == ["a", "b", "c"]
+    assert "party 'e' has no dataset alias 'x'" in job_error(text.replace("c: {role: dealer}", "e: {role: client}"))
+
+
 def test_task_parties_must_be_job_parties() -> None:
     text = """\
 job: j
