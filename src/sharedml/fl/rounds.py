@@ -150,7 +150,7 @@ def run_aggregator(ctx: Context, config: RoundConfig, strategy: FedAvg,
     if config.secure_aggregation and m < 2:
         raise ValueError("secure_aggregation needs at least 2 sampled clients per round; raise min_clients")
     hello = ctx.gather("fl/hello", clients)
-    size, metric_names = _check_hello(hello)
+    size, metric_names = check_hello(hello)
     validators = [c for c in clients if hello[c]["validates"]]
     ctx.broadcast("fl/start", {"validators": validators}, clients)
     sampler = secrets.SystemRandom() if config.seed is None else random.Random(config.seed)
@@ -188,7 +188,7 @@ def _send(ctx: Context, client: str, tag: str, message: dict[str, Any]) -> None:
         ctx.log.warning("client %r unreachable (%s); it misses this round", client, err)
 
 
-def _check_hello(hello: dict[str, dict[str, Any]]) -> tuple[int, list[str]]:
+def check_hello(hello: dict[str, dict[str, Any]]) -> tuple[int, list[str]]:
     """All clients must have the same feature columns (by hash), weight size and metrics."""
     groups: dict[tuple[str, int, tuple[str, ...]], list[str]] = {}
     for client, h in sorted(hello.items()):
@@ -253,7 +253,7 @@ def run_client(ctx: Context, config: RoundConfig, model: LocalModel, features: s
 
     `features` is `signature(feature names)`; the aggregator refuses to start unless all clients agree.
     """
-    server = _aggregator(ctx)
+    server = aggregator_of(ctx)
     ctx.send(server, "fl/hello", {"signature": features, "size": model.size, "validates": model.validates,
                                   "metrics": list(model.metric_names)})
     validators = ctx.recv(server, "fl/start")["validators"]
@@ -277,7 +277,7 @@ def run_client(ctx: Context, config: RoundConfig, model: LocalModel, features: s
     return weights
 
 
-def _aggregator(ctx: Context) -> str:
+def aggregator_of(ctx: Context) -> str:
     found = ctx.parties_with_role(AGGREGATOR)
     if len(found) != 1:
         raise ValueError(f"horizontal FL needs exactly one {AGGREGATOR!r} party; task {ctx.task} has {found}")

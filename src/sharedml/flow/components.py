@@ -15,7 +15,8 @@ from .yaml_errors import YamlDocument, read_yaml
 BUILTIN_MODULES = ("sharedml.fl.secure_sum", "sharedml.fl.stats", "sharedml.psi.component",
                    "sharedml.ml.tree.component", "sharedml.ml.evaluate",
                    "sharedml.ml.preprocess.components", "sharedml.ml.linear.ss_component",
-                   "sharedml.ml.linear.hetero", "sharedml.fl.homo_lr")
+                   "sharedml.ml.linear.hetero", "sharedml.fl.homo_lr",
+                   "sharedml.fl.homo_boost")
 PLUGINS_ENV = "SHAREDML_COMPONENT_MODULES"
 
 

@@ -62,7 +62,7 @@ class _Node:
     hist: tuple[np.ndarray, np.ndarray] | None
 
 
-class _TreeBuilder:
+class TreeBuilder:
     """Node table that grows as nodes are added; ids are handed out in creation order, as XGBoost does."""
 
     def __init__(self):
@@ -93,7 +93,7 @@ def grow_tree(
 ) -> Tree:
     """Grow one tree level by level on codes ``bins`` (missing code ``n_bins``) for gradients g, h,
     splitting only on the features ``columns`` (default: all)."""
-    builder = _TreeBuilder()
+    builder = TreeBuilder()
     columns = np.arange(bins.shape[1]) if columns is None else np.asarray(columns)
     sampled = bins[:, columns]
     rows = np.arange(len(bins))
