@@ -62,3 +62,27 @@ def write_catalogs(tmp_path):
                                                    folder)
         return catalogs
     return write
+
+
+@pytest.fixture
+def run_breast_homo_job(tmp_path, data_dir):
+    """`run_breast_homo_job(job_yaml)`: a data-less aggregator `hub` and clients `bank` and `shop` holding
+    breast_homo's two training files (alias `train`) and its test file (`test`); returns the JobResult."""
+    import pandas as pd
+
+    from sharedml.flow.catalog import Catalog
+    from sharedml.flow.runner import LocalRunner
+    from sharedml.flow.spec import parse_job
+
+    def run(job: str):
+        test = pd.read_csv(data_dir / "breast_homo_test.csv")
+        catalogs = {"hub": Catalog.from_mapping({"datasets": {}}, "hub", tmp_path)}
+        for party, name in (("bank", "guest"), ("shop", "host")):
+            folder = tmp_path / party
+            folder.mkdir()
+            pd.read_csv(data_dir / f"breast_homo_{name}.csv").to_csv(folder / "train.csv", index=False)
+            test.to_csv(folder / "test.csv", index=False)
+            catalogs[party] = Catalog.from_mapping({"datasets": {"train": {"path": "train.csv"},
+                                                                 "test": {"path": "test.csv"}}}, party, folder)
+        return LocalRunner(tmp_path / "runs").run(parse_job(job), catalogs)
+    return run

@@ -187,21 +187,8 @@ tasks:
 """
 
 
-def test_homo_secureboost_runs_as_a_job_with_an_aggregator_that_holds_no_data(tmp_path, data_dir):
-    from sharedml.flow.catalog import Catalog
-    from sharedml.flow.runner import LocalRunner
-    from sharedml.flow.spec import parse_job
-
-    test = pd.read_csv(data_dir / "breast_homo_test.csv")
-    catalogs = {"hub": Catalog.from_mapping({"datasets": {}}, "hub", tmp_path)}
-    for party, name in (("bank", "guest"), ("shop", "host")):
-        folder = tmp_path / party
-        folder.mkdir()
-        pd.read_csv(data_dir / f"breast_homo_{name}.csv").to_csv(folder / "train.csv", index=False)
-        test.to_csv(folder / "test.csv", index=False)
-        catalogs[party] = Catalog.from_mapping({"datasets": {"train": {"path": "train.csv"},
-                                                             "test": {"path": "test.csv"}}}, party, folder)
-    result = LocalRunner(tmp_path / "runs").run(parse_job(HOMO_JOB), catalogs)
+def test_homo_secureboost_runs_as_a_job_with_an_aggregator_that_holds_no_data(run_breast_homo_job):
+    result = run_breast_homo_job(HOMO_JOB)
     assert result.state == "succeeded", result.error
     for party in ("bank", "shop"):
         assert result.output(party, "report", "report")["auc"] > 0.95
