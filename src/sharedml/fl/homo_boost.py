@@ -45,7 +45,7 @@ from ..ml.tree.plain import Tree, TreeBuilder
 from ..ml.tree.split import Split, SplitParams, find_best_split, leaf_weight
 from ..runtime.component import component
 from ..runtime.context import Context
-from .rounds import aggregator_of, check_hello, signature
+from .rounds import aggregator_of, check_hello, require_client_copy, signature
 from .secagg import AGGREGATOR, CLIENT, secure_aggregate
 
 COARSE_CELLS = 1024  # cells of the fixed asinh grid that brackets each feature's range
@@ -425,8 +425,6 @@ def homo_secureboost(ctx: Context, params: HomoBoostParams, train: pd.DataFrame 
 @component("homo_secureboost_predict", params=PredictParams, inputs=("model", "data"), outputs=("predictions",))
 def homo_secureboost_predict(ctx: Context, params: PredictParams, model: dict, data: pd.DataFrame) -> dict:
     """Batch prediction with a homo_secureboost model, locally at a party that holds rows (no communication)."""
-    if model.get("features") is None:
-        raise ValueError(f"party {ctx.party!r}: this homo_secureboost model is the aggregator's copy, without "
-                         "feature names; predict with a client's `model` output")
+    require_client_copy(ctx, model, "homo_secureboost")
     label = params.label if params.label is not None and params.label in data.columns else None
     return {"predictions": _predict(ctx, model, data, params.id_columns, label, "data")}

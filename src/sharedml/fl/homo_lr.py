@@ -20,7 +20,7 @@ from ..ml.metrics import accuracy, log_loss, roc_auc
 from ..ml.tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
 from ..runtime.component import component
 from ..runtime.context import Context
-from .rounds import ClientDP, RoundConfig, run_aggregator, run_client, signature
+from .rounds import ClientDP, RoundConfig, require_client_copy, run_aggregator, run_client, signature
 from .secagg import AGGREGATOR, CLIENT
 from .strategies import make_strategy
 
@@ -182,8 +182,6 @@ def _predict(ctx: Context, model: dict, data: pd.DataFrame, id_columns: list[str
 @component("homo_lr_predict", params=PredictParams, inputs=("model", "data"), outputs=("predictions",))
 def homo_lr_predict(ctx: Context, params: PredictParams, model: dict, data: pd.DataFrame) -> dict:
     """Batch prediction with a homo_lr model, locally at each party that holds rows (no communication)."""
-    if model.get("features") is None:
-        raise ValueError(f"party {ctx.party!r}: this homo_lr model is the aggregator's copy, without feature "
-                         "names; predict with a client's `model` output")
+    require_client_copy(ctx, model, "homo_lr")
     label = params.label if params.label is not None and params.label in data.columns else None
     return {"predictions": _predict(ctx, model, data, params.id_columns, label, "data")}

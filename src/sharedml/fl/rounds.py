@@ -277,6 +277,13 @@ def run_client(ctx: Context, config: RoundConfig, model: LocalModel, features: s
     return weights
 
 
+def require_client_copy(ctx: Context, model: dict, component: str) -> None:
+    """Local prediction needs a client's copy of a model: the aggregator's has no feature names."""
+    if model.get("features") is None:
+        raise ValueError(f"party {ctx.party!r}: this {component} model is the aggregator's copy, without feature "
+                         "names; predict with a client's `model` output")
+
+
 def aggregator_of(ctx: Context) -> str:
     found = ctx.parties_with_role(AGGREGATOR)
     if len(found) != 1:
