@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from mpc import in_grpc_processes, in_processes
+from mpc import in_grpc_processes, in_processes, log
 
 from sharedml.ml.linear.ss_component import SSLRParams, ss_lr
 from sharedml.ml.metrics import roc_auc
@@ -64,10 +64,6 @@ from sharedml.runtime.simulate import simulate
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TIMEOUT = 7200.0
 FULL_ROWS = 30_000
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass

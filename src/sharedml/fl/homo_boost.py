@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..ml.preprocess.binning import QuantileBinner
 from ..ml.tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
@@ -43,7 +43,7 @@ from ..ml.tree.joint_predict import transform
 from ..ml.tree.objectives import get_objective, initial_margin
 from ..ml.tree.plain import Tree, TreeBuilder
 from ..ml.tree.split import Split, SplitParams, find_best_split, leaf_weight
-from ..runtime.component import component
+from ..runtime.component import ColumnList, component
 from ..runtime.context import Context
 from .rounds import aggregator_of, check_hello, require_client_copy, signature
 from .secagg import AGGREGATOR, CLIENT, secure_aggregate
@@ -57,7 +57,7 @@ _HESS_BOUND = {"binary:logistic": 0.25, "reg:squarederror": 1.0}
 class HomoBoostParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str = Field("y", description="the label column, at every client")
-    id_columns: list[str] = Field(default_factory=lambda: ["id"], description="columns that are not features")
+    id_columns: ColumnList = Field(default_factory=lambda: ["id"], description="columns that are not features")
     objective: Literal["binary:logistic", "reg:squarederror"] = "binary:logistic"
     n_estimators: int = Field(10, ge=1)
     max_depth: int = Field(5, ge=1)
@@ -72,11 +72,6 @@ class HomoBoostParams(BaseModel):
     secure_aggregation: bool = Field(True, description="false: clients send histograms in the clear (debugging)")
     min_clients: int = Field(2, ge=1, description="the job fails with fewer clients")
     round_timeout: float = Field(60.0, gt=0, description="seconds the aggregator waits for clients in each sum")
-
-    @field_validator("id_columns", mode="before")
-    @classmethod
-    def _one_column(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
 
     @property
     def split_params(self) -> SplitParams:

@@ -13,12 +13,12 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.special import expit
 
 from ..ml.metrics import accuracy, log_loss, roc_auc
 from ..ml.tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
-from ..runtime.component import component
+from ..runtime.component import ColumnList, component
 from ..runtime.context import Context
 from .rounds import ClientDP, RoundConfig, require_client_copy, run_aggregator, run_client, signature
 from .secagg import AGGREGATOR, CLIENT
@@ -35,7 +35,7 @@ class DPParams(BaseModel):
 class HomoLRParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str = Field("y", description="the label column (0/1), at every client")
-    id_columns: list[str] = Field(default_factory=lambda: ["id"], description="columns that are not features")
+    id_columns: ColumnList = Field(default_factory=lambda: ["id"], description="columns that are not features")
     rounds: int = Field(10, ge=1)
     strategy: Literal["fedavg", "fedprox", "fedadam", "fedyogi"] = "fedavg"
     local_epochs: int = Field(1, ge=1)
@@ -55,11 +55,6 @@ class HomoLRParams(BaseModel):
     secagg_clip: float = Field(2.0**20, gt=0, description="bound on each coordinate of n_k * update")
     secagg_frac_bits: int = Field(24, ge=1, le=40)
     dp: DPParams | None = Field(None, description="client-level DP: central, or distributed under secure_aggregation")
-
-    @field_validator("id_columns", mode="before")
-    @classmethod
-    def _one_column(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> HomoLRParams:

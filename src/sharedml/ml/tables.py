@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from ..runtime.component import ColumnList
 from ..runtime.context import Context
 
 
@@ -20,12 +21,7 @@ class PredictParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     label: str | None = Field("y", description="label column at the guest, if present, copied to the output")
-    id_columns: list[str] = Field(default_factory=lambda: ["id"])
-
-    @field_validator("id_columns", mode="before")
-    @classmethod
-    def _one_column(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
+    id_columns: ColumnList = Field(default_factory=lambda: ["id"])
 
 
 def feature_matrix(ctx: Context, data: pd.DataFrame, exclude: list[str]) -> tuple[list[str], np.ndarray]:
@@ -49,6 +45,14 @@ def label_column(ctx: Context, table: pd.DataFrame, label: str, what: str = "tra
     if label not in table.columns:
         raise ValueError(f"guest {ctx.party!r}: label column {label!r} not in its `{what}` table; set `label`")
     return table[label].to_numpy(dtype=np.float64)
+
+
+def column_scaling(X: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) that standardise a party's own columns (constant columns keep scale 1); identity if off."""
+    if not standardize:
+        return np.zeros(X.shape[1]), np.ones(X.shape[1])
+    std = X.std(axis=0)
+    return X.mean(axis=0), np.where(std > 0, std, 1.0)
 
 
 def prediction_table(data: pd.DataFrame, id_columns: list[str], label: str | None, score: np.ndarray,

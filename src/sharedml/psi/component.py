@@ -13,9 +13,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..runtime.component import component
+from ..runtime.component import ColumnList, component
 from ..runtime.context import Context
 from .checkpoint import BucketCheckpoint
 from .ecdh import DEFAULT_BUCKET_SIZE, ecdh_psi
@@ -25,7 +25,7 @@ from .spu_engine import spu_intersect
 
 class PsiParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id_columns: list[str] = Field(default_factory=lambda: ["id"],
+    id_columns: ColumnList = Field(default_factory=lambda: ["id"],
                                   description="the column, or columns of a composite key, that identify a row")
     receivers: list[str] | None = Field(None, description="parties that learn the intersection; default: all")
     cardinality_only: bool = Field(False, description="receivers learn only the intersection's size")
@@ -37,11 +37,6 @@ class PsiParams(BaseModel):
     engine: Literal["ecdh", "spu"] = Field("ecdh", description="ecdh: built in; spu: SecretFlow's PSI library")
     spu_protocol: Literal["rr22", "kkrt", "ecdh"] = Field("rr22", description="protocol of the spu engine")
     bucket_size: int = Field(DEFAULT_BUCKET_SIZE, ge=1000, description="IDs per bucket (bounds memory)")
-
-    @field_validator("id_columns", mode="before")
-    @classmethod
-    def _one_column(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
 
 
 @component("psi", params=PsiParams, inputs=("data",), outputs=("data", "size"), min_parties=2)

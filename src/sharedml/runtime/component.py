@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+# A parameter naming columns: a list, or one name written as a plain string (`id_columns: id`).
+ColumnList = Annotated[list[str], BeforeValidator(_as_list)]
 
 
 class NoParams(BaseModel):

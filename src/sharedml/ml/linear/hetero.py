@@ -24,12 +24,12 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ...runtime.component import component
+from ...runtime.component import ColumnList, component
 from ...runtime.context import Context
 from ..metrics import accuracy, log_loss, rmse, roc_auc
-from ..tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
+from ..tables import PredictParams, column_scaling, feature_matrix, label_column, model_columns, prediction_table
 from .hetero_train import TrainConfig, arbiter_of, fit_arbiter, fit_guest, fit_host
 
 ROLES = ("guest", "host", "arbiter")
@@ -38,7 +38,7 @@ ROLES = ("guest", "host", "arbiter")
 class HeteroGLMParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str = Field("y", description="the label column, in the guest's table")
-    id_columns: list[str] = Field(default_factory=lambda: ["id"], description="columns that are not features")
+    id_columns: ColumnList = Field(default_factory=lambda: ["id"], description="columns that are not features")
     epochs: int = Field(10, ge=1, description="passes over the training rows")
     batch_size: int = Field(1024, ge=1, description="rows per mini-batch (the same rows at every party)")
     optimizer: Literal["sgd", "adam", "preconditioned"] = Field(
@@ -59,11 +59,6 @@ class HeteroGLMParams(BaseModel):
     he_scheme: Literal["ou", "paillier"] = Field("ou", description="homomorphic scheme")
     key_bits: int = Field(2048, ge=1024, description="HE modulus size; below 2048 only for tests")
     seed: int | None = Field(None, ge=0, description="batch shuffling seed (default: from the CSPRNG)")
-
-    @field_validator("id_columns", mode="before")
-    @classmethod
-    def _one_column(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> HeteroGLMParams:
@@ -165,7 +160,7 @@ def _fit_guest(ctx: Context, params: HeteroGLMParams, config: TrainConfig, train
                                 "label": params.label, "exposure": exposure_column}
     model["classes"], Y = _targets(ctx, config.objective, y)
     exposure = _exposure(ctx, train, model, "train")
-    mean, scale = _scaler(X, params.standardize)
+    mean, scale = column_scaling(X, params.standardize)
     valid = None
     if validate is not None:
         y_valid = label_column(ctx, validate, params.label, "validate")
@@ -187,7 +182,7 @@ def _fit_host(ctx: Context, params: HeteroGLMParams, config: TrainConfig, train:
               validate: pd.DataFrame | None) -> dict[str, object]:
     names, X = feature_matrix(ctx, train, params.id_columns)
     X = _finite(ctx, X, names, "train")
-    mean, scale = _scaler(X, params.standardize)
+    mean, scale = column_scaling(X, params.standardize)
     X_valid = None
     if validate is not None:
         X_valid = (_finite(ctx, model_columns(ctx, validate, names, "validate"), names, "validate") - mean) / scale
@@ -246,13 +241,6 @@ def _exposure(ctx: Context, data: pd.DataFrame, model: dict, what: str) -> np.nd
     if not (np.isfinite(values) & (values > 0)).all():
         raise ValueError(f"guest {ctx.party!r}: exposure column {column!r} must be positive and finite")
     return values
-
-
-def _scaler(X: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
-    if not standardize:
-        return np.zeros(X.shape[1]), np.ones(X.shape[1])
-    scale = X.std(axis=0)
-    return X.mean(axis=0), np.where(scale > 0, scale, 1.0)
 
 
 def _design(X: np.ndarray, fit_intercept: bool) -> np.ndarray:

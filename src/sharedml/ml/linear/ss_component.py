@@ -25,13 +25,13 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...mpc import DealerSource, MPCSession, TripleSource
-from ...runtime.component import component
+from ...runtime.component import ColumnList, component
 from ...runtime.context import Context
 from ..metrics import rmse, roc_auc
-from ..tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
+from ..tables import PredictParams, column_scaling, feature_matrix, label_column, model_columns, prediction_table
 from .ss import Fitted, SGDConfig, fit
 from .ss_tuples import PrefetchedSource
 
@@ -42,7 +42,7 @@ OBJECTIVES = {"ss_lr": "binary:logistic", "ss_linr": "reg:squarederror"}
 class SSLinRParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str = Field("y", description="the label column, in the guest's table")
-    id_columns: list[str] = Field(default_factory=lambda: ["id"], description="columns that are not features")
+    id_columns: ColumnList = Field(default_factory=lambda: ["id"], description="columns that are not features")
     epochs: int = Field(10, ge=1, description="passes over the training rows")
     batch_size: int = Field(1024, ge=1, description="rows per SGD step")
     learning_rate: float = Field(0.1, gt=0)
@@ -64,11 +64,6 @@ class SSLinRParams(BaseModel):
     early_stopping_rounds: int | None = Field(None, ge=1, description="stop after this many epochs without a lower "
                                               "validation loss (needs the `validate` input at every party)")
     seed: int | None = Field(None, ge=0, description="batch order seed (the guest's; default: fresh randomness)")
-
-    @field_validator("id_columns", mode="before")
-    @classmethod
-    def _one_column(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
 
 
 class SSLRParams(SSLinRParams):
@@ -140,7 +135,7 @@ def _train(ctx: Context, params: SSLinRParams, name: str, train: pd.DataFrame | 
         if X_valid is not None:
             y_valid = label_column(ctx, validate, params.label, "validate") - center
         y = y - center
-    mean, scale = _scaling(X, params.standardize)
+    mean, scale = column_scaling(X, params.standardize)
     config = SGDConfig("logistic" if objective == "binary:logistic" else "linear", params.epochs, params.batch_size,
                        params.learning_rate, params.momentum, params.learning_rate_schedule, params.penalty,
                        params.alpha, params.fit_intercept, getattr(params, "sigmoid", "minimax"),
@@ -190,14 +185,6 @@ def _check_binary(ctx: Context, y: np.ndarray, label: str) -> None:
     if not np.isin(values, (0.0, 1.0)).all():
         raise ValueError(f"guest {ctx.party!r}: label {label!r} must be 0/1 for ss_lr, found values "
                          f"{values[:5].tolist()}; use ss_linr for a numeric target")
-
-
-def _scaling(X: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, scale) of this party's own columns; constant columns keep scale 1."""
-    if not standardize:
-        return np.zeros(X.shape[1]), np.ones(X.shape[1])
-    std = X.std(axis=0)
-    return X.mean(axis=0), np.where(std > 0, std, 1.0)
 
 
 def _model(role: str, names: list[str], objective: str, fitted: Fitted, mean: np.ndarray, scale: np.ndarray,

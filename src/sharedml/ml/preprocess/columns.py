@@ -16,8 +16,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from ...runtime.component import ColumnList
 from ...runtime.context import Context
 
 Kind = Literal["number", "category", "any"]
@@ -28,15 +29,10 @@ class TableParams(BaseModel):
     """Settings every preprocessing component shares."""
 
     model_config = ConfigDict(extra="forbid")
-    id_columns: list[str] = Field(default_factory=lambda: ["id"], description="passed through untouched")
+    id_columns: ColumnList = Field(default_factory=lambda: ["id"], description="passed through untouched")
     label: str | None = Field("y", description="the guest's label column, passed through untouched")
     columns: dict[str, list[str]] | None = Field(
         None, description="party name -> the columns it processes; parties not named use their default columns")
-
-    @field_validator("id_columns", mode="before")
-    @classmethod
-    def _one_column(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
 
     @property
     def reserved(self) -> set[str]:

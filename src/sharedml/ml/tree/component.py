@@ -13,9 +13,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ...runtime.component import component
+from ...runtime.component import ColumnList, component
 from ...runtime.context import Context
 from ..metrics import accuracy, rmse, roc_auc
 from ..tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
@@ -27,7 +27,7 @@ from .secureboost import BoostParams, fit_guest, fit_host
 class SecureBoostParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str = Field("y", description="the label column, in the guest's table")
-    id_columns: list[str] = Field(default_factory=lambda: ["id"], description="columns that are not features")
+    id_columns: ColumnList = Field(default_factory=lambda: ["id"], description="columns that are not features")
     objective: Literal["binary:logistic", "reg:squarederror", "multi:softmax"] = "binary:logistic"
     num_class: int | None = Field(None, ge=2, description="multi:softmax only; default: max label + 1")
     multi_strategy: Literal["one_output_per_tree", "multi_output_tree"] = Field(
@@ -54,11 +54,6 @@ class SecureBoostParams(BaseModel):
                                               "better validation score (needs the `validate` input)")
     eval_metric: Literal["auto", "logloss", "mlogloss", "auc", "rmse", "accuracy"] = Field(
         "auto", description="validation metric; auto: logloss, rmse or mlogloss by objective")
-
-    @field_validator("id_columns", mode="before")
-    @classmethod
-    def _one_column(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> SecureBoostParams:
