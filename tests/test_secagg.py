@@ -248,3 +248,12 @@ def test_shamir_any_threshold_shares_rebuild_and_fewer_do_not():
         shamir.combine({1: shares[1], 2: shares[2]}, 3)
     with pytest.raises(ValueError, match="nonzero"):
         shamir.split(5, 2, [0, 1])
+
+
+@pytest.mark.parametrize("clip, frac_bits", [(1.0, 16), (0.1, 20), (3.7, 12)])
+def test_float32_updates_encode_exactly_as_clipping_in_float64_then_rounding(clip, frac_bits):
+    x = np.random.default_rng(7).normal(scale=2 * clip, size=20_000).astype(np.float32)
+    x[:4] = [clip, -clip, np.float32(clip) * 1.5, 0.5 / 2**frac_bits]  # the bound, beyond it, a rounding tie
+    setup = SimpleNamespace(clip=clip, frac_bits=frac_bits, signed=np.int32, dtype=np.uint32)
+    reference = np.rint(np.clip(x.astype(np.float64), -clip, clip) * 2.0**frac_bits).astype(np.int32)
+    assert np.array_equal(secagg._encode(x, setup, "c1").view(np.int32), reference)

@@ -188,14 +188,19 @@ def _degree(neighbours: int | None, graph: str, n: int) -> int:
 def _encode(vector: np.ndarray, setup: _Setup, party: str) -> np.ndarray:
     """Clip to [-clip, clip], round to fixed point, and map into the ring (two's complement).
 
-    Works in place on one float64 copy: the encoding runs once per round on model-sized vectors.
+    Rounds first and clips the integers to ±round(clip·2^frac_bits), which gives the same integers
+    as clipping first (rounding is monotone). So a float32 update is scaled in float32 (scaling by a
+    power of two is exact there, and so is a bound below 2^24) with half the memory traffic: this
+    runs every round on model-sized vectors.
     """
-    x = np.array(vector, dtype=np.float64)
+    bound = round(setup.clip * 2.0**setup.frac_bits)
+    x = np.asarray(vector)
+    x = np.array(x, dtype=np.float32 if x.dtype == np.float32 and bound < 2**24 else np.float64)
     if not (math.isfinite(x.min(initial=0.0)) and math.isfinite(x.max(initial=0.0))):
         raise ValueError(f"client {party!r}: its vector holds NaN or infinity; clean or clip the update first")
-    np.clip(x, -setup.clip, setup.clip, out=x)
     x *= 2.0**setup.frac_bits
     np.rint(x, out=x)
+    np.clip(x, -bound, bound, out=x)
     return x.astype(setup.signed).view(setup.dtype)
 
 

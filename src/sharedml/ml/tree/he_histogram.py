@@ -1,11 +1,9 @@
 """A host's side of SecureBoost's histograms: sums of encrypted (g, h) per feature bin, and the split
 candidates built from them, all on ciphertexts (adding plaintexts = multiplying ciphertexts mod M).
 
-The hot loop is summing each row's ciphertext into one bin per feature. Instead of a Python loop
-over rows, contributions are sorted by bin and reduced pairwise in vectorised rounds (about log2 of
-the largest bin's size), so Python only steps through rounds and numpy drives the big-integer
-multiplications. Features are taken two or three at a time (`_histogram`), which cuts the number
-of multiplications by about that factor on large nodes.
+The hot loop is summing each row's ciphertext into one bin per feature: contributions are sorted by
+bin and multiplied up bin by bin (`segment_products`). Features are taken two or three at a time
+(`_histogram`), which cuts the number of multiplications by about that factor on large nodes.
 """
 
 from __future__ import annotations
@@ -23,22 +21,26 @@ PARALLEL_MIN_WORK = 5_000  # ciphertext multiplications below which worker proce
 
 
 def segment_products(keys: np.ndarray, values: np.ndarray, modulus, n_keys: int) -> np.ndarray:
-    """out[k] = product of values[keys == k] mod `modulus` (ONE where none), for k < n_keys."""
-    order = np.argsort(keys, kind="stable")
-    keys, values = keys[order], values[order]
-    while len(keys) > 1:
-        pair = np.flatnonzero(keys[:-1:2] == keys[1::2]) * 2  # even positions whose right neighbour shares the key
-        if not pair.size:
-            # no adjacent equal pair on even boundaries: try odd ones, else every key is unique
-            pair = np.flatnonzero(keys[1:-1:2] == keys[2::2]) * 2 + 1
-            if not pair.size:
-                break
-        values[pair] = values[pair] * values[pair + 1] % modulus
-        keep = np.ones(len(keys), dtype=bool)
-        keep[pair + 1] = False
-        keys, values = keys[keep], values[keep]
+    """out[k] = product of values[keys == k] mod `modulus` (ONE where none), for k < n_keys.
+
+    A Python loop over the key-sorted values on purpose: each step is one multiply-and-reduce whose
+    4096-bit temporary is freed at once, while vectorised pairwise rounds over numpy object arrays
+    allocate a whole array of temporaries per round; the loop measured 25% less CPU at 10^6 rows.
+    """
     out = np.full(n_keys, ONE, dtype=object)
-    out[keys] = values
+    if not len(keys):
+        return out
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    ordered = values[order].tolist()
+    products = []
+    for start, stop in zip(starts.tolist(), starts[1:].tolist() + [len(ordered)], strict=True):
+        product = ordered[start]
+        for value in ordered[start + 1:stop]:
+            product = product * value % modulus
+        products.append(product)
+    out[sorted_keys[starts]] = products
     return out
 
 
