@@ -26,7 +26,7 @@ from sharedml.ml.tree import (
     get_objective,
     subtract_histogram,
 )
-from sharedml.ml.tree.he_histogram import _group_size, encrypted_histogram
+from sharedml.ml.tree.he_histogram import WireRows, _group_size, encrypted_histogram
 from sharedml.ml.tree.sampling import Sampling
 
 xgb = pytest.importorskip("xgboost")
@@ -300,15 +300,17 @@ def test_uniform_row_and_column_sampling_are_seeded_and_fresh_without_a_seed():
 
 
 @pytest.mark.parametrize("n", [40, 3000])
-def test_encrypted_histogram_equals_the_product_of_each_bins_rows(n):
-    """Grouping features (2 or 3 at a time on large nodes) must not change any bin's product."""
+def test_encrypted_histogram_equals_the_product_of_each_bins_rows(n, pk):
+    """Grouping features (2 or 3 at a time on large nodes) and parsing the wire bytes in the worker
+    processes must not change any bin's product."""
     rng = np.random.default_rng(n)
-    modulus = gmpy2.next_prime(gmpy2.mpz(2) ** 127)
-    values = np.array([gmpy2.mpz(int(v)) for v in rng.integers(2, 2**62, n)], dtype=object)
+    values = pk.encrypt(rng.integers(0, 1000, n))
+    modulus = pk.ciphertext_modulus
+    wire = WireRows.from_wire(pk.ciphertexts_to_bytes(values), n, pk.ciphertexts_from_bytes)
     codes = rng.integers(0, 5, size=(n, 7)).astype(np.uint8)
     assert _group_size(n, 7, 5) == (1 if n == 40 else 3)
     rows = np.flatnonzero(rng.random(n) < 0.7)
-    hist = encrypted_histogram(values, codes, rows, 5, modulus)
+    hist = encrypted_histogram(wire, codes, rows, 5, modulus)
     for j in range(7):
         for b in range(5):
             expected = gmpy2.mpz(1)

@@ -26,7 +26,7 @@ from ...crypto.prg import secret_permutation
 from ...runtime.context import Context
 from ..preprocess.binning import QuantileBinner
 from .early_stopping import EarlyStopping, metric_function, resolve_metric
-from .he_histogram import Candidates, encrypted_histogram, pack_ciphertexts, split_candidates, subtract
+from .he_histogram import Candidates, WireRows, encrypted_histogram, pack_ciphertexts, split_candidates, subtract
 from .histogram import build_histogram
 from .joint_predict import routing_bits, tree_output
 from .objectives import get_objective, initial_margin, output_column
@@ -352,7 +352,7 @@ def _grow_host(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, col
                outputs: int) -> None:
     modulus = public_key.ciphertext_modulus
     layout = slot_layout(public_key, len(codes))
-    cipher = public_key.ciphertexts_from_bytes(wire["ciphertexts"], (len(codes),))
+    cipher = WireRows.from_wire(wire["ciphertexts"], len(codes), public_key.ciphertexts_from_bytes)
     width = params.max_bin + 1
     sampled = codes[:, columns]  # histograms only of the features this tree may use
     rows = np.arange(len(codes))
