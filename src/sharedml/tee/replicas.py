@@ -1,0 +1,87 @@
+"""Replica health and selection, shared by the in-process cluster, the network manager and the client SDK.
+
+Why: "which replicas may serve now" (seen within the heartbeat timeout, not marked down after a failure)
+and "try them round robin, fail over on a fault but not on a refusal" are the same rules wherever the
+replicas live, so they are written once here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from .errors import ClusterError, RequestRejected
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class HealthTable(Generic[T]):
+    """Members by name with the time each was last seen; healthy = seen within `timeout` seconds."""
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self._clock = clock
+        self._members: dict[str, T] = {}
+        self._last_seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def put(self, name: str, member: T, replace: bool = True) -> None:
+        """Add `member` (or replace it: a restarted replica registers again), seen now."""
+        with self._lock:
+            if not replace and name in self._members:
+                raise ClusterError(f"a replica named {name!r} is already registered; give each replica its own name")
+            self._members[name] = member
+            self._last_seen[name] = self._clock()
+
+    def beat(self, name: str) -> T:
+        """Record that `name` is alive; returns its member."""
+        with self._lock:
+            if name not in self._members:
+                raise ClusterError(f"heartbeat from unknown replica {name!r}; register it first")
+            self._last_seen[name] = self._clock()
+            return self._members[name]
+
+    def mark_down(self, name: str) -> None:
+        """Stop serving `name` until its next heartbeat (or registration)."""
+        with self._lock:
+            if name in self._last_seen:
+                self._last_seen[name] = float("-inf")
+
+    def healthy(self, where: Callable[[T], bool] | None = None) -> list[T]:
+        """Members seen within the timeout (and matching `where`), in registration order."""
+        now = self._clock()
+        with self._lock:
+            return [member for name, member in self._members.items()
+                    if now - self._last_seen[name] <= self.timeout and (where is None or where(member))]
+
+
+class Balancer:
+    """Round robin over the candidates of each call, failing over to the next one on any fault.
+
+    A `RequestRejected` is the request's fault (sender not allowed, altered request), so it is raised at
+    once: another replica would refuse it too.
+    """
+
+    def __init__(self) -> None:
+        self._turn = itertools.count()
+
+    def call(self, candidates: Sequence[T], request: Callable[[T], R], name: Callable[[T], str],
+             on_failure: Callable[[T], None]) -> R:
+        if not candidates:
+            raise ClusterError("no healthy replica to serve the request")
+        start = next(self._turn)
+        failures = []
+        for offset in range(len(candidates)):
+            member = candidates[(start + offset) % len(candidates)]
+            try:
+                return request(member)
+            except RequestRejected:
+                raise
+            except Exception as exc:  # any other fault is the replica's: try the next one
+                on_failure(member)
+                failures.append(f"{name(member)}: {exc}")
+        raise ClusterError(f"every replica failed: {'; '.join(failures)}")
