@@ -314,3 +314,22 @@ def test_homo_lr_runs_as_a_job_with_an_aggregator_that_holds_no_data(run_breast_
     for party in ("bank", "shop"):
         assert result.output(party, "report", "report")["auc"] > 0.95
     assert result.output("hub", "model", "model")["features"] is None  # it only ever saw a hash of the names
+
+
+def test_secagg_plus_rounds_equal_plain_rounds_and_params_are_checked():
+    union = pd.concat(_clients(CREDIT).values())
+    parts = {f"c{k}": union.iloc[rows] for k, rows in enumerate(np.array_split(np.arange(len(union)), 6))}  # k=2 < 5
+
+    def run(**params: Any) -> np.ndarray:
+        p = HomoLRParams(rounds=2, seed=7, **params)
+        out = simulate(lambda ctx: homo_lr(ctx, p, train=parts.get(ctx.party)),
+                       {"server": "aggregator", **{c: "client" for c in parts}}, timeout=60)
+        return np.append(out["server"]["model"]["coef"], out["server"]["model"]["intercept"])
+
+    plain, sparse = run(), run(secure_aggregation=True, secagg_neighbours=2, min_clients=6)
+    assert np.allclose(sparse, plain, atol=1e-5)
+    assert HomoLRParams(secagg_neighbours=4, min_clients=9).round_config().threshold == 3
+    with pytest.raises(ValueError, match="even"):
+        HomoLRParams(secagg_neighbours=3)
+    with pytest.raises(ValueError, match="proximal_mu"):
+        HomoLRParams(strategy="fedprox")

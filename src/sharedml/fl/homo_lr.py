@@ -9,63 +9,28 @@ their updates. Weights are one vector: the coefficients, then the intercept (not
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 from scipy.special import expit
 
 from ..ml.metrics import accuracy, log_loss, roc_auc
 from ..ml.tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
 from ..runtime.component import ColumnList, component
 from ..runtime.context import Context
-from .rounds import ClientDP, RoundConfig, require_client_copy, run_aggregator, run_client, signature
+from .rounds import FederationParams, require_client_copy, run_aggregator, run_client, signature
 from .secagg import AGGREGATOR, CLIENT
-from .strategies import make_strategy
 
 
-class DPParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    noise_multiplier: float = Field(gt=0, description="sigma / clip_norm of the Gaussian noise on the summed update")
-    clip_norm: float = Field(gt=0, description="L2 bound on each client's update (delta)")
-    delta: float = Field(1e-5, gt=0, lt=1, description="delta at which epsilon is reported")
-
-
-class HomoLRParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class HomoLRParams(FederationParams):
     label: str = Field("y", description="the label column (0/1), at every client")
     id_columns: ColumnList = Field(default_factory=lambda: ["id"], description="columns that are not features")
-    rounds: int = Field(10, ge=1)
-    strategy: Literal["fedavg", "fedprox", "fedadam", "fedyogi"] = "fedavg"
     local_epochs: int = Field(1, ge=1)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(0.1, gt=0, description="clients' SGD step")
     alpha: float = Field(0.0, ge=0, description="L2 penalty on the coefficients")
-    proximal_mu: float = Field(0.0, ge=0, description="fedprox: weight of mu/2 ||w - w_global||^2")
-    server_lr: float | None = Field(None, gt=0, description="default 1 (fedavg/fedprox), 0.1 (fedadam/fedyogi)")
-    beta_1: float = Field(0.9, ge=0, lt=1)
-    beta_2: float = Field(0.99, ge=0, lt=1)
-    tau: float = Field(1e-3, gt=0, description="fedadam/fedyogi: adaptivity (epsilon of Adam)")
-    fraction_fit: float = Field(1.0, gt=0, le=1, description="share of clients sampled each round")
-    min_clients: int = Field(2, ge=1, description="a round fails if fewer sampled clients answer")
-    round_timeout: float = Field(60.0, gt=0, description="seconds the aggregator waits for updates")
-    seed: int | None = Field(None, ge=0, description="client sampling and local shuffling (default: fresh)")
-    secure_aggregation: bool = Field(False, description="the aggregator learns only sums (SecAgg)")
-    secagg_clip: float = Field(2.0**20, gt=0, description="bound on each coordinate of n_k * update")
-    secagg_frac_bits: int = Field(24, ge=1, le=40)
-    dp: DPParams | None = Field(None, description="client-level DP: central, or distributed under secure_aggregation")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> HomoLRParams:
-        if self.strategy == "fedprox" and self.proximal_mu <= 0:
-            raise ValueError("strategy fedprox needs proximal_mu > 0")
-        return self
-
-    def round_config(self) -> RoundConfig:
-        dp = None if self.dp is None else ClientDP(self.dp.noise_multiplier, self.dp.clip_norm, self.dp.delta)
-        return RoundConfig(self.rounds, self.fraction_fit, self.min_clients, self.round_timeout, self.seed,
-                           self.secure_aggregation, self.secagg_clip, self.secagg_frac_bits, dp)
 
 
 def _probability(weights: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -133,8 +98,7 @@ def homo_lr(ctx: Context, params: HomoLRParams, train: pd.DataFrame | None = Non
     started = time.perf_counter()
     config = params.round_config()
     if ctx.role == AGGREGATOR:
-        strategy = make_strategy(params.strategy, server_lr=params.server_lr, proximal_mu=params.proximal_mu,
-                                 beta_1=params.beta_1, beta_2=params.beta_2, tau=params.tau)
+        strategy = params.make_strategy()
         weights = run_aggregator(ctx, config, strategy)
         ctx.metrics.log("seconds", round(time.perf_counter() - started, 3))
         return {"model": _model(weights, None)}

@@ -38,15 +38,16 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..crypto.dp import PrivacyAccountant, clip_by_l2_norm, gaussian_noise
 from ..net.errors import PeerTimeout, TransportError
 from ..runtime.context import Context
 from .secagg import AGGREGATOR, CLIENT, secure_aggregate
-from .strategies import FedAvg
+from .strategies import FedAvg, make_strategy
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,14 @@ class RoundConfig:
     secagg_clip: float = 2.0**20
     secagg_frac_bits: int = 24
     dp: ClientDP | None = None
+    secagg_neighbours: int | None = None  # SecAgg+: k neighbours per client instead of all
 
     @property
     def threshold(self) -> int:
-        """Secure aggregation's threshold: at least min_clients (and 2) sampled clients must stay to the end."""
+        """Secure aggregation's threshold: at least min_clients (and 2) sampled clients must stay to the end;
+        under SecAgg+ it counts holders among one client's k neighbours and itself, so at most k/2 + 1."""
+        if self.secagg_neighbours is not None:
+            return max(2, min(self.min_clients, self.secagg_neighbours // 2 + 1))
         return max(2, self.min_clients)
 
     def sample_size(self, n_clients: int) -> int:
@@ -91,6 +96,55 @@ class RoundConfig:
             raise ValueError(f"min_clients is {self.min_clients} but the task has only {n_clients} clients; "
                              "lower min_clients or add clients")
         return min(n_clients, max(self.min_clients, math.ceil(self.fraction_fit * n_clients - 1e-9)))
+
+
+class DPParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    noise_multiplier: float = Field(gt=0, description="sigma / clip_norm of the Gaussian noise on the summed update")
+    clip_norm: float = Field(gt=0, description="L2 bound on each client's update (delta)")
+    delta: float = Field(1e-5, gt=0, lt=1, description="delta at which epsilon is reported")
+
+
+class FederationParams(BaseModel):
+    """The round loop's parameters, shared by every model on it: a model's params subclass this and add their own."""
+
+    model_config = ConfigDict(extra="forbid")
+    rounds: int = Field(10, ge=1)
+    strategy: Literal["fedavg", "fedprox", "fedadam", "fedyogi"] = "fedavg"
+    proximal_mu: float = Field(0.0, ge=0, description="fedprox: weight of mu/2 ||w - w_global||^2")
+    server_lr: float | None = Field(None, gt=0, description="default 1 (fedavg/fedprox), 0.1 (fedadam/fedyogi)")
+    beta_1: float = Field(0.9, ge=0, lt=1)
+    beta_2: float = Field(0.99, ge=0, lt=1)
+    tau: float = Field(1e-3, gt=0, description="fedadam/fedyogi: adaptivity (epsilon of Adam)")
+    fraction_fit: float = Field(1.0, gt=0, le=1, description="share of clients sampled each round")
+    min_clients: int = Field(2, ge=1, description="a round fails if fewer sampled clients answer")
+    round_timeout: float = Field(60.0, gt=0, description="seconds the aggregator waits for updates")
+    seed: int | None = Field(None, ge=0, description="client sampling and local training (default: fresh)")
+    secure_aggregation: bool = Field(False, description="the aggregator learns only sums (SecAgg)")
+    secagg_clip: float = Field(2.0**20, gt=0, description="bound on each coordinate of n_k * update")
+    secagg_frac_bits: int = Field(24, ge=1, le=40)
+    secagg_neighbours: int | None = Field(None, ge=2, description="SecAgg+: masks and shares with k (even) random "
+                                          "neighbours instead of every client, so O(k) work per client")
+    dp: DPParams | None = Field(None, description="client-level DP: central, or distributed under secure_aggregation")
+
+    @model_validator(mode="after")
+    def _federation_consistent(self) -> FederationParams:  # a name subclasses' validators do not shadow
+        if self.strategy == "fedprox" and self.proximal_mu <= 0:
+            raise ValueError("strategy fedprox needs proximal_mu > 0")
+        if self.secagg_neighbours is not None and self.secagg_neighbours % 2:
+            raise ValueError(f"secagg_neighbours must be even (k/2 on each side of a ring), "
+                             f"got {self.secagg_neighbours}")
+        return self
+
+    def round_config(self) -> RoundConfig:
+        dp = None if self.dp is None else ClientDP(self.dp.noise_multiplier, self.dp.clip_norm, self.dp.delta)
+        return RoundConfig(self.rounds, self.fraction_fit, self.min_clients, self.round_timeout, self.seed,
+                           self.secure_aggregation, self.secagg_clip, self.secagg_frac_bits, dp,
+                           self.secagg_neighbours)
+
+    def make_strategy(self) -> FedAvg:
+        return make_strategy(self.strategy, server_lr=self.server_lr, proximal_mu=self.proximal_mu,
+                             beta_1=self.beta_1, beta_2=self.beta_2, tau=self.tau)
 
 
 class LocalModel(Protocol):
@@ -139,7 +193,8 @@ def _secure_sum(ctx: Context, parties: Iterable[str], vector: np.ndarray | None,
                          f"{config.secagg_clip:g}, so secure aggregation would clip it; raise secagg_clip")
     return secure_aggregate(cast(Context, _Among(ctx, parties)), vector, threshold=threshold,
                             clip=config.secagg_clip, frac_bits=config.secagg_frac_bits,
-                            dropout_timeout=config.round_timeout, tag=tag)
+                            graph="complete" if config.secagg_neighbours is None else "sparse",
+                            neighbours=config.secagg_neighbours, dropout_timeout=config.round_timeout, tag=tag)
 
 
 def run_aggregator(ctx: Context, config: RoundConfig, strategy: FedAvg,
