@@ -2,6 +2,7 @@
 
     python benchmarks/homo_lr.py [--rounds 10] [--data /work/shared/data] [--flower /tmp/flwrvenv/bin/python]
         [--clients 10] [--timing-rounds 3] [--sizes 100000 1000000] [--rows 16] [--skip-strategies]
+        [--secagg-neighbours K]
 
 For default_credit_homo (3 clients x 8,000 rows, 23 features) and breast_homo (2 clients, 30 features):
 trains `homo_lr` in simulation (threads over the in-memory transport, one aggregator and one thread per
@@ -127,15 +128,24 @@ def comparison(args: argparse.Namespace) -> list[dict[str, Any]]:
     split = {f"c{k:02d}": union.iloc[part] for k, part in enumerate(parts)}
     test = pd.read_csv(args.data / "default_credit_homo_test.csv")
     for secure in (False, True):
-        params = HomoLRParams(rounds=args.timing_rounds, secure_aggregation=secure, batch_size=64, **common)
+        params = HomoLRParams(rounds=args.timing_rounds, secure_aggregation=secure, batch_size=64, **common,
+                              **sparse(args, secure))
         rows.append(row(f"default_credit_homo_x{args.clients}", secure, args.clients, test.shape[1] - 1,
                         args.timing_rounds, federated_run(split, test, params)))
     for size in args.sizes:
         for secure in (False, True):
-            params = HomoLRParams(rounds=args.timing_rounds, secure_aggregation=secure, batch_size=64, **common)
+            params = HomoLRParams(rounds=args.timing_rounds, secure_aggregation=secure, batch_size=64, **common,
+                                  **sparse(args, secure))
             rows.append(row(f"random_{size}", secure, args.clients, size, args.timing_rounds,
                             random_run(size, args.clients, args.rows, params)))
     return rows
+
+
+def sparse(args: argparse.Namespace, secure: bool) -> dict[str, Any]:
+    """SecAgg+ (k neighbours, a threshold of k/2 + 1) for the timing rows' secure runs when asked for."""
+    if not (secure and args.secagg_neighbours):
+        return {}
+    return {"secagg_neighbours": args.secagg_neighbours, "min_clients": args.secagg_neighbours // 2 + 1}
 
 
 def row(config: str, secure: bool, clients: int, parameters: int, rounds: int, run: Run) -> dict[str, Any]:
@@ -195,6 +205,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000], help="parameters")
     parser.add_argument("--rows", type=int, default=16, help="random rows per client in the random_<P> rows")
     parser.add_argument("--skip-strategies", action="store_true", help="only the Flower comparison")
+    parser.add_argument("--secagg-neighbours", type=int, metavar="K",
+                        help="the timing rows' secure runs use SecAgg+ with K neighbours per client")
     args = parser.parse_args()
     if not args.skip_strategies:
         strategies(args)
