@@ -317,3 +317,11 @@ def test_encrypted_histogram_equals_the_product_of_each_bins_rows(n, pk):
             for v in values[rows[codes[rows, j] == b]]:
                 expected = expected * v % modulus
             assert hist[j, b] == expected, (j, b)
+
+
+def test_wire_rows_of_no_rows_give_empty_sums_and_bad_lengths_are_refused(pk):
+    empty = WireRows.from_wire(b"", 0, pk.ciphertexts_from_bytes)
+    hist = encrypted_histogram(empty, np.zeros((0, 3), dtype=np.uint8), np.arange(0), 4, pk.ciphertext_modulus)
+    assert hist.shape == (3, 4) and all(v == 1 for v in hist.ravel())  # 1 = the empty sum
+    with pytest.raises(ValueError, match="equal width"):
+        WireRows.from_wire(b"\x01" * 7, 2, pk.ciphertexts_from_bytes)

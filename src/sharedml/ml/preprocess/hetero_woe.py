@@ -23,7 +23,7 @@ import numpy as np
 
 from ...crypto import ou, paillier
 from ...runtime.context import Context
-from ..tree.he_histogram import encrypted_histogram
+from ..tree.he_histogram import WireRows, encrypted_histogram
 from .woe import bin_counts
 
 SCHEMES = {"ou": (ou.generate_keypair, ou.OUPublicKey), "paillier": (paillier.generate_keypair,
@@ -73,7 +73,7 @@ def host_exchange(ctx: Context, codes: np.ndarray, width: int, keys: list[str], 
     public_key = key_class.from_dict(setup["public_key"])
     if public_key.bits < key_bits:
         raise ValueError(f"guest {guest!r} sent a {public_key.bits}-bit key, but `key_bits` is {key_bits}")
-    labels = public_key.ciphertexts_from_bytes(setup["labels"], (len(codes),))
+    labels = WireRows.from_wire(setup["labels"], len(codes), public_key.ciphertexts_from_bytes)
     rows, _ = bin_counts(codes, width)
     sums = (encrypted_histogram(labels, codes, np.arange(len(codes)), width, public_key.ciphertext_modulus)
             if keys else np.empty((0, width), dtype=object))

@@ -60,9 +60,9 @@ class WireRows:
 
     @classmethod
     def from_wire(cls, data: bytes, rows: int, parse: Callable[[bytes, tuple[int, ...]], np.ndarray]) -> WireRows:
-        if rows < 1 or len(data) % rows:
+        if (rows == 0 and len(data)) or (rows and len(data) % rows):
             raise ValueError(f"{len(data)} bytes of ciphertexts do not split into {rows} rows of equal width")
-        return cls(np.frombuffer(data, dtype=np.uint8).reshape(rows, -1), parse)
+        return cls(np.frombuffer(data, dtype=np.uint8).reshape(rows, len(data) // max(rows, 1)), parse)
 
     def subset(self, rows: np.ndarray) -> WireRows:
         return WireRows(self.raw[rows], self.parse)
