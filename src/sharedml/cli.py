@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from .flow.catalog import Catalog, DatasetError
+from .flow.deploy_cli import coordinator_app, job_app, model_app, node_app
 from .flow.runner import MODES, JobResult, LocalRunner
 from .flow.spec import JobSpecError
 from .flow.store import ProgressRecord
@@ -21,6 +22,10 @@ app = typer.Typer(help="sharedml: shared machine learning across data silos.", n
                   pretty_exceptions_enable=False)
 certs_app = typer.Typer(help="Federation certificates for mutual TLS.", no_args_is_help=True)
 app.add_typer(certs_app, name="certs")
+app.add_typer(node_app, name="node")
+app.add_typer(coordinator_app, name="coordinator")
+app.add_typer(job_app, name="job")
+app.add_typer(model_app, name="model")
 console = Console()
 err_console = Console(stderr=True)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,14 @@ class PartyResult:
 def run_party(spec: JobSpec, job_id: str, party: str, catalog: Catalog, transport: Transport,
               artifacts_root: Path, store: JobStore | None = None,
               timeout: float | None = None,
-              on_progress: Callable[[str, float, float, str], None] | None = None) -> PartyResult:
-    """Run every task of `spec` that `party` takes part in; never raises for a task failure."""
+              on_progress: Callable[[str, float, float, str], None] | None = None,
+              only: Collection[str] | None = None) -> PartyResult:
+    """Run every task of `spec` that `party` takes part in; never raises for a task failure.
+
+    `only` restricts the run to those tasks (a node runs one task at a time as the coordinator
+    dispatches it); their upstream outputs are then read from earlier runs' artifacts, and a failure
+    is announced only to the parties of the failed task, the ones running now.
+    """
     load_builtin_components()
     log = logging.getLogger(f"sharedml.party.{party}")
     artifacts = PartyArtifacts(artifacts_root, job_id, party)
@@ -54,6 +60,8 @@ def run_party(spec: JobSpec, job_id: str, party: str, catalog: Catalog, transpor
     if on_progress is None and store is not None:
         on_progress = _progress_writer(store, job_id, party)
     for task in spec.tasks_for(party):
+        if only is not None and task not in only:
+            continue
         task_spec = spec.tasks[task]
         parties = spec.parties_for(task)
         channel = Channel(transport, job_id, task, parties, wait)
@@ -71,7 +79,8 @@ def run_party(spec: JobSpec, job_id: str, party: str, catalog: Catalog, transpor
             traffic = channel.stats.snapshot()
             written = artifacts.save(task, outputs or {}, ctx.metrics.records, traffic)
         except BaseException as err:  # noqa: BLE001 - every failure ends the party's job, reported below
-            _fail(result, spec, job_id, task, party, err, transport, artifacts, store, log)
+            peers = spec.parties if only is None else spec.parties_for(task)
+            _fail(result, job_id, task, party, err, transport, artifacts, store, log, peers)
             if isinstance(err, KeyboardInterrupt):
                 raise
             return result
@@ -99,9 +108,9 @@ def _resolve(spec: JobSpec, party: str, catalog: Catalog, artifacts: PartyArtifa
     return artifacts.load(ref.task, ref.output)
 
 
-def _fail(result: PartyResult, spec: JobSpec, job_id: str, task: str, party: str, err: BaseException,
+def _fail(result: PartyResult, job_id: str, task: str, party: str, err: BaseException,
           transport: Transport, artifacts: PartyArtifacts, store: JobStore | None,
-          log: logging.Logger) -> None:
+          log: logging.Logger, peers: Iterable[str]) -> None:
     if isinstance(err, JobAborted):
         state, message, result.caused_by = "failed", str(err), err.party
     elif isinstance(err, JobCancelled | KeyboardInterrupt):
@@ -109,9 +118,10 @@ def _fail(result: PartyResult, spec: JobSpec, job_id: str, task: str, party: str
     else:
         state, message = "failed", f"party {party!r} failed in task {task!r}: {type(err).__name__}: {err}"
         log.error("%s\n%s", message, "".join(traceback.format_exception(err)))
-    # Tell every party of the job, not only this task's, so nobody waits for us until a timeout.
+    # Tell every party that may wait for us, so none waits until a timeout: in a whole-job run that is every
+    # party of the job, not only this task's.
     if not isinstance(err, JobAborted):
-        transport.abort_job(job_id, message, [p for p in spec.parties if p != party])
+        transport.abort_job(job_id, message, [p for p in peers if p != party])
     result.state, result.error, result.failed_task = state, message, task
     artifacts.fail(task, message)
     _set_state(store, job_id, task, party, state, message)

@@ -11,7 +11,10 @@ import json
 import logging
 import resource
 import signal
+import socket
 import sys
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..net.certs import load_identity
@@ -36,11 +39,13 @@ def main(config_path: str) -> int:
     timeout = config["timeout"] if config["timeout"] is not None else spec.timeout
     transport = GrpcTransport(load_identity(Path(config["cert_dir"]), party), config["listen"],
                               config["peers"], allowed=set(spec.parties), connect_timeout=timeout)
+    if config.get("await_peers"):
+        _await_listening(config["peers"].values(), timeout)
     store = JobStore(config["db_url"])
     result = PartyResult(party, "cancelled", error="cancelled before the first task")
     try:
         result = run_party(spec, config["job_id"], party, catalog, transport, Path(config["workdir"]),
-                           store, timeout)
+                           store, timeout, only=config.get("tasks"))
     except KeyboardInterrupt:
         result = PartyResult(party, "cancelled", error=f"party {party!r} was interrupted (Ctrl-C)")
     finally:
@@ -53,6 +58,23 @@ def main(config_path: str) -> int:
         transport.close()
         store.close()
     return EXIT_CODES[result.state]
+
+
+def _await_listening(addresses: Iterable[str], timeout: float) -> None:
+    """Wait, at most `timeout`, until every peer accepts connections. Peers started a moment apart (a node's
+    workers) then connect at once, instead of gRPC retrying after its reconnect backoff (1 s, growing)."""
+    deadline = time.monotonic() + timeout
+    pending = set(addresses)
+    while pending and time.monotonic() < deadline:
+        for address in list(pending):
+            host, _, port = address.rpartition(":")
+            try:
+                with socket.create_connection((host, int(port)), timeout=0.5):
+                    pending.discard(address)
+            except OSError:
+                pass
+        if pending:
+            time.sleep(0.02)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,210 @@
+"""`sharedml node|coordinator|job|model ...`: run the services and talk to the coordinator's API."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .client import ApiError, CoordinatorClient
+from .deploy_config import ConfigError
+
+console = Console()
+err_console = Console(stderr=True)
+node_app = typer.Typer(help="A node: one institution's agent next to its data.", no_args_is_help=True)
+coordinator_app = typer.Typer(help="The coordinator: schedules jobs, never sees data.", no_args_is_help=True)
+job_app = typer.Typer(help="Jobs on a deployment, through the coordinator's API.", no_args_is_help=True)
+model_app = typer.Typer(help="The model registry, through the coordinator's API.", no_args_is_help=True)
+
+Url = Annotated[str | None, typer.Option("--coordinator", help="coordinator URL [$SHAREDML_COORDINATOR]")]
+Certs = Annotated[Path | None, typer.Option(help="folder with ca.crt and <identity>.crt/.key [$SHAREDML_CERTS]")]
+Identity = Annotated[str | None, typer.Option(help="certificate name to present [$SHAREDML_IDENTITY]")]
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _call(url: str | None, certs: Path | None, identity: str | None, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        client = CoordinatorClient(url, certs, identity)
+        try:
+            return client.call(method, path, **kwargs)
+        finally:
+            client.close()
+    except ApiError as err:
+        _fail(str(err))
+
+
+@node_app.command("start")
+def node_start(config: Annotated[Path, typer.Option(help="the node's node.yaml")]) -> None:
+    """Run this institution's node until interrupted."""
+    from .catalog import DatasetError
+    from .node_api import serve
+    from .policy import PolicyError
+
+    try:
+        serve(config)
+    except (ConfigError, DatasetError, PolicyError, FileNotFoundError) as err:
+        _fail(str(err))
+
+
+@node_app.command("status")
+def node_status(coordinator: Url = None, certs: Certs = None, identity: Identity = None) -> None:
+    """Whether each node answers the coordinator, and what it runs."""
+    nodes = _call(coordinator, certs, identity, "GET", "/nodes")
+    table = Table("node", "url", "ok", "latency ms", "running / error")
+    for party, info in nodes.items():
+        detail = ", ".join(info["running"]) if info["ok"] else info["error"]
+        table.add_row(party, info["url"], "yes" if info["ok"] else "[red]no[/]", str(info.get("latency_ms", "")),
+                      detail or "-")
+    console.print(table)
+    if not all(info["ok"] for info in nodes.values()):
+        raise typer.Exit(1)
+
+
+@node_app.command("export")
+def node_export(config: Annotated[Path, typer.Option(help="the node's node.yaml")],
+                job: Annotated[str, typer.Option(help="job id")], task: Annotated[str, typer.Option(help="task")],
+                out: Annotated[Path, typer.Option(help="new folder for the outputs")]) -> None:
+    """Copy this party's outputs of a task (e.g. its model part) off the node, if its policy allows."""
+    from .deploy_config import NodeConfig, load_config
+    from .node import Node, NodeError
+    from .policy import PolicyDenied
+
+    try:
+        node = Node(load_config(config, NodeConfig), str(config))
+        try:
+            node.export_output(job, task, out, actor=f"operator of {node.party}")
+        finally:
+            node.close()
+    except (ConfigError, NodeError, PolicyDenied, FileExistsError) as err:
+        _fail(str(err))
+    console.print(f"outputs of {task} in job {job} copied to {out}")
+
+
+@coordinator_app.command("start")
+def coordinator_start(config: Annotated[Path, typer.Option(help="coordinator.yaml")]) -> None:
+    """Run the coordinator (API + scheduler) until interrupted; API docs at https://LISTEN/docs."""
+    from .coordinator_api import serve
+
+    try:
+        serve(config)
+    except (ConfigError, FileNotFoundError) as err:
+        _fail(str(err))
+
+
+@job_app.command("submit")
+def job_submit(job: Path, wait: Annotated[bool, typer.Option(help="wait for the job to finish")] = False,
+               coordinator: Url = None, certs: Certs = None, identity: Identity = None) -> None:
+    """Submit a job file; every node involved must approve it under its policy."""
+    if not job.is_file():
+        _fail(f"job file not found: {job}")
+    job_id = _call(coordinator, certs, identity, "POST", "/jobs", json={"spec": job.read_text()})["id"]
+    console.print(job_id)
+    if wait:
+        while (state := _call(coordinator, certs, identity, "GET", f"/jobs/{job_id}"))["state"] not in FINISHED:
+            time.sleep(1)
+        _print_job(state)
+        if state["state"] != "succeeded":
+            raise typer.Exit(1)
+
+
+@job_app.command("status")
+def job_status(job_id: Annotated[str | None, typer.Argument(help="a job id; none lists recent jobs")] = None,
+               coordinator: Url = None, certs: Certs = None, identity: Identity = None) -> None:
+    """A job's state and each task's state per party (or the latest jobs)."""
+    if job_id is None:
+        table = Table("job", "state", "created", "finished")
+        for job in _call(coordinator, certs, identity, "GET", "/jobs"):
+            table.add_row(job["id"], job["state"], job["created_at"], job["finished_at"] or "")
+        console.print(table)
+        return
+    _print_job(_call(coordinator, certs, identity, "GET", f"/jobs/{job_id}"))
+
+
+@job_app.command("logs")
+def job_logs(job_id: str, coordinator: Url = None, certs: Certs = None, identity: Identity = None) -> None:
+    """The log tails and metrics the nodes reported for each finished task."""
+    for report in _call(coordinator, certs, identity, "GET", f"/jobs/{job_id}/logs"):
+        console.rule(f"{report['task']} @ {report['party']} (attempt {report['attempt']}): {report['state']}")
+        console.print(report["log"], highlight=False, markup=False)
+        for metric in report["metrics"].get("metrics", []):
+            console.print(f"metric {json.dumps(metric)}", highlight=False, markup=False)
+
+
+@job_app.command("cancel")
+def job_cancel(job_id: str, coordinator: Url = None, certs: Certs = None, identity: Identity = None) -> None:
+    """Stop a queued or running job; running tasks are interrupted at every node."""
+    _print_job(_call(coordinator, certs, identity, "POST", f"/jobs/{job_id}/cancel"))
+
+
+@job_app.command("rerun")
+def job_rerun(job_id: str, coordinator: Url = None, certs: Certs = None, identity: Identity = None) -> None:
+    """Run a failed or cancelled job again from its first unfinished task (earlier outputs are reused)."""
+    attempt = _call(coordinator, certs, identity, "POST", f"/jobs/{job_id}/rerun")["attempt"]
+    console.print(f"job {job_id} queued again (attempt {attempt})")
+
+
+@model_app.command("list")
+def model_list(name: Annotated[str | None, typer.Option(help="only this model name")] = None,
+               coordinator: Url = None, certs: Certs = None, identity: Identity = None) -> None:
+    """Registered models, every version."""
+    table = Table("id", "name", "version", "component", "parties", "job", "created")
+    for m in _call(coordinator, certs, identity, "GET", "/models", params={"name": name} if name else None):
+        table.add_row(m["id"], m["name"], str(m["version"]), m["component"], ", ".join(m["parties"]), m["job_id"],
+                      m["created_at"])
+    console.print(table)
+
+
+@model_app.command("show")
+def model_show(ref: Annotated[str, typer.Argument(help="id, name:version or name (latest)")],
+               coordinator: Url = None, certs: Certs = None, identity: Identity = None) -> None:
+    """A model's metadata: lineage, parties, metrics, and where each party's part lies."""
+    console.print_json(json.dumps(_call(coordinator, certs, identity, "GET", f"/models/{ref}")))
+
+
+@model_app.command("export")
+def model_export(ref: str, out: Annotated[Path, typer.Option(help="file for the metadata document")],
+                 coordinator: Url = None, certs: Certs = None, identity: Identity = None) -> None:
+    """Write a model's metadata document; each party exports its own part with `sharedml node export`."""
+    document = _call(coordinator, certs, identity, "GET", f"/models/{ref}/export")
+    out.write_text(json.dumps(document, indent=2))
+    console.print(f"model {document['model']['name']}:{document['model']['version']} metadata written to {out}")
+
+
+@model_app.command("import")
+def model_import(file: Path, coordinator: Url = None, certs: Certs = None, identity: Identity = None) -> None:
+    """Register an exported model's metadata here as a new version of its name."""
+    try:
+        document = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        _fail(f"cannot read model export {file}: {err}")
+    model = _call(coordinator, certs, identity, "POST", "/models/import", json=document)
+    console.print(f"imported as {model['name']}:{model['version']} (id {model['id']})")
+
+
+@model_app.command("delete")
+def model_delete(ref: str, coordinator: Url = None, certs: Certs = None, identity: Identity = None) -> None:
+    """Remove a model version from the registry and its parts from the nodes."""
+    result = _call(coordinator, certs, identity, "DELETE", f"/models/{ref}")
+    console.print(f"deleted {result['deleted']['name']}:{result['deleted']['version']}; parts: {result['parts']}")
+
+
+def _print_job(job: dict[str, Any]) -> None:
+    colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(job["state"], "cyan")
+    console.print(f"job {job['id']} ({job['name']}, attempt {job['attempt']}): [bold {colour}]{job['state']}[/]")
+    if job["error"]:
+        err_console.print(job["error"], style="red", highlight=False, markup=False)
+    table = Table("task", "party", "state", "started", "finished", "error")
+    for t in job["tasks"]:
+        table.add_row(t["task"], t["party"], t["state"], t["started_at"] or "", t["finished_at"] or "",
+                      (t["error"] or "")[:120])
+    console.print(table)

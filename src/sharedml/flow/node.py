@@ -1,0 +1,300 @@
+"""A node: one institution's agent. It approves jobs against its own policy, runs the tasks the
+coordinator dispatches as child worker processes, and keeps its data, outputs and audit log at home.
+
+What leaves the node towards the coordinator is only states, errors, log tails and component metrics;
+protocol messages go from this node's worker straight to its peers' workers over gRPC with mutual TLS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+
+from . import node_worker
+from .artifacts import PartyArtifacts
+from .audit import AuditEntry, AuditLog
+from .catalog import Catalog
+from .components import check_components
+from .deploy_config import NodeConfig
+from .node_store import NodeJob, NodeStore
+from .policy import Policy, PolicyChecker
+from .spec import JobSpec, JobSpecError
+from .store import JobStore
+
+CANCEL_GRACE_S = 5.0
+REAP_INTERVAL_S = 0.2
+LOG_TAIL_LINES = 40
+_log = logging.getLogger(__name__)
+
+
+class NodeError(Exception):
+    """A request the node refuses; `status` is the HTTP status the control API answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class _Worker:
+    proc: BaseProcess
+    result: Path
+    log: Path
+    cancel_at: float | None = None  # when SIGKILL follows the SIGINT of a cancel
+
+
+class Node:
+    """The node's behaviour, independent of HTTP (node_api.py serves it)."""
+
+    def __init__(self, config: NodeConfig, config_source: str = "node.yaml") -> None:
+        self.config, self.party, self.source = config, config.party, config_source
+        self.tls = config.tls
+        self.catalog = Catalog.load(config.path(config.catalog))
+        policy_path = config.path(config.policy)
+        self.checker = PolicyChecker(self.party, Policy.load(policy_path), str(policy_path))
+        self.storage = config.storage_dir
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(config.database_url)
+        if config.database_url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_wal)
+        self.store, self.audit = NodeStore(self.engine), AuditLog(self.engine)
+        self.jobstore = JobStore(config.database_url)  # the worker's task states and progress
+        self._workers: dict[tuple[str, str], _Worker] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reaper = threading.Thread(target=self._reap_loop, daemon=True, name="reaper")
+
+    def start(self) -> None:
+        """Begin serving: runs a previous node process left 'running' lost their worker, so they fail."""
+        node_worker.warm_up()
+        lost = self.store.fail_interrupted(f"node {self.party!r} restarted while this task ran; its worker was lost")
+        if lost:
+            _log.warning("%d task run(s) were interrupted by the node's restart and are now failed", lost)
+        self._reaper.start()
+
+    # ---- approval and job set-up --------------------------------------------------------------
+    def approve(self, job_id: str, spec_doc: dict[str, Any], actor: str) -> dict[str, list[str]]:
+        """Check the whole job against catalog, peers and policy; audit the decision either way."""
+        spec = self._parse(spec_doc)
+        self._check_membership(spec)
+        try:
+            uses = self.checker.check_job(spec)
+        except Exception as err:
+            self.audit.append(AuditEntry("denied", actor, job_id, detail=str(err)))
+            raise
+        self.store.remember_job(job_id, json.dumps(spec_doc), actor)
+        for task, datasets in uses.items():
+            for dataset in sorted(datasets):
+                self.audit.append(AuditEntry("approved", actor, job_id, task, dataset,
+                                             f"peers: {', '.join(p for p in spec.parties if p != self.party)}"))
+        return {task: sorted(datasets) for task, datasets in uses.items()}
+
+    def open_job(self, job_id: str) -> int:
+        """Allocate this job's protocol port (the coordinator announces it to the peers)."""
+        job = self._job(job_id)
+        with socket.socket() as probe:
+            probe.bind((self.config.protocol_host, 0))
+            port = probe.getsockname()[1]
+        self.store.set_port(job_id, port)
+        if self.jobstore.job(job_id) is None:
+            spec = JobSpec.model_validate_json(job.spec)
+            self.jobstore.create_job(job_id, spec.job, job.spec, {})
+        return port
+
+    # ---- task runs ----------------------------------------------------------------------------
+    def start_task(self, job_id: str, task: str, ports: dict[str, int], attempt: int, actor: str) -> None:
+        """Check policy again (the coordinator cannot skip it), claim the run, start its worker."""
+        job = self._job(job_id)
+        spec = JobSpec.model_validate_json(job.spec)
+        if task not in spec.tasks or self.party not in spec.parties_for(task):
+            raise NodeError(400, f"node {self.party!r} takes no part in task {task!r} of job {job_id!r}")
+        missing = [p for p in spec.parties if p not in ports]
+        if missing or job.port is None or ports.get(self.party) != job.port:
+            raise NodeError(400, f"job {job_id!r}: protocol ports missing for {missing or [self.party]}; "
+                                 f"open the job on every node first")
+        try:
+            datasets = self.checker.check_task(spec, task)
+        except Exception as err:
+            self.audit.append(AuditEntry("denied", actor, job_id, task, detail=str(err)))
+            raise
+        with self._lock:
+            if not self.store.claim(job_id, task, attempt):
+                raise NodeError(409, f"task {task!r} of job {job_id!r} is already running on node {self.party!r}")
+            for dataset in sorted(datasets):
+                self.audit.append(AuditEntry("use", actor, job_id, task, dataset,
+                                             f"component {spec.tasks[task].component}, attempt {attempt}"))
+            try:
+                self._workers[(job_id, task)] = self._launch(job_id, task, spec, job.spec, ports, attempt)
+            except OSError as err:
+                self.store.finish(job_id, task, "failed", f"node {self.party!r} could not start a worker: {err}")
+                raise NodeError(500, f"node {self.party!r} could not start a worker: {err}") from err
+
+    def _launch(self, job_id: str, task: str, spec: JobSpec, spec_json: str, ports: dict[str, int],
+                attempt: int) -> _Worker:
+        run_dir = self.storage / "runs" / job_id / f"{task}.{attempt}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        result = run_dir / "result.json"
+        config = {
+            "spec": json.loads(spec_json), "job_id": job_id, "party": self.party, "tasks": [task],
+            "catalog": {"entries": {"datasets": {name: entry.model_dump(mode="json", exclude_none=True)
+                                                 for name, entry in self.catalog.entries.items()}},
+                        "source": self.catalog.source, "base_dir": str(self.catalog.base_dir)},
+            "cert_dir": str(self.tls.ca.parent), "listen": f"{self.config.protocol_host}:{ports[self.party]}",
+            "peers": {p: f"{self.config.peers[p]}:{ports[p]}" for p in spec.parties_for(task) if p != self.party},
+            "await_peers": True, "workdir": str(self.storage / "artifacts"), "db_url": self.config.database_url,
+            "timeout": None, "result": str(result),
+        }
+        (run_dir / "config.json").write_text(json.dumps(config))
+        log = run_dir / "worker.log"
+        proc = node_worker.start(str(run_dir / "config.json"), str(log))
+        self.store.set_pid(job_id, task, proc.pid or 0)
+        return _Worker(proc, result, log)
+
+    def cancel(self, job_id: str, task: str) -> bool:
+        """Interrupt the task's worker (it tells its peers); it is killed if still alive after a grace."""
+        with self._lock:
+            worker = self._workers.get((job_id, task))
+            if worker is None or worker.cancel_at is not None:
+                return worker is not None
+            worker.cancel_at = time.monotonic() + CANCEL_GRACE_S
+            if worker.proc.pid is not None:
+                os.kill(worker.proc.pid, signal.SIGINT)
+            return True
+
+    def status(self, job_id: str, task: str) -> dict[str, Any]:
+        """The run's state; once finished also its metrics and the tail of its log."""
+        run = self.store.run(job_id, task)
+        if run is None:
+            raise NodeError(404, f"task {task!r} of job {job_id!r} never ran on node {self.party!r}")
+        out: dict[str, Any] = {"party": self.party, "state": run.state, "attempt": run.attempt, "error": run.error,
+                               "started_at": run.started_at.isoformat(),
+                               "finished_at": run.finished_at.isoformat() if run.finished_at else None}
+        if run.state == "running":
+            out["progress"] = [{"done": p.done, "total": p.total, "message": p.message}
+                               for p in self.jobstore.progress(job_id) if p.task == task and p.party == self.party]
+        else:
+            out["metrics"] = self._metrics(job_id, task)
+            out["log"] = _tail(self.storage / "runs" / job_id / f"{task}.{run.attempt}" / "worker.log")
+        return out
+
+    def health(self) -> dict[str, Any]:
+        return {"party": self.party, "running": [f"{r.job_id}/{r.task}" for r in self.store.running()],
+                "datasets": self.catalog.names()}
+
+    # ---- outputs --------------------------------------------------------------------------------
+    def export_output(self, job_id: str, task: str, dest: Path, actor: str) -> Path:
+        """Copy a task's outputs off the node (e.g. this party's model part), if the policy allows."""
+        spec = JobSpec.model_validate_json(self._job(job_id).spec)
+        source = PartyArtifacts(self.storage / "artifacts", job_id, self.party).task_dir(task)
+        if not (source / "_SUCCESS").exists():
+            raise NodeError(404, f"task {task!r} of job {job_id!r} has no complete outputs on node {self.party!r}")
+        try:
+            self.checker.check_export(spec, task)
+        except Exception as err:
+            self.audit.append(AuditEntry("denied", actor, job_id, task, detail=f"export: {err}"))
+            raise
+        shutil.copytree(source, dest)
+        self.audit.append(AuditEntry("export", actor, job_id, task, detail=f"outputs copied to {dest}"))
+        return dest
+
+    def delete_outputs(self, job_id: str, task: str, actor: str) -> bool:
+        source = PartyArtifacts(self.storage / "artifacts", job_id, self.party).task_dir(task)
+        if not source.exists():
+            return False
+        shutil.rmtree(source)
+        self.audit.append(AuditEntry("delete", actor, job_id, task, detail="task outputs deleted"))
+        return True
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            for worker in self._workers.values():
+                worker.proc.kill()
+        if self._reaper.is_alive():
+            self._reaper.join(2)
+        self.jobstore.close()
+        self.engine.dispose()
+
+    # ---- helpers --------------------------------------------------------------------------------
+    def _parse(self, spec_doc: dict[str, Any]) -> JobSpec:
+        try:
+            spec = JobSpec.model_validate(spec_doc)
+            check_components(spec)
+        except (JobSpecError, ValueError) as err:
+            raise NodeError(400, f"node {self.party!r} cannot accept the job spec: {err}") from err
+        return spec
+
+    def _check_membership(self, spec: JobSpec) -> None:
+        if self.party not in spec.parties:
+            raise NodeError(400, f"node {self.party!r} is not a party of job {spec.job!r}")
+        unknown = [p for p in spec.parties if p != self.party and p not in self.config.peers]
+        if unknown:
+            raise NodeError(403, f"node {self.party!r} has no address for peer(s) {', '.join(unknown)}: "
+                                 f"add them under 'peers' in {self.source}")
+        for alias, dataset in spec.parties[self.party].data.items():
+            if dataset not in self.catalog:
+                raise NodeError(400, f"node {self.party!r}: alias {alias!r} names dataset {dataset!r}, which is not "
+                                     f"in its catalog; it holds: {', '.join(self.catalog.names()) or 'nothing'}")
+
+    def _job(self, job_id: str) -> NodeJob:
+        job = self.store.job(job_id)
+        if job is None:
+            raise NodeError(404, f"node {self.party!r} has not approved job {job_id!r}")
+        return job
+
+    def _metrics(self, job_id: str, task: str) -> dict[str, Any]:
+        path = PartyArtifacts(self.storage / "artifacts", job_id, self.party).task_dir(task) / "metrics.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _reap_loop(self) -> None:
+        while not self._stop.wait(REAP_INTERVAL_S):
+            with self._lock:
+                for key, worker in list(self._workers.items()):
+                    if worker.proc.is_alive():
+                        if worker.cancel_at is not None and time.monotonic() > worker.cancel_at:
+                            worker.proc.kill()
+                        continue
+                    worker.proc.join()
+                    state, error = _outcome(self.party, worker)
+                    self.store.finish(*key, state, error)
+                    del self._workers[key]
+
+
+def _outcome(party: str, worker: _Worker) -> tuple[str, str | None]:
+    try:
+        result = json.loads(worker.result.read_text())
+        return result["state"], result.get("error")
+    except (OSError, ValueError, KeyError):
+        if worker.cancel_at is not None:
+            return "cancelled", f"cancelled; party {party!r}'s worker was stopped"
+        return "failed", (f"party {party!r}'s worker exited with code {worker.proc.exitcode} without a result: "
+                          f"{' | '.join(_tail(worker.log).splitlines()[-3:])}")
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

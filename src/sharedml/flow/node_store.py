@@ -1,0 +1,113 @@
+"""A node's own records: the jobs it joined (spec, protocol port) and its task runs.
+
+The runs table is also the guard that a task never runs twice at once on a node: starting a run is
+one conditional UPDATE (or INSERT) on the (job, task) row that succeeds only when the row is not
+already running, so two concurrent requests cannot both win, whatever the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import DateTime, Engine, Integer, String, Text, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class NodeJob(_Base):
+    __tablename__ = "node_jobs"
+    job_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    spec: Mapped[str] = mapped_column(Text)  # JSON of the JobSpec as approved
+    submitter: Mapped[str] = mapped_column(String(200))
+    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+
+
+class NodeRun(_Base):
+    __tablename__ = "node_runs"
+    job_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    task: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class NodeStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        _Base.metadata.create_all(engine)
+
+    def remember_job(self, job_id: str, spec_json: str, submitter: str) -> None:
+        """Record (or refresh, on a rerun) the spec this node approved for `job_id`."""
+        with Session(self.engine) as session, session.begin():
+            job = session.get(NodeJob, job_id)
+            if job is None:
+                session.add(NodeJob(job_id=job_id, spec=spec_json, submitter=submitter))
+            else:
+                job.spec, job.submitter = spec_json, submitter
+
+    def job(self, job_id: str) -> NodeJob | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.get(NodeJob, job_id)
+
+    def set_port(self, job_id: str, port: int) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(update(NodeJob).where(NodeJob.job_id == job_id).values(port=port))
+
+    def claim(self, job_id: str, task: str, attempt: int) -> bool:
+        """Mark (job, task) running; False if it already runs here (the caller must not start it)."""
+        values = {"state": "running", "attempt": attempt, "pid": None, "error": None, "started_at": _now(),
+                  "finished_at": None}
+        with Session(self.engine) as session, session.begin():
+            changed = session.execute(update(NodeRun).where(NodeRun.job_id == job_id, NodeRun.task == task,
+                                                            NodeRun.state != "running").values(**values))
+            if changed.rowcount == 1:
+                return True
+            if session.get(NodeRun, (job_id, task)) is not None:
+                return False
+        try:
+            with Session(self.engine) as session, session.begin():
+                session.add(NodeRun(job_id=job_id, task=task, **values))
+        except IntegrityError:  # another request inserted the row first
+            return False
+        return True
+
+    def set_pid(self, job_id: str, task: str, pid: int) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(update(NodeRun).where(NodeRun.job_id == job_id, NodeRun.task == task).values(pid=pid))
+
+    def finish(self, job_id: str, task: str, state: str, error: str | None) -> None:
+        if state not in FINISHED:
+            raise ValueError(f"a run finishes as one of {FINISHED}, not {state!r}")
+        with Session(self.engine) as session, session.begin():
+            session.execute(update(NodeRun).where(NodeRun.job_id == job_id, NodeRun.task == task,
+                                                  NodeRun.state == "running")
+                            .values(state=state, error=error, finished_at=_now()))
+
+    def run(self, job_id: str, task: str) -> NodeRun | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.get(NodeRun, (job_id, task))
+
+    def running(self) -> list[NodeRun]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(session.scalars(select(NodeRun).where(NodeRun.state == "running")))
+
+    def fail_interrupted(self, reason: str) -> int:
+        """On start-up: runs left 'running' by a previous node process lost their worker; fail them."""
+        with Session(self.engine) as session, session.begin():
+            result = session.execute(update(NodeRun).where(NodeRun.state == "running")
+                                     .values(state="failed", error=reason, finished_at=_now()))
+            return result.rowcount
