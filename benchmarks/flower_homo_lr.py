@@ -142,17 +142,7 @@ def flower_apps(cfg: dict[str, Any], rounds: int, clients: int, out: dict[str, A
         reply = RecordDict({"metrics": MetricRecord({**values, "num-examples": len(y)})})
         return Message(content=reply, reply_to=msg)
 
-    class TimedFedAvg(FedAvg):
-        """FedAvg that notes when each round starts (configure_train) and ends (after aggregate_evaluate)."""
-
-        def configure_train(self, server_round: int, *args: Any) -> Any:
-            out.setdefault("starts", []).append(time.perf_counter())
-            return super().configure_train(server_round, *args)
-
-        def aggregate_evaluate(self, server_round: int, replies: Any) -> Any:
-            result = super().aggregate_evaluate(server_round, replies)
-            out.setdefault("ends", []).append(time.perf_counter())
-            return result
+    TimedFedAvg = timed_fedavg(FedAvg, out)
 
     server_app = ServerApp()
 
@@ -236,3 +226,20 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def timed_fedavg(fedavg: type, out: dict[str, list[float]]) -> type:
+    """Flower's FedAvg, noting in `out` when each round starts (configure_train) and ends (after
+    aggregate_evaluate). A factory, because flwr is imported inside the functions that use it."""
+
+    class TimedFedAvg(fedavg):
+        def configure_train(self, server_round: int, *args: Any) -> Any:
+            out.setdefault("starts", []).append(time.perf_counter())
+            return super().configure_train(server_round, *args)
+
+        def aggregate_evaluate(self, server_round: int, replies: Any) -> Any:
+            result = super().aggregate_evaluate(server_round, replies)
+            out.setdefault("ends", []).append(time.perf_counter())
+            return result
+
+    return TimedFedAvg

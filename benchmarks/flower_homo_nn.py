@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from flower_homo_lr import DATASETS, xy
+from flower_homo_lr import DATASETS, timed_fedavg, xy
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
@@ -113,17 +113,7 @@ def flower_apps(cfg: dict[str, Any], rounds: int, clients: int, out: dict[str, A
         reply = RecordDict({"metrics": MetricRecord({"auc": auc, "num-examples": len(data(conf, None)[1])})})
         return Message(content=reply, reply_to=msg)
 
-    class TimedFedAvg(FedAvg):
-        """FedAvg that notes when each round starts (configure_train) and ends (after aggregate_evaluate)."""
-
-        def configure_train(self, server_round: int, *args: Any) -> Any:
-            out.setdefault("starts", []).append(time.perf_counter())
-            return super().configure_train(server_round, *args)
-
-        def aggregate_evaluate(self, server_round: int, replies: Any) -> Any:
-            result = super().aggregate_evaluate(server_round, replies)
-            out.setdefault("ends", []).append(time.perf_counter())
-            return result
+    TimedFedAvg = timed_fedavg(FedAvg, out)
 
     server_app = ServerApp()
 

@@ -157,10 +157,15 @@ def row(config: str, secure: bool, clients: int, parameters: int, rounds: int, r
 
 def flower_rows(python: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Run benchmarks/flower_homo_lr.py in `python` (its own venv); its JSON rows by configuration."""
-    command = [python, str(Path(__file__).with_name("flower_homo_lr.py")), "--rounds", str(args.rounds),
-               "--data", str(args.data), "--clients", str(args.clients), "--timing-rounds", str(args.timing_rounds),
-               "--rows", str(args.rows), "--sizes", *map(str, args.sizes)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    return run_flower(python, "flower_homo_lr.py", [
+        "--rounds", str(args.rounds), "--data", str(args.data), "--clients", str(args.clients),
+        "--timing-rounds", str(args.timing_rounds), "--rows", str(args.rows), "--sizes", *map(str, args.sizes)])
+
+
+def run_flower(python: str, script: str, options: list[str]) -> dict[str, dict[str, Any]]:
+    """Run a Flower script of this folder in `python` (a venv with flwr); the JSON lines it prints, by config."""
+    done = subprocess.run([python, str(Path(__file__).with_name(script)), *options], capture_output=True, text=True,
+                          timeout=3600)
     found = {}
     for line in done.stdout.splitlines():
         if line.startswith("{"):

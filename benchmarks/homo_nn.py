@@ -20,14 +20,13 @@ after 1st (Flower has no secure aggregation; its first round also starts the Ray
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from homo_lr import fmt, ratio, run_flower
 
 from sharedml.fl.homo_nn import HomoNNParams, homo_nn
 from sharedml.ml.metrics import roc_auc
@@ -75,25 +74,8 @@ def ours(args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]]]:
 
 def flower_rows(python: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Run benchmarks/flower_homo_nn.py in `python` (its own venv); its JSON rows by dataset."""
-    command = [python, str(Path(__file__).with_name("flower_homo_nn.py")), "--rounds", str(args.rounds),
-               "--data", str(args.data), "--hidden", *map(str, args.hidden)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
-    found = {}
-    for line in done.stdout.splitlines():
-        if line.startswith("{"):
-            result = json.loads(line)
-            found[result["config"]] = result
-    if done.returncode or not found:
-        print(f"Flower run failed (exit {done.returncode}): {done.stderr.strip()[-600:]}")
-    return found
-
-
-def fmt(value: float | None, spec: str) -> str:
-    return "" if value is None else format(value, spec)
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    return "" if not a or not b else f"{a / b:.3g}"
+    return run_flower(python, "flower_homo_nn.py", ["--rounds", str(args.rounds), "--data", str(args.data),
+                                                    "--hidden", *map(str, args.hidden)])
 
 
 def report(found: dict[str, dict[str, dict[str, Any]]], flower: dict[str, dict[str, Any]]) -> None:

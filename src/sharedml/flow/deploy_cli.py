@@ -11,9 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .client import ApiError, CoordinatorClient
-from .deploy_config import ConfigError
-
 console = Console()
 err_console = Console(stderr=True)
 node_app = typer.Typer(help="A node: one institution's agent next to its data.", no_args_is_help=True)
@@ -33,6 +30,9 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _call(url: str | None, certs: Path | None, identity: str | None, method: str, path: str, **kwargs: Any) -> Any:
+    # imported here: the HTTP stack is slow to load, and `sharedml run` needs none of it
+    from .client import ApiError, CoordinatorClient
+
     try:
         client = CoordinatorClient(url, certs, identity)
         try:
@@ -47,6 +47,7 @@ def _call(url: str | None, certs: Path | None, identity: str | None, method: str
 def node_start(config: Annotated[Path, typer.Option(help="the node's node.yaml")]) -> None:
     """Run this institution's node until interrupted."""
     from .catalog import DatasetError
+    from .deploy_config import ConfigError
     from .node_api import serve
     from .policy import PolicyError
 
@@ -75,7 +76,7 @@ def node_export(config: Annotated[Path, typer.Option(help="the node's node.yaml"
                 job: Annotated[str, typer.Option(help="job id")], task: Annotated[str, typer.Option(help="task")],
                 out: Annotated[Path, typer.Option(help="new folder for the outputs")]) -> None:
     """Copy this party's outputs of a task (e.g. its model part) off the node, if its policy allows."""
-    from .deploy_config import NodeConfig, load_config
+    from .deploy_config import ConfigError, NodeConfig, load_config
     from .node import Node, NodeError
     from .policy import PolicyDenied
 
@@ -94,6 +95,7 @@ def node_export(config: Annotated[Path, typer.Option(help="the node's node.yaml"
 def coordinator_start(config: Annotated[Path, typer.Option(help="coordinator.yaml")]) -> None:
     """Run the coordinator (API + scheduler) until interrupted; API docs at https://LISTEN/docs."""
     from .coordinator_api import serve
+    from .deploy_config import ConfigError
 
     try:
         serve(config)

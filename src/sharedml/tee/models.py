@@ -19,14 +19,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, softmax
 
 from ..net.serialization import SerializationError, dumps_bytes, loads
 from .errors import EnvelopeError, TrainingError
 
 FORMAT = "sharedml-tee-model-v1"
 ALGORITHMS = ("xgboost", "logistic_regression", "mlp")
-_ACTIVATIONS = {"identity": lambda z: z, "logistic": expit, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0)}
+
+
+def _expit(z: np.ndarray) -> np.ndarray:
+    from scipy.special import expit  # here, not at the top: `sharedml`'s CLI imports this module, scipy is slow
+
+    return expit(z)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    from scipy.special import softmax
+
+    return softmax(z, axis=1)
+
+
+_ACTIVATIONS = {"identity": lambda z: z, "logistic": _expit, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0)}
 
 
 def model_name(model_id: bytes) -> str:
@@ -84,7 +97,7 @@ class TrainedModel:
             return self.booster().predict(xgb.DMatrix(X, feature_names=self.features))
         if self.algorithm == "logistic_regression":
             z = X @ self.fields["coef"].T + self.fields["intercept"]
-            return expit(z[:, 0]) if z.shape[1] == 1 else softmax(z, axis=1)
+            return _expit(z[:, 0]) if z.shape[1] == 1 else _softmax(z)
         activation = X
         hidden = _ACTIVATIONS[self.fields["activation"]]
         layers = list(zip(self.fields["coefs"], self.fields["intercepts"], strict=True))
@@ -93,8 +106,8 @@ class TrainedModel:
             if i < len(layers) - 1:
                 activation = hidden(activation)
         if self.fields["out_activation"] == "softmax":
-            return softmax(activation, axis=1)
-        return expit(activation[:, 0])
+            return _softmax(activation)
+        return _expit(activation[:, 0])
 
 
 def fit(algorithm: str, X: np.ndarray, y: np.ndarray, features: list[str], label: str,
