@@ -224,10 +224,6 @@ def main() -> None:
                           "api": "flwr.simulation.run_simulation (Ray backend)"}), flush=True)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def timed_fedavg(fedavg: type, out: dict[str, list[float]]) -> type:
     """Flower's FedAvg, noting in `out` when each round starts (configure_train) and ends (after
     aggregate_evaluate). A factory, because flwr is imported inside the functions that use it."""
@@ -243,3 +239,8 @@ def timed_fedavg(fedavg: type, out: dict[str, list[float]]) -> type:
             return result
 
     return TimedFedAvg
+
+
+if __name__ == "__main__":
+    main()
+
