@@ -140,7 +140,9 @@ def test_ctrl_c_cancels_every_party_process_cleanly(tmp_path, faulty_plugin):
     catalog.write_text("datasets: {}\n")
     command = [sys.executable, "-m", "sharedml.cli", "run", str(job), "--mode", "processes",
                "--workdir", str(tmp_path / "runs"), *[f"--catalog={p}={catalog}" for p in "ABC"]]
-    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # SIGINT back to its default: a test suite started in the background (`... &`) inherits it ignored
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(6)  # parties started and waiting on the hanging culprit
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     out, _ = proc.communicate(timeout=30)
