@@ -174,3 +174,15 @@ def test_replicas_that_miss_heartbeats_are_skipped_until_they_return(world):
     now[0] = 10.0
     with pytest.raises(ClusterError, match="no healthy replica"):
         manager.call(lambda replica: replica.name)
+
+
+def test_a_replica_marked_down_is_skipped_even_without_a_heartbeat_timeout():
+    from sharedml.tee.replicas import HealthTable
+
+    table: HealthTable[str] = HealthTable(float("inf"))
+    table.put("r1", "one")
+    table.put("r2", "two")
+    table.mark_down("r1")
+    assert table.healthy() == ["two"]
+    table.beat("r1")  # a heartbeat brings it back
+    assert table.healthy() == ["one", "two"]

@@ -17,6 +17,7 @@ from .flow.deploy_cli import coordinator_app, job_app, model_app, node_app
 from .flow.runner import MODES, JobResult, LocalRunner
 from .flow.spec import JobSpecError
 from .flow.store import ProgressRecord
+from .serving.cli import app as serve_app
 from .tee.cli import app as tee_app
 
 app = typer.Typer(help="sharedml: shared machine learning across data silos.", no_args_is_help=True,
@@ -28,6 +29,7 @@ app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(job_app, name="job")
 app.add_typer(model_app, name="model")
 app.add_typer(tee_app, name="tee")
+app.add_typer(serve_app, name="serve")
 console = Console()
 err_console = Console(stderr=True)
 

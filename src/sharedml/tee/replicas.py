@@ -27,6 +27,7 @@ class HealthTable(Generic[T]):
         self._clock = clock
         self._members: dict[str, T] = {}
         self._last_seen: dict[str, float] = {}
+        self._down: set[str] = set()  # failed a request: skipped until its next heartbeat (works with timeout=inf)
         self._lock = threading.Lock()
 
     def put(self, name: str, member: T, replace: bool = True) -> None:
@@ -36,6 +37,7 @@ class HealthTable(Generic[T]):
                 raise ClusterError(f"a replica named {name!r} is already registered; give each replica its own name")
             self._members[name] = member
             self._last_seen[name] = self._clock()
+            self._down.discard(name)
 
     def beat(self, name: str) -> T:
         """Record that `name` is alive; returns its member."""
@@ -43,20 +45,22 @@ class HealthTable(Generic[T]):
             if name not in self._members:
                 raise ClusterError(f"heartbeat from unknown replica {name!r}; register it first")
             self._last_seen[name] = self._clock()
+            self._down.discard(name)
             return self._members[name]
 
     def mark_down(self, name: str) -> None:
         """Stop serving `name` until its next heartbeat (or registration)."""
         with self._lock:
-            if name in self._last_seen:
-                self._last_seen[name] = float("-inf")
+            if name in self._members:
+                self._down.add(name)
 
     def healthy(self, where: Callable[[T], bool] | None = None) -> list[T]:
         """Members seen within the timeout (and matching `where`), in registration order."""
         now = self._clock()
         with self._lock:
             return [member for name, member in self._members.items()
-                    if now - self._last_seen[name] <= self.timeout and (where is None or where(member))]
+                    if name not in self._down and now - self._last_seen[name] <= self.timeout
+                    and (where is None or where(member))]
 
 
 class Balancer:

@@ -1,0 +1,201 @@
+"""Online joint prediction under load: a bounded, open-loop load generator against 2 guest replicas,
+each fanning out to 2 host replicas (every replica its own process, mutual TLS on loopback, a registry
+with heartbeats), for SecureBoost (20 trees) and hetero LR trained on default_credit_hetero.
+
+Bar (issue 10): SecureBoost p99 <= 20 ms at 500 requests/s on this machine, and zero errors while one
+host replica is killed (`--kill`: shop-1 gets SIGKILL halfway through a SecureBoost run).
+
+The generator sends request i at t0 + i / rate whatever happened before (open loop, so a slow answer
+cannot hide the queue behind it) and measures latency from that scheduled time; at most
+`--outstanding` requests are in flight, beyond that a request is counted as dropped (bounded).
+
+Run: python benchmarks/serving.py [--rate 500] [--seconds 10] [--trees 20] [--depth 5] [--kill]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import ssl
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from sharedml.flow.catalog import Catalog
+from sharedml.flow.runner import LocalRunner
+from sharedml.flow.spec import parse_job
+from sharedml.serving.loopback import LocalCluster
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+JOB = """
+job: bench-serving
+timeout: 600
+parties:
+  bank: {{role: guest, data: {{clients: clients}}}}
+  shop: {{role: host, data: {{clients: clients}}}}
+tasks:
+  align: {{component: psi, inputs: {{data: $clients}}}}
+  boost: {{component: hetero_secureboost, inputs: {{train: align.data}},
+          params: {{n_estimators: {trees}, max_depth: {depth}, key_bits: 1024, seed: 1}}}}
+  lr: {{component: hetero_lr, inputs: {{train: align.data}}, params: {{epochs: 2, key_bits: 1024, seed: 1}}}}
+"""
+
+
+def train(root: Path, rows: int, trees: int, depth: int) -> tuple[str, str, dict[str, Path]]:
+    """(workdir, job id, {party: full feature file}): trained on the first `rows` clients, served for all."""
+    catalogs, sources = {}, {}
+    for party, name in (("bank", "guest"), ("shop", "host")):
+        folder = root / party
+        folder.mkdir(parents=True)
+        table = pd.read_csv(DATA / f"default_credit_hetero_{name}.csv")
+        table.iloc[:rows].to_csv(folder / "train.csv", index=False)
+        table.to_csv(folder / "features.csv", index=False)
+        catalogs[party] = Catalog.from_mapping({"datasets": {"clients": {"path": "train.csv"}}}, party, folder)
+        sources[party] = folder / "features.csv"
+    began = time.perf_counter()
+    result = LocalRunner(root / "runs").run(parse_job(JOB.format(trees=trees, depth=depth)), catalogs)
+    if result.state != "succeeded":
+        raise SystemExit(f"training failed: {result.error}")
+    print(f"trained SecureBoost ({trees} trees, depth {depth}) and hetero LR on {rows} rows in "
+          f"{time.perf_counter() - began:.0f} s")
+    return str(root / "runs"), result.job_id, sources
+
+
+def start_cluster(cluster: LocalCluster, workdir: str, job: str, sources: dict[str, Path], workers: int) -> list[str]:
+    registry = cluster.start("registry", {"role": "registry", "party": "registry", "heartbeat_timeout": 1.0})
+    models = [{"name": name, "version": 1, "part": {"artifacts": workdir, "job": job, "task": name}}
+              for name in ("boost", "lr")]
+    common = {"registry": registry.url, "models": models, "heartbeat_interval": 0.25}
+    for name in ("shop-1", "shop-2"):
+        cluster.start(name, {"role": "host", "party": "shop", "guest": "bank",
+                             "features": {"path": str(sources["shop"])}, **common})
+    guests = []
+    for name in ("bank-1", "bank-2"):
+        guests.append(cluster.start(name, {"role": "guest", "party": "bank", "hosts": {"shop": []}, "refresh": 0.25,
+                                           "workers": workers, "features": {"path": str(sources["bank"])},
+                                           **common}).url)
+    for name in ("bank-1", "bank-2"):
+        cluster.wait(lambda name=name: len(cluster.health(name)["hosts"]["shop"]) == 2, 15, f"{name} to see hosts")
+    return guests
+
+
+class Connection:
+    """One kept-alive HTTPS connection speaking just enough HTTP/1.1 for the load: a generator built on
+    httpx measured itself (about 100 requests/s at most on this machine), not the servers."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str, context: ssl.SSLContext, server_name: str) -> Connection:
+        host, _, port = url.removeprefix("https://").rpartition(":")
+        reader, writer = await asyncio.open_connection(host, int(port), ssl=context, server_hostname=server_name)
+        return cls(reader, writer)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        self.writer.write(b"POST %s HTTP/1.1\r\nhost: bank\r\ncontent-type: application/json\r\n"
+                          b"content-length: %d\r\n\r\n%s" % (path.encode(), len(body), body))
+        status = int((await self.reader.readline()).split()[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def drive(guests: list[str], cluster: LocalCluster, ids: list[int], model: str, rate: float, seconds: float,
+                outstanding: int, kill_at: float | None = None) -> dict:
+    """Open-loop load at `rate` for `seconds`; latencies (ms) from each request's scheduled time."""
+    context = cluster.tls().client_context()
+    loop = asyncio.get_running_loop()
+    idle: list[list[Connection]] = [[] for _ in guests]
+    latencies: list[float] = []
+    errors: list[str] = []
+    dropped = 0
+    slots = asyncio.Semaphore(outstanding)
+
+    async def one(i: int, scheduled: float) -> None:
+        pool = idle[i % len(guests)]
+        connection = None
+        try:
+            connection = pool.pop() if pool else await Connection.open(guests[i % len(guests)], context, "bank")
+            body = json.dumps({"id": ids[i % len(ids)], "model": model}).encode()
+            status, answer = await connection.post("/v1/predict", body)
+            if status != 200:
+                errors.append(f"{status}: {answer[:200]!r}")
+            pool.append(connection)
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
+            errors.append(repr(exc))
+            if connection is not None:
+                connection.close()
+        finally:
+            latencies.append(1000 * (loop.time() - scheduled))
+            slots.release()
+
+    tasks = []
+    start = loop.time() + 0.05
+    if kill_at is not None:
+        loop.call_later(0.05 + kill_at, cluster.kill, "shop-1")
+    for i in range(int(rate * seconds)):
+        scheduled = start + i / rate
+        if scheduled > loop.time():
+            await asyncio.sleep(scheduled - loop.time())
+        if slots.locked():
+            dropped += 1
+            continue
+        await slots.acquire()
+        tasks.append(asyncio.create_task(one(i, scheduled)))
+    await asyncio.gather(*tasks)
+    elapsed = loop.time() - start
+    for pool in idle:
+        for connection in pool:
+            connection.close()
+    ordered = sorted(latencies)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"model": model, "rate": rate, "sent": len(tasks), "throughput": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(statistics.median(ordered), 2), "p99_ms": round(pick(0.99), 2),
+            "max_ms": round(ordered[-1], 2), "errors": len(errors), "dropped": dropped,
+            "killed": "shop-1" if kill_at is not None else None, "first_errors": errors[:3]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=500.0, help="requests per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each measured run")
+    parser.add_argument("--outstanding", type=int, default=64, help="most requests in flight at once")
+    parser.add_argument("--trees", type=int, default=20)
+    parser.add_argument("--depth", type=int, default=5)
+    parser.add_argument("--train-rows", type=int, default=3000, help="rows to train on (all 30,000 are served)")
+    parser.add_argument("--kill", action="store_true", help="also a SecureBoost run with shop-1 killed halfway")
+    parser.add_argument("--workers", type=int, default=4, help="batches each guest replica predicts at once")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        workdir, job, sources = train(root / "train", args.train_rows, args.trees, args.depth)
+        ids = [int(i) for i in pd.read_csv(sources["bank"], usecols=["id"])["id"].sample(frac=1, random_state=0)]
+        with LocalCluster(root / "replicas", ["bank", "shop"]) as cluster:
+            guests = start_cluster(cluster, workdir, job, sources, args.workers)
+            runs = [("boost", None), ("lr", None)] + ([("boost", args.seconds / 2)] if args.kill else [])
+            print(f"{'model':<8}{'killed':<8}{'rate':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+                  f"{'errors':>8}{'dropped':>9}")
+            for model, kill_at in runs:
+                asyncio.run(drive(guests, cluster, ids, model, args.rate, args.warmup, args.outstanding))
+                result = asyncio.run(drive(guests, cluster, ids, model, args.rate, args.seconds, args.outstanding,
+                                           kill_at))
+                print(f"{model:<8}{result['killed'] or '-':<8}{args.rate:>7.0f}{result['throughput']:>9.1f}"
+                      f"{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{result['max_ms']:>9.2f}"
+                      f"{result['errors']:>8}{result['dropped']:>9}")
+                print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

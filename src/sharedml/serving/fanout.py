@@ -1,0 +1,70 @@
+"""The guest's one round trip: ask every host of a model, concurrently, for its partial result.
+
+Why: latency is the slowest host, not the sum; each call goes to a healthy replica holding the request's
+model version, fails over to another on an error or timeout, and presents the guest's certificate while
+checking that the answering certificate is the host party's own (TLS server name = party name).
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..flow.tls_http import TlsFiles
+from ..tee.errors import ClusterError, RequestRejected
+from .errors import HostUnavailable, ServingError
+from .http_pool import ConnectionPool
+from .replicas import Replica, ReplicaSet
+from .wire import CONTENT_TYPE, decode_answer, encode
+
+
+class HostRefused(ServingError):
+    """A host refused the guest's request itself (403 or 400): a configuration problem, not an outage."""
+
+    status = 502
+
+
+class HostFanout:
+    def __init__(self, replicas: ReplicaSet, tls: TlsFiles, timeout: float, workers: int = 8) -> None:
+        self.replicas, self.timeout = replicas, timeout
+        self._http = ConnectionPool(tls.client_context(), timeout)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fanout")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self._http.close()
+
+    def ask(self, hosts: list[str], name: str, version: int, ids: list) -> dict[str, dict[str, Any]]:
+        """Every host's answer for `ids` under model `name:version`; HostUnavailable naming the host that
+        none of whose replicas answered within the timeout."""
+        body, key = encode({"model": name, "version": version, "ids": ids}), f"{name}:{version}"
+        if len(hosts) == 1:
+            return {hosts[0]: self._ask(hosts[0], key, body, len(ids))}
+        futures = {host: self._pool.submit(self._ask, host, key, body, len(ids)) for host in hosts}
+        return {host: future.result() for host, future in futures.items()}
+
+    def _ask(self, host: str, key: str, body: bytes, rows: int) -> dict[str, Any]:
+        try:
+            return self.replicas.call(host, key, lambda replica: self._post(replica, body, rows))
+        except ClusterError as exc:
+            raise HostUnavailable(f"host {host!r} did not answer within {self.timeout} s: {exc}") from None
+        except RequestRejected as exc:
+            raise HostRefused(str(exc)) from None
+
+    def _post(self, replica: Replica, body: bytes, rows: int) -> dict[str, Any]:
+        status, answer = self._http.post(replica.url, replica.party, "/v1/partial", body, CONTENT_TYPE)
+        if status == 200:
+            return decode_answer(answer, replica.party, rows)
+        detail = _detail(answer)
+        if status in (400, 403):
+            raise RequestRejected(f"host replica {replica.name} refused the request: {detail}")
+        raise RuntimeError(f"host replica {replica.name} answered {status}: {detail}")
+
+
+def _detail(answer: bytes) -> str:
+    text = answer.decode(errors="replace")
+    try:
+        return str(json.loads(text).get("detail", text))[:500]
+    except (ValueError, AttributeError):
+        return text[:500]
