@@ -160,18 +160,24 @@ def flower_apps(cfg: dict[str, Any], rounds: int, clients: int, out: dict[str, A
     return server_app, client_app
 
 
-def run(cfg: dict[str, Any], rounds: int, clients: int) -> dict[str, Any]:
+def simulate(apps: Any, cfg: dict[str, Any], rounds: int, clients: int, result: str) -> tuple[dict, float, np.ndarray]:
+    """Flower's Ray simulation of `apps(cfg, rounds, clients, out)`: (out, seconds, seconds of each round);
+    `out[result]` must hold the final model when all rounds are done."""
     from flwr.simulation import run_simulation
 
     out: dict[str, Any] = {}
-    server_app, client_app = flower_apps(cfg, rounds, clients, out)
+    server_app, client_app = apps(cfg, rounds, clients, out)
     backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"log_to_driver": False}}
     started = time.perf_counter()
     run_simulation(server_app=server_app, client_app=client_app, num_supernodes=clients, backend_config=backend)
     seconds = time.perf_counter() - started
-    if "weights" not in out or len(out.get("ends", [])) != rounds:
+    if result not in out or len(out.get("ends", [])) != rounds:
         raise RuntimeError(f"Flower's simulation of {cfg['name']} did not finish its {rounds} rounds")
-    per_round = np.array(out["ends"]) - np.array(out["starts"])
+    return out, seconds, np.array(out["ends"]) - np.array(out["starts"])
+
+
+def run(cfg: dict[str, Any], rounds: int, clients: int) -> dict[str, Any]:
+    out, seconds, per_round = simulate(flower_apps, cfg, rounds, clients, "weights")
     if cfg["kind"] == "random":
         parts = [client_data(cfg, k) for k in range(clients)]
         X, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from flower_homo_lr import DATASETS, timed_fedavg, xy
+from flower_homo_lr import DATASETS, simulate, timed_fedavg, xy
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
@@ -131,17 +130,7 @@ def flower_apps(cfg: dict[str, Any], rounds: int, clients: int, out: dict[str, A
 
 
 def run(cfg: dict[str, Any], rounds: int, clients: int) -> dict[str, Any]:
-    from flwr.simulation import run_simulation
-
-    out: dict[str, Any] = {}
-    server_app, client_app = flower_apps(cfg, rounds, clients, out)
-    backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"log_to_driver": False}}
-    started = time.perf_counter()
-    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=clients, backend_config=backend)
-    seconds = time.perf_counter() - started
-    if "arrays" not in out or len(out.get("ends", [])) != rounds:
-        raise RuntimeError(f"Flower's simulation of {cfg['name']} did not finish its {rounds} rounds")
-    per_round = np.array(out["ends"]) - np.array(out["starts"])
+    out, seconds, per_round = simulate(flower_apps, cfg, rounds, clients, "arrays")
     return {"config": cfg["name"], "clients": clients, "rounds": rounds, "parameters": int(cfg["parameters"]),
             "seconds": round(seconds, 3), "round_s": round(float(per_round.mean()), 4),
             "round_s_after_first": round(float(per_round[1:].mean()), 4) if rounds > 1 else None,
