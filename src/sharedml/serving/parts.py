@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..flow.artifacts import ArtifactError, PartyArtifacts
-from ..ml.linear.hetero import _joint_scores, _send_scores, _transform  # see the report: make these public
+from ..ml.linear.hetero import glm_transform, joint_scores, send_scores
 from ..ml.tree.joint_predict import predict_guest, predict_host, transform
 from ..net.serialization import SerializationError, loads
 from .errors import ConfigError
@@ -98,7 +98,7 @@ class HostPart:
         if self.kind == TREE:
             predict_host(ctx, self.model, X, tag=_TAG)  # type: ignore[arg-type]
             return ctx.sent
-        _send_scores(ctx, _TAG, X, self.model)  # type: ignore[arg-type]
+        send_scores(ctx, _TAG, X, self.model)  # type: ignore[arg-type]
         return {"scores": np.asarray(ctx.sent, dtype=np.float64)}
 
 
@@ -141,6 +141,6 @@ class GuestPart:
                        {h: a if self.kind == TREE else a["scores"] for h, a in answers.items()})
         if self.kind == TREE:
             return transform(self.model, predict_guest(ctx, self.model, X[:, :n], tag=_TAG))  # type: ignore[arg-type]
-        z = _joint_scores(ctx, _TAG, X[:, :n], self.model)  # type: ignore[arg-type]
+        z = joint_scores(ctx, _TAG, X[:, :n], self.model)  # type: ignore[arg-type]
         exposure = X[:, n] if self.model.get("exposure") else np.ones(len(X))
-        return _transform(self.model, z, exposure)
+        return glm_transform(self.model, z, exposure)

@@ -123,9 +123,9 @@ def hetero_lr_predict(ctx: Context, params: PredictParams, model: dict, data: pd
     """Batch prediction with a hetero_lr / hetero_linr / hetero_poisson model; hosts send partial scores."""
     X = _finite(ctx, model_columns(ctx, data, list(model["features"]), "data"), list(model["features"]), "data")
     if model["role"] == "host":
-        _send_scores(ctx, "glm/predict", X, model)
+        send_scores(ctx, "glm/predict", X, model)
         return {}
-    z = _joint_scores(ctx, "glm/predict", X, model)
+    z = joint_scores(ctx, "glm/predict", X, model)
     label = params.label if params.label in data.columns else None
     table = _prediction_table(data, params.id_columns, label, model, z, _exposure(ctx, data, model, "data"))
     if label is not None:
@@ -172,7 +172,7 @@ def _fit_guest(ctx: Context, params: HeteroGLMParams, config: TrainConfig, train
     coef = W[:X.shape[1]] / scale[:, None]
     model["coef"] = coef
     model["intercept"] = (W[-1] if params.fit_intercept else np.zeros(W.shape[1])) - mean @ coef
-    table = _prediction_table(train, params.id_columns, params.label, model, _joint_scores(ctx, "glm/train", X, model),
+    table = _prediction_table(train, params.id_columns, params.label, model, joint_scores(ctx, "glm/train", X, model),
                               exposure)
     _log_quality(ctx, model, y, table)
     return {"model": model, "predictions": table}
@@ -189,7 +189,7 @@ def _fit_host(ctx: Context, params: HeteroGLMParams, config: TrainConfig, train:
     W = fit_host(ctx, config, (X - mean) / scale, X_valid)
     coef = W / scale[:, None]
     model = {"role": "host", "features": names, "coef": coef, "offset": -(mean @ coef)}
-    _send_scores(ctx, "glm/train", X, model)
+    send_scores(ctx, "glm/train", X, model)
     return {"model": model}
 
 
@@ -247,12 +247,12 @@ def _design(X: np.ndarray, fit_intercept: bool) -> np.ndarray:
     return np.hstack([X, np.ones((len(X), 1))]) if fit_intercept else X
 
 
-def _send_scores(ctx: Context, tag: str, X: np.ndarray, model: dict) -> None:
+def send_scores(ctx: Context, tag: str, X: np.ndarray, model: dict) -> None:
     """Host: its partial scores X·coef + offset to the guest (the disclosure prediction needs)."""
     ctx.send(ctx.parties_with_role("guest")[0], tag, X @ np.asarray(model["coef"]) + np.asarray(model["offset"]))
 
 
-def _joint_scores(ctx: Context, tag: str, X: np.ndarray, model: dict) -> np.ndarray:
+def joint_scores(ctx: Context, tag: str, X: np.ndarray, model: dict) -> np.ndarray:
     """Guest: z = its own partial scores plus every host's, shape (n, K)."""
     z = X @ np.asarray(model["coef"]) + np.asarray(model["intercept"])
     for host, part in ctx.gather(tag, ctx.parties_with_role("host")).items():
@@ -268,7 +268,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def _transform(model: dict, z: np.ndarray, exposure: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def glm_transform(model: dict, z: np.ndarray, exposure: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(score, predicted): class-1 probability or normalised one-vs-rest probabilities, z, or the mean count."""
     if model["objective"] == "logistic":
         classes = np.asarray(model["classes"])
@@ -283,7 +283,7 @@ def _transform(model: dict, z: np.ndarray, exposure: np.ndarray) -> tuple[np.nda
 
 def _prediction_table(data: pd.DataFrame, id_columns: list[str], label: str | None, model: dict, z: np.ndarray,
                       exposure: np.ndarray) -> pd.DataFrame:
-    score, predicted = _transform(model, z, exposure)
+    score, predicted = glm_transform(model, z, exposure)
     return prediction_table(data, id_columns, label, score, predicted)
 
 
@@ -296,7 +296,7 @@ def poisson_deviance(y: np.ndarray, mu: np.ndarray) -> float:
 def _validation_metric(model: dict, y: np.ndarray, exposure: np.ndarray) -> Callable[[np.ndarray], float]:
     """Lower is better: log loss (mean over classes' normalised probabilities for one-vs-rest), RMSE, deviance."""
     def metric(z: np.ndarray) -> float:
-        score, _ = _transform(model, z, exposure)
+        score, _ = glm_transform(model, z, exposure)
         if model["objective"] == "logistic":
             classes = np.asarray(model["classes"])
             return log_loss(np.searchsorted(classes, y) if score.ndim == 2 else y == classes[1], score)
