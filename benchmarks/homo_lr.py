@@ -30,6 +30,7 @@ import json
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,14 +72,16 @@ class Run:
     rounds: list[float]  # the aggregator's round_seconds
 
 
-def federated_run(clients: dict[str, pd.DataFrame], test: pd.DataFrame, params: HomoLRParams) -> Run:
-    """The `homo_lr` component in simulation: test AUC at the first client, wall seconds, each round's seconds."""
+def federated_run(clients: dict[str, pd.DataFrame], test: pd.DataFrame, params: Any,
+                  component: Callable[..., Any] = homo_lr) -> Run:
+    """An FL component (`homo_lr`, `homo_nn`) in simulation: test AUC at the first client, wall seconds, each
+    round's seconds."""
 
     def party(ctx: Any) -> Any:
         if ctx.role == "aggregator":
-            homo_lr(ctx, params)
+            component(ctx, params)
             return [r["value"] for r in ctx.metrics.records if r["name"] == "round_seconds"]
-        return homo_lr(ctx, params, train=clients[ctx.party], validate=test, test=test)["predictions"]
+        return component(ctx, params, train=clients[ctx.party], validate=test, test=test)["predictions"]
 
     started = time.perf_counter()
     out = simulate(party, {"aggregator": "aggregator", **{c: "client" for c in clients}}, timeout=600)

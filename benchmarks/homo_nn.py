@@ -21,36 +21,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from homo_lr import fmt, ratio, run_flower
+from homo_lr import federated_run, fmt, ratio, run_flower
 
 from sharedml.fl.homo_nn import HomoNNParams, homo_nn
-from sharedml.ml.metrics import roc_auc
-from sharedml.runtime.simulate import simulate
 
 DATASETS = {"default_credit_homo": (["guest", "host_1", "host_2"], 64), "breast_homo": (["guest", "host"], 16)}
 
 
 def run(clients: dict[str, pd.DataFrame], test: pd.DataFrame, params: HomoNNParams) -> dict[str, Any]:
     """homo_nn in simulation: test AUC at the first client, wall seconds, the aggregator's round_seconds."""
-
-    def party(ctx: Any) -> Any:
-        if ctx.role == "aggregator":
-            homo_nn(ctx, params)
-            return [r["value"] for r in ctx.metrics.records if r["name"] == "round_seconds"]
-        return homo_nn(ctx, params, train=clients[ctx.party], validate=test, test=test)["predictions"]
-
-    started = time.perf_counter()
-    out = simulate(party, {"aggregator": "aggregator", **{c: "client" for c in clients}}, timeout=600)
-    seconds = time.perf_counter() - started
-    predictions, rounds = out[next(iter(clients))], out["aggregator"]
-    return {"auc": roc_auc(predictions["y"].to_numpy(), predictions["score"].to_numpy()), "seconds": seconds,
-            "round_s": statistics.mean(rounds),
-            "round_s_after_first": statistics.mean(rounds[1:]) if len(rounds) > 1 else None}
+    found = federated_run(clients, test, params, homo_nn)
+    return {"auc": found.auc, "seconds": found.seconds, "round_s": statistics.mean(found.rounds),
+            "round_s_after_first": statistics.mean(found.rounds[1:]) if len(found.rounds) > 1 else None}
 
 
 def ours(args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]]]:
