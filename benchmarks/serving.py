@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import ssl
 import statistics
 import tempfile
@@ -166,6 +167,33 @@ async def drive(guests: list[str], cluster: LocalCluster, ids: list[int], model:
             "killed": "shop-1" if kill_at is not None else None, "first_errors": errors[:3]}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_role(cluster: LocalCluster) -> dict[str, float]:
+    """CPU seconds so far of the live replicas, summed per kind (guest, host, registry) and this generator."""
+    roles = {"bank": "guest", "shop": "host", "registry": "registry"}
+    totals = {"guest": 0.0, "host": 0.0, "registry": 0.0, "generator": time.process_time()}
+    for process in cluster.processes.values():
+        if process.alive():
+            totals[roles[process.party]] += cpu_seconds(process.proc.pid)
+    return totals
+
+
+def peak_rss_mib(cluster: LocalCluster) -> dict[str, float]:
+    """Peak resident memory of each live replica (VmHWM)."""
+    peaks = {}
+    for name, process in cluster.processes.items():
+        if process.alive():
+            for line in Path(f"/proc/{process.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[name] = round(int(line.split()[1]) / 1024, 1)
+    return peaks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=500.0, help="requests per second")
@@ -189,12 +217,18 @@ def main() -> None:
                   f"{'errors':>8}{'dropped':>9}")
             for model, kill_at in runs:
                 asyncio.run(drive(guests, cluster, ids, model, args.rate, args.warmup, args.outstanding))
+                before = cpu_by_role(cluster)
                 result = asyncio.run(drive(guests, cluster, ids, model, args.rate, args.seconds, args.outstanding,
                                            kill_at))
+                after = cpu_by_role(cluster)
+                served = max(1, result["sent"])
+                result["cpu_ms_per_request"] = {role: round(1000 * (after[role] - before[role]) / served, 3)
+                                                for role in after}
                 print(f"{model:<8}{result['killed'] or '-':<8}{args.rate:>7.0f}{result['throughput']:>9.1f}"
                       f"{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{result['max_ms']:>9.2f}"
                       f"{result['errors']:>8}{result['dropped']:>9}")
                 print(json.dumps(result))
+            print(json.dumps({"peak_rss_mib": peak_rss_mib(cluster)}))
 
 
 if __name__ == "__main__":

@@ -114,10 +114,20 @@ def test_online_predictions_equal_the_batch_predictions(trained, client, model):
     assert [p["id"] for p in online] == ids + [ids[7]]
     assert [p["label"] for p in online] == [expected.loc[i, "predicted"].item() for i in ids + [ids[7]]]
     scores, batch_scores = [p["score"] for p in online], [float(expected.loc[i, "score"]) for i in ids + [ids[7]]]
-    if model == "boost":
-        assert scores == batch_scores  # bit for bit
-    else:  # X·w through BLAS sums in an order that depends on the number of rows: equal to the last bit or two
-        np.testing.assert_allclose(scores, batch_scores, rtol=1e-14, atol=0)
+    assert scores == batch_scores  # bit for bit
+
+
+def test_linear_scores_of_a_row_do_not_depend_on_the_other_rows():
+    """What makes online hetero LR bit-exact: BLAS's `X @ w` is not (its order follows the row count)."""
+    from sharedml.ml.linear.hetero import row_scores
+
+    rng = np.random.default_rng(3)
+    for features, outputs in ((13, 1), (23, 3), (7, 2)):
+        X, coef = rng.normal(size=(600, features)), rng.normal(size=(features, outputs))
+        whole = row_scores(np.asfortranarray(X), coef)
+        for size in (1, 2, 5, 17, 100):
+            for start in range(0, 500, 41):
+                assert np.array_equal(row_scores(X[start:start + size], coef), whole[start:start + size])
 
 
 def test_guest_features_in_the_request_give_the_same_answer(trained, client):

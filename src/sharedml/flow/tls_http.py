@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import HTTPException, Request
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 PEER_KEY = "sharedml_peer"
 GRACEFUL_SHUTDOWN_S = 3.0  # then open requests (e.g. a long poll from a stopped peer) are cut
@@ -49,7 +49,7 @@ class TlsFiles:
         return context
 
 
-class _PeerCertProtocol(H11Protocol):
+class _PeerCertProtocol(HttpToolsProtocol):
     """uvicorn puts no TLS details into the ASGI scope; this hands each connection's client certificate
     common name to the app through the per-request state (``request.state.sharedml_peer``)."""
 
@@ -79,12 +79,15 @@ async def require_peer(request: Request, allowed: set[str]) -> str:
 
 
 def server(app: Any, listen: str, tls: TlsFiles) -> uvicorn.Server:
-    """A uvicorn server that requires a CA-signed client certificate on every connection."""
+    """A uvicorn server that requires a CA-signed client certificate on every connection.
+
+    uvloop and httptools (C) instead of asyncio and h11 (pure Python): on this machine they cut the CPU
+    of a kept-alive HTTPS request to about half, which online serving needs at 500 requests/s."""
     host, _, port = listen.rpartition(":")
-    config = uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), http=_PeerCertProtocol,
+    config = uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), http=_PeerCertProtocol, loop="uvloop",
                             ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key), ssl_ca_certs=str(tls.ca),
                             ssl_cert_reqs=ssl.CERT_REQUIRED, log_level="warning", lifespan="off",
-                            timeout_keep_alive=30,
+                            timeout_keep_alive=30, proxy_headers=False, access_log=False,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     return uvicorn.Server(config)
 

@@ -7,8 +7,8 @@ checking that the answering certificate is the host party's own (TLS server name
 
 from __future__ import annotations
 
+import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..flow.tls_http import TlsFiles
@@ -26,34 +26,30 @@ class HostRefused(ServingError):
 
 
 class HostFanout:
-    def __init__(self, replicas: ReplicaSet, tls: TlsFiles, timeout: float, workers: int = 8) -> None:
+    """Runs on the guest's event loop (its connection pool belongs to that loop)."""
+
+    def __init__(self, replicas: ReplicaSet, tls: TlsFiles, timeout: float) -> None:
         self.replicas, self.timeout = replicas, timeout
-        self._http = ConnectionPool(tls.client_context(), timeout)
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fanout")
+        self._http = ConnectionPool(tls.client_context())
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False)
-        self._http.close()
-
-    def ask(self, hosts: list[str], name: str, version: int, ids: list) -> dict[str, dict[str, Any]]:
+    async def ask(self, hosts: list[str], name: str, version: int, ids: list) -> dict[str, dict[str, Any]]:
         """Every host's answer for `ids` under model `name:version`; HostUnavailable naming the host that
         none of whose replicas answered within the timeout."""
         body, key = encode({"model": name, "version": version, "ids": ids}), f"{name}:{version}"
-        if len(hosts) == 1:
-            return {hosts[0]: self._ask(hosts[0], key, body, len(ids))}
-        futures = {host: self._pool.submit(self._ask, host, key, body, len(ids)) for host in hosts}
-        return {host: future.result() for host, future in futures.items()}
+        answers = await asyncio.gather(*(self._ask(host, key, body, len(ids)) for host in hosts))
+        return dict(zip(hosts, answers, strict=True))
 
-    def _ask(self, host: str, key: str, body: bytes, rows: int) -> dict[str, Any]:
+    async def _ask(self, host: str, key: str, body: bytes, rows: int) -> dict[str, Any]:
         try:
-            return self.replicas.call(host, key, lambda replica: self._post(replica, body, rows))
+            return await self.replicas.acall(host, key, lambda replica: self._post(replica, body, rows))
         except ClusterError as exc:
             raise HostUnavailable(f"host {host!r} did not answer within {self.timeout} s: {exc}") from None
         except RequestRejected as exc:
             raise HostRefused(str(exc)) from None
 
-    def _post(self, replica: Replica, body: bytes, rows: int) -> dict[str, Any]:
-        status, answer = self._http.post(replica.url, replica.party, "/v1/partial", body, CONTENT_TYPE)
+    async def _post(self, replica: Replica, body: bytes, rows: int) -> dict[str, Any]:
+        status, answer = await self._http.post(replica.url, replica.party, "/v1/partial", body, CONTENT_TYPE,
+                                               self.timeout)
         if status == 200:
             return decode_answer(answer, replica.party, rows)
         detail = _detail(answer)

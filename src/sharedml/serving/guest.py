@@ -12,18 +12,18 @@ guest reads them from its feature source. Hosts always read theirs from their ow
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from ..flow.tls_http import peer_name, require_peer
-from .errors import BadRequest, Forbidden, ServingError
+from ..flow.tls_http import require_peer
+from .errors import BadRequest, ServingError
+from .hot_routes import HotRoute
 from .http_common import LoadRequest, error_handler, health
 from .parts import GuestPart, load_model
 from .predictor import GuestModel, GuestPredictor, Outcome
@@ -109,33 +109,23 @@ class GuestService:
                                          "load it at every host first")
         self.book.set_traffic(name, split)
 
-    async def predict(self, request: PredictRequest) -> dict[str, Any]:
-        ids = request.sample_ids()
-        name, version = self.book.choose(request.model, request.version, ids[0])
-        outcome = await asyncio.wrap_future(self.predictor.submit(name, version, ids, request.given()))
-        return answer(outcome)
-
-
-def guest_app(service: GuestService) -> FastAPI:
-    app = FastAPI(title=f"sharedml serving guest {service.party}", docs_url=None, redoc_url=None,
-                  openapi_url=None)
-    app.add_exception_handler(ServingError, error_handler)
-
-    async def predict(request: Request) -> Response:
-        """A plain Starlette route: FastAPI's per-request machinery cost more CPU than the prediction."""
-        if "*" not in service.clients:
-            caller = await peer_name(request)
-            if caller not in service.clients:
-                raise Forbidden(f"certificate {caller!r} may not call /v1/predict; allowed: "
-                                f"{', '.join(sorted(service.clients))}")
+    async def predict(self, body: bytes) -> tuple[str, bytes]:
+        """`POST /v1/predict`: the JSON request's answer as JSON."""
         try:
-            body = PredictRequest.model_validate_json(await request.body())
+            request = PredictRequest.model_validate_json(body)
         except ValidationError as exc:
             raise BadRequest("; ".join(f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}"
                                        for e in exc.errors(include_url=False))) from None
-        return Response(json.dumps(await service.predict(body)), media_type="application/json")
+        ids = request.sample_ids()
+        name, version = self.book.choose(request.model, request.version, ids[0])
+        outcome = await self.predictor.predict(name, version, ids, request.given())
+        return "application/json", json.dumps(answer(outcome)).encode()
 
-    app.add_route("/v1/predict", predict, methods=["POST"])
+
+def guest_app(service: GuestService) -> HotRoute:
+    app = FastAPI(title=f"sharedml serving guest {service.party}", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.add_exception_handler(ServingError, error_handler)
 
     @app.get("/v1/health")
     async def get_health() -> dict:
@@ -164,4 +154,4 @@ def guest_app(service: GuestService) -> FastAPI:
         service.book.remove(name, version)
         return {"versions": service.book.keys()}
 
-    return app
+    return HotRoute(app, "/v1/predict", service.predict, service.clients)

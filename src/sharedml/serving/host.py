@@ -11,14 +11,16 @@ its feature source and answers with what the batch protocol would send for those
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..flow.tls_http import require_peer
 from .errors import ServingError
 from .features import FeatureSource
+from .hot_routes import HotRoute
 from .http_common import LoadRequest, error_handler, health
 from .parts import HostPart, load_model
 from .versions import ModelBook
@@ -37,6 +39,12 @@ class HostService:
     def load(self, name: str, version: int, model: dict, where: str) -> None:
         self.book.add(name, version, HostPart(model, self.party, where))
 
+    async def partial(self, body: bytes) -> tuple[str, bytes]:
+        """`POST /v1/partial`: the msgpack answer (a blocking feature source is read in a thread)."""
+        if self.source.blocking:
+            return CONTENT_TYPE, await asyncio.to_thread(self.answer, body)
+        return CONTENT_TYPE, self.answer(body)
+
     def answer(self, body: bytes) -> bytes:
         """The partial result for the ids in a guest's request (rows it lacks are listed, not computed)."""
         name, version, ids = decode_request(body, self.guest)
@@ -45,21 +53,9 @@ class HostService:
         return encode({"unknown": unknown, **part.answer(X)})
 
 
-def host_app(service: HostService) -> FastAPI:
+def host_app(service: HostService) -> HotRoute:
     app = FastAPI(title=f"sharedml serving host {service.party}", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(ServingError, error_handler)
-
-    async def partial(request: Request) -> Response:
-        """A plain Starlette route (no FastAPI dependency solving): it is on every prediction's path."""
-        await require_peer(request, {service.guest})
-        body = await request.body()
-        if service.source.blocking:
-            answer = await run_in_threadpool(service.answer, body)
-        else:
-            answer = service.answer(body)
-        return Response(answer, media_type=CONTENT_TYPE)
-
-    app.add_route("/v1/partial", partial, methods=["POST"])
 
     @app.get("/v1/health")
     async def get_health() -> dict:
@@ -78,4 +74,4 @@ def host_app(service: HostService) -> FastAPI:
         service.book.remove(name, version)
         return {"versions": service.book.keys()}
 
-    return app
+    return HotRoute(app, "/v1/partial", service.partial, {service.guest})

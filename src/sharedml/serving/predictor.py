@@ -1,17 +1,19 @@
 """The guest's prediction engine: batches concurrent requests, asks the hosts once per batch, combines.
 
 Why batching: at hundreds of requests per second most of the cost is per call (an HTTPS round trip per
-host, a Python walk over every tree node), not per row. Requests that arrive while a batch is in flight
+host, a pass over every tree), not per row. Requests that arrive while `workers` batches are in flight
 queue up and go together in the next one (no timer: at low load a batch is one request, so waiting adds
 no latency). Each request keeps its own outcome: an id unknown to one party fails only its request.
+
+Why on the event loop: everything here is either waiting for hosts or well under a millisecond of numpy,
+so the HTTP server's loop runs it directly; handing each request to a thread and back cost more CPU than
+the prediction. Only a feature source that blocks (SQL) runs in a thread.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections import defaultdict
-from concurrent.futures import Future
+import asyncio
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +50,7 @@ class _Query:
     version: int
     ids: list
     given: list[dict[str, Any]] | None  # the guest's features as given in the request, else looked up
-    future: Future
+    future: asyncio.Future
 
 
 def feature_rows(part: GuestPart, ids: list, given: list[dict[str, Any]]) -> np.ndarray:
@@ -67,52 +69,48 @@ def feature_rows(part: GuestPart, ids: list, given: list[dict[str, Any]]) -> np.
 class GuestPredictor:
     def __init__(self, party: str, book: ModelBook[GuestModel], source: FeatureSource | None, fanout: HostFanout,
                  workers: int = 4, max_batch: int = 256) -> None:
-        self.party, self.book, self.source, self.fanout, self.max_batch = party, book, source, fanout, max_batch
-        self._queue: queue.Queue[_Query | None] = queue.Queue()
-        self._threads = [threading.Thread(target=self._work, daemon=True, name=f"predict-{i}") for i in range(workers)]
-        for thread in self._threads:
-            thread.start()
+        self.party, self.book, self.source, self.fanout = party, book, source, fanout
+        self.workers, self.max_batch = workers, max_batch
+        self._waiting: deque[_Query] = deque()
+        self._running: set[asyncio.Task] = set()
 
-    def close(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-
-    def submit(self, name: str, version: int, ids: list, given: list[dict[str, Any]] | None) -> Future:
-        """Queue a request; the future holds its Outcome or its ServingError."""
-        future: Future = Future()
+    async def predict(self, name: str, version: int, ids: list, given: list[dict[str, Any]] | None) -> Outcome:
+        """The request's Outcome, or its ServingError, once a batch carrying it is answered."""
         if given is None and self.source is None:
             raise BadRequest(f"guest {self.party!r} has no feature source: give `features` with the request")
-        self._queue.put(_Query(name, version, ids, given, future))
-        return future
+        query = _Query(name, version, ids, given, asyncio.get_running_loop().create_future())
+        self._waiting.append(query)
+        self._dispatch()
+        return await query.future
 
-    def _work(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch, rows = [first], len(first.ids)
-            while rows < self.max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)
-                    break
-                batch.append(more)
-                rows += len(more.ids)
-            groups: dict[tuple[str, int], list[_Query]] = defaultdict(list)
-            for query in batch:
-                groups[(query.name, query.version)].append(query)
-            for (name, version), queries in groups.items():
-                try:
-                    self._predict(name, version, queries)
-                except Exception as exc:  # noqa: BLE001 - every waiting request must get an answer
-                    for query in queries:
-                        if not query.future.done():
-                            query.future.set_exception(exc)
+    def _dispatch(self) -> None:
+        """Start batches from the waiting requests while fewer than `workers` are in flight."""
+        while self._waiting and len(self._running) < self.workers:
+            batch, rows = [], 0
+            while self._waiting and (not batch or rows + len(self._waiting[0].ids) <= self.max_batch):
+                query = self._waiting.popleft()
+                batch.append(query)
+                rows += len(query.ids)
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
 
-    def _guest_rows(self, part: GuestPart, queries: list[_Query]) -> tuple[np.ndarray, list[_Query]]:
+    def _finished(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        self._dispatch()
+
+    async def _run(self, batch: list[_Query]) -> None:
+        groups: dict[tuple[str, int], list[_Query]] = defaultdict(list)
+        for query in batch:
+            groups[(query.name, query.version)].append(query)
+        for (name, version), queries in groups.items():
+            try:
+                await self._predict(name, version, queries)
+            except Exception as exc:  # noqa: BLE001 - every waiting request must get an answer
+                for query in queries:
+                    _settle(query.future, exception=exc)
+
+    async def _guest_rows(self, part: GuestPart, queries: list[_Query]) -> tuple[np.ndarray, list[_Query]]:
         """Rows of the queries whose ids the guest knows (the others fail with 404 here, unseen by hosts)."""
         lookup = [q for q in queries if q.given is None]
         found: dict[int, np.ndarray] = {}
@@ -121,16 +119,20 @@ class GuestPredictor:
                 try:
                     found[id(query)] = feature_rows(part, query.ids, query.given)
                 except BadRequest as exc:
-                    query.future.set_exception(exc)
+                    _settle(query.future, exception=exc)
         if lookup:
             assert self.source is not None
-            X, unknown = self.source.rows([i for q in lookup for i in q.ids], part.columns)
+            wanted = [i for q in lookup for i in q.ids]
+            if self.source.blocking:
+                X, unknown = await asyncio.to_thread(self.source.rows, wanted, part.columns)
+            else:
+                X, unknown = self.source.rows(wanted, part.columns)
             start, bad = 0, set(unknown)
             for query in lookup:
                 end = start + len(query.ids)
                 missing = [query.ids[p - start] for p in range(start, end) if p in bad]
                 if missing:
-                    query.future.set_exception(UnknownIds(self.party, missing))
+                    _settle(query.future, exception=UnknownIds(self.party, missing))
                 else:
                     found[id(query)] = X[start:end]
                 start = end
@@ -138,20 +140,20 @@ class GuestPredictor:
         rows = [found[id(q)] for q in alive]
         return (np.vstack(rows) if rows else np.empty((0, len(part.columns)))), alive
 
-    def _predict(self, name: str, version: int, queries: list[_Query]) -> None:
+    async def _predict(self, name: str, version: int, queries: list[_Query]) -> None:
         model = self.book.get(name, version)
-        X, alive = self._guest_rows(model.part, queries)
+        X, alive = await self._guest_rows(model.part, queries)
         if not alive:
             return
         ids = [i for q in alive for i in q.ids]
         note, unknown = None, {}
         try:
-            answers = self.fanout.ask(model.part.hosts, name, version, ids)
+            answers = await self.fanout.ask(model.part.hosts, name, version, ids)
         except HostUnavailable as exc:
             if model.fallback is None:
                 raise
             note = f"guest-only fallback model: {exc}"
-            X, alive = self._guest_rows(model.fallback, alive)
+            X, alive = await self._guest_rows(model.fallback, alive)
             neutral = model.fallback.neutral_answer(len(X))
             score, label = model.fallback.combine(X, {h: neutral for h in model.fallback.hosts})
         else:
@@ -162,10 +164,20 @@ class GuestPredictor:
             end = start + len(query.ids)
             failed = None if note else _unknown_at_hosts(query.ids, start, unknown)
             if failed is not None:
-                query.future.set_exception(failed)
+                _settle(query.future, exception=failed)
             else:
-                query.future.set_result(Outcome(name, version, query.ids, score[start:end], label[start:end], note))
+                _settle(query.future, Outcome(name, version, query.ids, score[start:end], label[start:end], note))
             start = end
+
+
+def _settle(future: asyncio.Future, outcome: Outcome | None = None, exception: Exception | None = None) -> None:
+    """Answer a waiting request, unless its caller went away meanwhile (a cancelled future)."""
+    if future.done():
+        return
+    if exception is not None:
+        future.set_exception(exception)
+    else:
+        future.set_result(outcome)
 
 
 def _unknown_at_hosts(ids: list, start: int, unknown: dict[str, set[int]]) -> ServingError | None:

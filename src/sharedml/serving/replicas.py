@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import httpx
 
-from ..tee.errors import ClusterError
+from ..tee.errors import ClusterError, RequestRejected
 from ..tee.replicas import Balancer, HealthTable
 from .registry import RegistryClient
 
@@ -103,10 +103,30 @@ class ReplicaSet:
     def call(self, party: str, key: str | None, request: Callable[[Replica], R]) -> R:
         """`request` on the next healthy replica of `party` holding `key`, failing over to the others;
         ClusterError when none is left. A RequestRejected from `request` is raised at once."""
+        candidates = self._candidates_or_fail(party, key)
+        with self._lock:
+            balancer = self._balancers.setdefault(party, Balancer())
+        return balancer.call(candidates, request, lambda r: r.name, self.failed)
+
+    async def acall(self, party: str, key: str | None, request: Callable[[Replica], Awaitable[R]]) -> R:
+        """`call` for a coroutine `request`, on an event loop (the guest's fan-out)."""
+        candidates = self._candidates_or_fail(party, key)
+        with self._lock:
+            balancer = self._balancers.setdefault(party, Balancer())
+        failures = []
+        for replica in balancer.order(candidates):
+            try:
+                return await request(replica)
+            except RequestRejected:
+                raise
+            except Exception as exc:  # any other fault is the replica's: try the next one
+                self.failed(replica)
+                failures.append(f"{replica.name}: {exc!r}")
+        raise ClusterError(f"every replica failed: {'; '.join(failures)}")
+
+    def _candidates_or_fail(self, party: str, key: str | None) -> list[Replica]:
         candidates = self.candidates(party, key)
         if not candidates:
             what = f" with model {key} loaded" if key else ""
             raise ClusterError(f"no healthy replica of party {party!r}{what} ({self.status})")
-        with self._lock:
-            balancer = self._balancers.setdefault(party, Balancer())
-        return balancer.call(candidates, request, lambda r: r.name, self.failed)
+        return candidates

@@ -6,12 +6,11 @@ host replica list) serves the CLI, the tests and the benchmark, which start repl
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from fastapi import FastAPI
 
 from ..flow.tls_http import server
 from .config import FeatureEntry, ServeConfig, load_serve_config
@@ -44,7 +43,7 @@ class Replica:
     """A built replica: its app and the background loops to start with it and stop after it."""
 
     config: ServeConfig
-    app: FastAPI
+    app: Any  # an ASGI app
     loops: list[Any] = field(default_factory=list)
 
     def start_loops(self) -> None:
@@ -85,7 +84,7 @@ def build(config: ServeConfig) -> Replica:
             fallback = None if entry.fallback is None else load_model(entry.fallback.location(), config.party, base)
             guest.load(entry.name, entry.version, load_model(entry.part.location(), config.party, base), fallback)
         _initial_traffic(config, book)
-        replica = Replica(config, guest_app(guest), [hosts, _Closer(fanout), _Closer(predictor)])
+        replica = Replica(config, guest_app(guest), [hosts])
         versions = book.keys
     if registry is not None:
         member = Member(party=config.party, role=config.role, name=config.replica_name, url=config.url)
@@ -106,25 +105,13 @@ def _initial_traffic(config: ServeConfig, book: ModelBook) -> None:
             raise ConfigError(f"{config.base_dir}: traffic.{name}: {exc}") from exc
 
 
-@dataclass
-class _Closer:
-    """Something with close() that starts with the process (nothing to start)."""
-
-    target: Any
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        self.target.close()
-
-
 def run(config_path: str | Path) -> None:
     """Serve until interrupted (SIGINT/SIGTERM end uvicorn; loops stop after it)."""
     config = load_serve_config(config_path)
     replica = build(config)
     tls = config.tls
     srv = server(replica.app, config.listen, tls)
+    gc.freeze()  # models and snapshots live as long as the process: keep full collections from walking them
     replica.start_loops()
     log.info("serving %s %s (%s) on %s", config.role, config.party, config.replica_name, config.listen)
     try:

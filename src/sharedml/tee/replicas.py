@@ -73,14 +73,17 @@ class Balancer:
     def __init__(self) -> None:
         self._turn = itertools.count()
 
-    def call(self, candidates: Sequence[T], request: Callable[[T], R], name: Callable[[T], str],
-             on_failure: Callable[[T], None]) -> R:
+    def order(self, candidates: Sequence[T]) -> list[T]:
+        """The candidates in the order to try them for the next call: the next in turn first."""
         if not candidates:
             raise ClusterError("no healthy replica to serve the request")
-        start = next(self._turn)
+        start = next(self._turn) % len(candidates)
+        return [*candidates[start:], *candidates[:start]]
+
+    def call(self, candidates: Sequence[T], request: Callable[[T], R], name: Callable[[T], str],
+             on_failure: Callable[[T], None]) -> R:
         failures = []
-        for offset in range(len(candidates)):
-            member = candidates[(start + offset) % len(candidates)]
+        for member in self.order(candidates):
             try:
                 return request(member)
             except RequestRejected:

@@ -247,14 +247,23 @@ def _design(X: np.ndarray, fit_intercept: bool) -> np.ndarray:
     return np.hstack([X, np.ones((len(X), 1))]) if fit_intercept else X
 
 
+def row_scores(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """X·coef with each row summed in an order that depends on that row alone.
+
+    Why not `X @ coef`: BLAS picks its summation order by the number of rows, so a row scored alone (online
+    serving) could differ in the last bits from the same row scored in a batch job."""
+    return np.einsum("ij,jk->ik", np.ascontiguousarray(X, dtype=np.float64), np.ascontiguousarray(coef))
+
+
 def send_scores(ctx: Context, tag: str, X: np.ndarray, model: dict) -> None:
     """Host: its partial scores X·coef + offset to the guest (the disclosure prediction needs)."""
-    ctx.send(ctx.parties_with_role("guest")[0], tag, X @ np.asarray(model["coef"]) + np.asarray(model["offset"]))
+    scores = row_scores(X, np.asarray(model["coef"])) + np.asarray(model["offset"])
+    ctx.send(ctx.parties_with_role("guest")[0], tag, scores)
 
 
 def joint_scores(ctx: Context, tag: str, X: np.ndarray, model: dict) -> np.ndarray:
     """Guest: z = its own partial scores plus every host's, shape (n, K)."""
-    z = X @ np.asarray(model["coef"]) + np.asarray(model["intercept"])
+    z = row_scores(X, np.asarray(model["coef"])) + np.asarray(model["intercept"])
     for host, part in ctx.gather(tag, ctx.parties_with_role("host")).items():
         part = np.asarray(part, dtype=np.float64)
         if part.shape != z.shape:
