@@ -26,6 +26,11 @@ from pathlib import Path
 
 import pandas as pd
 
+try:
+    import uvloop  # the generator's own CPU is taken from the servers': keep it small
+except ImportError:
+    uvloop = None
+
 from sharedml.flow.catalog import Catalog
 from sharedml.flow.runner import LocalRunner
 from sharedml.flow.spec import parse_job
@@ -112,53 +117,70 @@ class Connection:
         self.writer.close()
 
 
-async def drive(guests: list[str], cluster: LocalCluster, ids: list[int], model: str, rate: float, seconds: float,
+class Pools:
+    """Kept-alive connections to each guest, opened before the load starts and reused by every run, as
+    a long-running application keeps them (a TLS handshake costs about 4 ms of CPU on each side here)."""
+
+    def __init__(self, guests: list[str], context: ssl.SSLContext) -> None:
+        self.guests, self.context = guests, context
+        self.idle: list[list[Connection]] = [[] for _ in guests]
+
+    async def open(self, per_guest: int) -> None:
+        for g, url in enumerate(self.guests):
+            self.idle[g] += [await Connection.open(url, self.context, "bank") for _ in range(per_guest)]
+
+    async def take(self, g: int) -> Connection:
+        pool = self.idle[g]
+        return pool.pop() if pool else await Connection.open(self.guests[g], self.context, "bank")
+
+    def close(self) -> None:
+        for pool in self.idle:
+            for connection in pool:
+                connection.close()
+
+
+async def drive(pools: Pools, cluster: LocalCluster, ids: list[int], model: str, rate: float, seconds: float,
                 outstanding: int, kill_at: float | None = None) -> dict:
     """Open-loop load at `rate` for `seconds`; latencies (ms) from each request's scheduled time."""
-    context = cluster.tls().client_context()
     loop = asyncio.get_running_loop()
-    idle: list[list[Connection]] = [[] for _ in guests]
     latencies: list[float] = []
     errors: list[str] = []
     dropped = 0
     slots = asyncio.Semaphore(outstanding)
 
     async def one(i: int, scheduled: float) -> None:
-        pool = idle[i % len(guests)]
+        g = i % len(pools.guests)
         connection = None
         try:
-            connection = pool.pop() if pool else await Connection.open(guests[i % len(guests)], context, "bank")
+            connection = await pools.take(g)
             body = json.dumps({"id": ids[i % len(ids)], "model": model}).encode()
             status, answer = await connection.post("/v1/predict", body)
             if status != 200:
                 errors.append(f"{status}: {answer[:200]!r}")
-            pool.append(connection)
+            pools.idle[g].append(connection)
         except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
             errors.append(repr(exc))
             if connection is not None:
                 connection.close()
         finally:
-            latencies.append(1000 * (loop.time() - scheduled))
+            latencies.append(1000 * (time.perf_counter() - scheduled))
             slots.release()
 
     tasks = []
-    start = loop.time() + 0.05
+    start = time.perf_counter() + 0.05  # not loop.time(): uvloop's clock counts whole milliseconds
     if kill_at is not None:
         loop.call_later(0.05 + kill_at, cluster.kill, "shop-1")
     for i in range(int(rate * seconds)):
         scheduled = start + i / rate
-        if scheduled > loop.time():
-            await asyncio.sleep(scheduled - loop.time())
+        if scheduled > time.perf_counter():
+            await asyncio.sleep(scheduled - time.perf_counter())
         if slots.locked():
             dropped += 1
             continue
         await slots.acquire()
         tasks.append(asyncio.create_task(one(i, scheduled)))
     await asyncio.gather(*tasks)
-    elapsed = loop.time() - start
-    for pool in idle:
-        for connection in pool:
-            connection.close()
+    elapsed = time.perf_counter() - start
     ordered = sorted(latencies)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
     return {"model": model, "rate": rate, "sent": len(tasks), "throughput": round(len(latencies) / elapsed, 1),
@@ -167,20 +189,47 @@ async def drive(guests: list[str], cluster: LocalCluster, ids: list[int], model:
             "killed": "shop-1" if kill_at is not None else None, "first_errors": errors[:3]}
 
 
+async def measure(guests: list[str], cluster: LocalCluster, ids: list[int], args: argparse.Namespace) -> None:
+    """Every run on one event loop and one set of connections: a warm-up at the rate, then the measured run."""
+    pools = Pools(guests, cluster.tls().client_context())
+    await pools.open(args.outstanding // len(guests))
+    runs = [(model, None) for model in args.models.split(",")] + ([("boost", args.seconds / 2)] if args.kill else [])
+    print(f"{'model':<8}{'killed':<8}{'rate':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+          f"{'errors':>8}{'dropped':>9}")
+    for model, kill_at in runs:
+        await drive(pools, cluster, ids, model, args.rate, args.warmup, args.outstanding)
+        before = cpu_by_process(cluster)
+        result = await drive(pools, cluster, ids, model, args.rate, args.seconds, args.outstanding, kill_at)
+        result["cpu_ms_per_request"] = cpu_per_request(cluster, before, cpu_by_process(cluster), result["sent"])
+        print(f"{model:<8}{result['killed'] or '-':<8}{args.rate:>7.0f}{result['throughput']:>9.1f}"
+              f"{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{result['max_ms']:>9.2f}"
+              f"{result['errors']:>8}{result['dropped']:>9}")
+        print(json.dumps(result))
+    pools.close()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_by_role(cluster: LocalCluster) -> dict[str, float]:
-    """CPU seconds so far of the live replicas, summed per kind (guest, host, registry) and this generator."""
+def cpu_by_process(cluster: LocalCluster) -> dict[str, float]:
+    """CPU seconds so far of each live replica and of this generator."""
+    used = {name: cpu_seconds(p.proc.pid) for name, p in cluster.processes.items() if p.alive()}
+    return {**used, "generator": time.process_time()}
+
+
+def cpu_per_request(cluster: LocalCluster, before: dict[str, float], after: dict[str, float],
+                    requests: int) -> dict[str, float]:
+    """CPU ms per request by kind (guest, host, registry, generator) over the processes alive throughout
+    (a replica killed meanwhile takes its CPU with it)."""
     roles = {"bank": "guest", "shop": "host", "registry": "registry"}
-    totals = {"guest": 0.0, "host": 0.0, "registry": 0.0, "generator": time.process_time()}
-    for process in cluster.processes.values():
-        if process.alive():
-            totals[roles[process.party]] += cpu_seconds(process.proc.pid)
-    return totals
+    totals = {"guest": 0.0, "host": 0.0, "registry": 0.0, "generator": 0.0}
+    for name in before.keys() & after.keys():
+        role = "generator" if name == "generator" else roles[cluster.processes[name].party]
+        totals[role] += after[name] - before[name]
+    return {role: round(1000 * used / max(1, requests), 3) for role, used in totals.items()}
 
 
 def peak_rss_mib(cluster: LocalCluster) -> dict[str, float]:
@@ -204,6 +253,7 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=5)
     parser.add_argument("--train-rows", type=int, default=3000, help="rows to train on (all 30,000 are served)")
     parser.add_argument("--kill", action="store_true", help="also a SecureBoost run with shop-1 killed halfway")
+    parser.add_argument("--models", default="boost,lr", help="models to load, comma-separated: boost, lr")
     parser.add_argument("--workers", type=int, default=4, help="batches each guest replica predicts at once")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,24 +262,9 @@ def main() -> None:
         ids = [int(i) for i in pd.read_csv(sources["bank"], usecols=["id"])["id"].sample(frac=1, random_state=0)]
         with LocalCluster(root / "replicas", ["bank", "shop"]) as cluster:
             guests = start_cluster(cluster, workdir, job, sources, args.workers)
-            runs = [("boost", None), ("lr", None)] + ([("boost", args.seconds / 2)] if args.kill else [])
-            print(f"{'model':<8}{'killed':<8}{'rate':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-                  f"{'errors':>8}{'dropped':>9}")
-            for model, kill_at in runs:
-                asyncio.run(drive(guests, cluster, ids, model, args.rate, args.warmup, args.outstanding))
-                before = cpu_by_role(cluster)
-                result = asyncio.run(drive(guests, cluster, ids, model, args.rate, args.seconds, args.outstanding,
-                                           kill_at))
-                after = cpu_by_role(cluster)
-                served = max(1, result["sent"])
-                result["cpu_ms_per_request"] = {role: round(1000 * (after[role] - before[role]) / served, 3)
-                                                for role in after}
-                print(f"{model:<8}{result['killed'] or '-':<8}{args.rate:>7.0f}{result['throughput']:>9.1f}"
-                      f"{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{result['max_ms']:>9.2f}"
-                      f"{result['errors']:>8}{result['dropped']:>9}")
-                print(json.dumps(result))
+            run = uvloop.run if uvloop is not None else asyncio.run
+            run(measure(guests, cluster, ids, args))
             print(json.dumps({"peak_rss_mib": peak_rss_mib(cluster)}))
-
 
 if __name__ == "__main__":
     main()
