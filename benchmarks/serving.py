@@ -195,15 +195,16 @@ async def measure(guests: list[str], cluster: LocalCluster, ids: list[int], args
     await pools.open(args.outstanding // len(guests))
     runs = [(model, None) for model in args.models.split(",")] + ([("boost", args.seconds / 2)] if args.kill else [])
     print(f"{'model':<8}{'killed':<8}{'rate':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-          f"{'errors':>8}{'dropped':>9}")
+          f"{'errors':>8}{'dropped':>9}{'steal %':>9}")
     for model, kill_at in runs:
         await drive(pools, cluster, ids, model, args.rate, args.warmup, args.outstanding)
-        before = cpu_by_process(cluster)
+        before, counters = cpu_by_process(cluster), cpu_counters()
         result = await drive(pools, cluster, ids, model, args.rate, args.seconds, args.outstanding, kill_at)
         result["cpu_ms_per_request"] = cpu_per_request(cluster, before, cpu_by_process(cluster), result["sent"])
+        result["steal_percent"] = steal_percent(counters, cpu_counters())
         print(f"{model:<8}{result['killed'] or '-':<8}{args.rate:>7.0f}{result['throughput']:>9.1f}"
               f"{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{result['max_ms']:>9.2f}"
-              f"{result['errors']:>8}{result['dropped']:>9}")
+              f"{result['errors']:>8}{result['dropped']:>9}{result['steal_percent']:>9.1f}")
         print(json.dumps(result))
     pools.close()
 
@@ -212,6 +213,18 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_counters() -> list[int]:
+    """The machine's CPU time counters (/proc/stat: user nice system idle iowait irq softirq steal ...)."""
+    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+
+
+def steal_percent(before: list[int], after: list[int]) -> float:
+    """Share of the machine's time the hypervisor gave to other guests meanwhile: on a shared host the
+    replicas get that much less CPU than the run asked for, whatever this code does."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return round(100 * spent[7] / max(1, sum(spent)), 1)
 
 
 def cpu_by_process(cluster: LocalCluster) -> dict[str, float]:

@@ -230,6 +230,7 @@ def test_traffic_split_is_stable_per_id_and_rolls_back():
 
 def test_the_fast_paths_equal_the_batch_functions(trained):
     from sharedml.serving.parts import GuestPart, HostPart, load_model
+    from sharedml.serving.wire import decode_answer, encode_answer
 
     guest_model = load_model(part(trained, "boost"), "bank")
     host_model = load_model(part(trained, "boost"), "shop")
@@ -242,7 +243,22 @@ def test_the_fast_paths_equal_the_batch_functions(trained):
         fast, slow = (HostPart(host_model, "shop", "test", fast=f).answer(host_rows[:n]) for f in (True, False))
         assert fast["keys"] == slow["keys"] and fast["rows"] == slow["rows"] == n
         np.testing.assert_array_equal(fast["bits"], slow["bits"])
-        scores = [GuestPart(guest_model, "bank", ["shop"], "test", fast=f).combine(guest_rows[:n], {"shop": fast})
+        received = decode_answer(encode_answer({"unknown": [], **fast}), "shop", n)  # as the guest gets it
+        scores = [GuestPart(guest_model, "bank", ["shop"], "test", fast=f).combine(guest_rows[:n], {"shop": received})
                   for f in (True, False)]
         np.testing.assert_array_equal(scores[0][0], scores[1][0])
         np.testing.assert_array_equal(scores[0][1], scores[1][1])
+
+
+def test_small_batch_binning_gives_the_binners_codes():
+    from sharedml.ml.preprocess.binning import QuantileBinner
+    from sharedml.serving.fastpath import SmallBatchBinner
+
+    rng = np.random.default_rng(5)
+    train = np.column_stack([rng.normal(size=500), rng.integers(0, 3, 500), np.full(500, 7.0),
+                             np.full(500, np.nan), rng.exponential(size=500)])
+    binner = QuantileBinner(16).fit(train)
+    rows = np.vstack([train[:50], rng.normal(scale=10, size=(20, 5)), [[np.inf, -np.inf, np.nan, 1.0, 0.0]]])
+    rows[::3, ::2] = np.nan
+    for n in (1, 2, len(rows)):
+        np.testing.assert_array_equal(SmallBatchBinner(binner).transform(rows[:n]), binner.transform(rows[:n]))

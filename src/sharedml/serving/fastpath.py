@@ -59,7 +59,10 @@ class HostSplits:
 
 
 class GuestForest:
-    """The guest's trees as padded arrays (trees x nodes); `margin` equals `predict_guest`'s."""
+    """The guest's trees as flat arrays over every node of every tree; `margin` equals `predict_guest`'s.
+
+    Nodes are numbered tree by tree (tree t's node i is t * width + i). A leaf, and the padding of
+    smaller trees, leads to itself, so every tree can take `depth` steps whatever its own depth."""
 
     def __init__(self, model: dict[str, Any]) -> None:
         trees = model["trees"]
@@ -67,65 +70,59 @@ class GuestForest:
         self.binner, self.missing = SmallBatchBinner(binner), binner.missing_bin
         self.base = float(model["base_margin"][0])
         width = max(len(t["owner"]) for t in trees)
-        shape = (len(trees), width)
-        self.width = width
-        node = np.broadcast_to(np.arange(width), shape)
-        self.left, self.right = node.copy(), node.copy()  # a leaf (and padding) leads to itself
-        self.feature, self.bin = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
-        self.default_left, self.host = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
-        self.value = np.zeros(shape)
-        self.host_keys: dict[tuple[int, int], str] = {}  # (tree, node) -> "host/tree:node"
+        self.roots = np.arange(len(trees)) * width
+        size = len(trees) * width
+        self.left, self.right = np.arange(size), np.arange(size)
+        self.feature, self.bin = np.zeros(size, dtype=np.int64), np.zeros(size, dtype=np.int64)
+        self.default_left, self.value = np.zeros(size, dtype=bool), np.zeros(size)
+        self.host_keys: dict[int, str] = {}  # node -> "host/tree:node", for the host nodes
         self.depth = 0
         for t, tree in enumerate(trees):
-            self.feature[t, :len(tree["owner"])] = [max(f, 0) for f in tree["feature"]]
-            self.bin[t, :len(tree["owner"])] = tree["bin"]
-            self.default_left[t, :len(tree["owner"])] = [bool(d) for d in tree["default_left"]]
-            self.value[t, :len(tree["owner"])] = tree["value"]
+            root, n = t * width, len(tree["owner"])
+            self.feature[root:root + n] = [max(f, 0) for f in tree["feature"]]
+            self.bin[root:root + n] = tree["bin"]
+            self.default_left[root:root + n] = [bool(d) for d in tree["default_left"]]
+            self.value[root:root + n] = tree["value"]
             depth = {0: 0}
-            for node_id, owner in enumerate(tree["owner"]):
-                if tree["left"][node_id] >= 0:
-                    self.left[t, node_id], self.right[t, node_id] = tree["left"][node_id], tree["right"][node_id]
-                    depth[tree["left"][node_id]] = depth[tree["right"][node_id]] = depth[node_id] + 1
+            for node, (owner, left, right) in enumerate(zip(tree["owner"], tree["left"], tree["right"], strict=True)):
+                if left >= 0:
+                    self.left[root + node], self.right[root + node] = root + left, root + right
+                    depth[left] = depth[right] = depth[node] + 1
                     if owner:
-                        self.host[t, node_id] = True
-                        self.host_keys[(t, node_id)] = f"{owner}/{t}:{node_id}"
+                        self.host_keys[root + node] = f"{owner}/{t}:{node}"
             self.depth = max(self.depth, *depth.values())
-        self.offset = np.arange(len(trees)) * width  # tree t's nodes in the flattened (trees x nodes) tables
-        self.left, self.right = self.left.ravel(), self.right.ravel()
-        self._index_cache: tuple[tuple, np.ndarray] | None = None
+        self.host_nodes = np.array(sorted(self.host_keys), dtype=np.int64)
+        self._bit_rows: tuple[tuple, np.ndarray] | None = None  # (hosts' key lists, each host node's bit row)
 
     @staticmethod
     def supports(model: dict[str, Any]) -> bool:
         return (len(model["base_margin"]) == 1 and not model.get("multi_output")
                 and all(np.ndim(v) == 0 for t in model["trees"] for v in t["value"]))
 
-    def _host_rows(self, answers: dict[str, dict[str, Any]], n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(the hosts' unpacked bits stacked (splits x rows), each host node's row in it)."""
-        order = tuple((host, tuple(a["keys"])) for host, a in sorted(answers.items()))
-        if self._index_cache is None or self._index_cache[0] != order:
+    def _host_bits(self, answers: dict[str, dict[str, Any]], n: int) -> np.ndarray:
+        """Each host node's routing bit per row, (rows, host nodes), from the hosts' answers."""
+        hosts = sorted(answers)
+        layout = tuple((host, answers[host]["keys"]) for host in hosts)
+        if self._bit_rows is None or self._bit_rows[0] != layout:
             position = {f"{host}/{key}": i for i, (host, key) in
-                        enumerate((host, key) for host, keys in order for key in keys)}
-            index = np.zeros(self.host.shape, dtype=np.int64)
-            for (t, node), key in self.host_keys.items():
-                index[t, node] = position[key]
-            self._index_cache = (order, index)
-        stacked = [np.unpackbits(a["bits"], axis=1, count=n).astype(bool) for _, a in sorted(answers.items())]
-        bits = np.vstack(stacked) if stacked else np.zeros((0, n), dtype=bool)
-        return bits, self._index_cache[1]
+                        enumerate((host, key) for host, keys in layout for key in keys)}
+            self._bit_rows = (layout, np.array([position[self.host_keys[node]] for node in self.host_nodes],
+                                               dtype=np.int64))
+        packed = [answers[host]["bits"] for host in hosts]
+        bits = np.unpackbits(packed[0] if len(packed) == 1 else np.vstack(packed), axis=1, count=n)
+        return bits[self._bit_rows[1]].T.astype(bool)
 
     def margin(self, X: np.ndarray, answers: dict[str, dict[str, Any]]) -> np.ndarray:
         n = len(X)
-        own = self.binner.transform(X)[:, self.feature]  # (rows, trees, nodes): each node's feature code
+        own = self.binner.transform(X)[:, self.feature]  # (rows, nodes): the code of each node's feature
         goes_left = np.where(own == self.missing, self.default_left, own <= self.bin)
-        bits, index = self._host_rows(answers, n)
-        if bits.size:
-            goes_left = np.where(self.host, np.moveaxis(bits[index], 2, 0), goes_left)
-        goes_left = goes_left.reshape(n, -1)
-        rows = np.arange(n)[:, None]
-        node = np.zeros((n, len(self.offset)), dtype=np.int64)
+        if len(self.host_nodes):
+            goes_left[:, self.host_nodes] = self._host_bits(answers, n)
+        start = np.arange(n)[:, None] * len(self.left)  # row r's nodes in the flattened (rows x nodes) table
+        child = (np.where(goes_left, self.left, self.right) + start).ravel()  # where each node sends the row
+        node = self.roots + start
         for _ in range(self.depth):
-            at = self.offset + node
-            node = np.where(goes_left[rows, at], self.left[at], self.right[at])
-        values = self.value.ravel()[self.offset + node]
+            node = child[node]
+        values = self.value[node - start]
         # tree by tree, as predict_guest adds them: add.accumulate is sequential, left to right
         return np.cumsum(np.column_stack([np.full(n, self.base), values]), axis=1)[:, -1]

@@ -24,7 +24,7 @@ from .hot_routes import HotRoute
 from .http_common import LoadRequest, error_handler, health
 from .parts import HostPart, load_model
 from .versions import ModelBook
-from .wire import CONTENT_TYPE, decode_request, encode
+from .wire import CONTENT_TYPE, decode_request, encode_answer
 
 
 class HostService:
@@ -50,7 +50,7 @@ class HostService:
         name, version, ids = decode_request(body, self.guest)
         part = self.book.get(name, version)
         X, unknown = self.source.rows(ids, part.features)
-        return encode({"unknown": unknown, **part.answer(X)})
+        return encode_answer({"unknown": unknown, **part.answer(X)})
 
 
 def host_app(service: HostService) -> HotRoute:

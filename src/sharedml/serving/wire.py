@@ -3,10 +3,14 @@
 Request  {"model": name, "version": int, "ids": [id, ...]}
 Answer   {"unknown": [positions]} plus the model part's answer: {"rows", "keys", "bits"} (SecureBoost
          routing bits) or {"scores"} (hetero LR partial scores, shape (n, K))
+
+On the wire the routing bits' node keys ("tree:node") are one newline-joined text: as a list of hundreds
+of short strings they cost the guest more to decode and check than the prediction itself.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -20,6 +24,18 @@ MAX_IDS = 100_000
 
 def encode(message: dict[str, Any]) -> bytes:
     return dumps_bytes(message)
+
+
+def encode_answer(answer: dict[str, Any]) -> bytes:
+    if "keys" in answer:
+        answer = {**answer, "keys": "\n".join(answer["keys"])}
+    return dumps_bytes(answer)
+
+
+@functools.lru_cache(maxsize=256)
+def _split_keys(text: str) -> tuple[str, ...]:
+    """The node keys of a joined text; a host sends the same text with every answer, so it is split once."""
+    return tuple(text.split("\n")) if text else ()
 
 
 def decode_request(body: bytes, guest: str) -> tuple[str, int, list[int | str]]:
@@ -51,8 +67,11 @@ def decode_answer(body: bytes, host: str, rows: int) -> dict[str, Any]:
         scores = answer["scores"]
         if not isinstance(scores, np.ndarray) or scores.ndim != 2 or len(scores) != rows:
             raise ValueError(f"host {host!r} sent partial scores of the wrong shape for {rows} rows")
-    elif not (isinstance(answer.get("bits"), np.ndarray) and isinstance(answer.get("keys"), list)
-              and answer.get("rows") == rows and answer["bits"].dtype == np.uint8
-              and answer["bits"].shape == (len(answer["keys"]), (rows + 7) // 8)):
+        return answer
+    if isinstance(answer.get("keys"), str):
+        answer["keys"] = _split_keys(answer["keys"])
+    if not (isinstance(answer.get("bits"), np.ndarray) and isinstance(answer.get("keys"), tuple)
+            and answer.get("rows") == rows and answer["bits"].dtype == np.uint8
+            and answer["bits"].shape == (len(answer["keys"]), (rows + 7) // 8)):
         raise ValueError(f"host {host!r} sent routing bits of the wrong shape for {rows} rows")
     return answer
