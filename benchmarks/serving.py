@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import ssl
@@ -166,7 +167,8 @@ async def drive(pools: Pools, cluster: LocalCluster, ids: list[int], model: str,
             latencies.append(1000 * (time.perf_counter() - scheduled))
             slots.release()
 
-    tasks = []
+    tasks: set[asyncio.Task] = set()
+    sent = 0
     start = time.perf_counter() + 0.05  # not loop.time(): uvloop's clock counts whole milliseconds
     if kill_at is not None:
         loop.call_later(0.05 + kill_at, cluster.kill, "shop-1")
@@ -178,12 +180,15 @@ async def drive(pools: Pools, cluster: LocalCluster, ids: list[int], model: str,
             dropped += 1
             continue
         await slots.acquire()
-        tasks.append(asyncio.create_task(one(i, scheduled)))
+        task = asyncio.create_task(one(i, scheduled))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        sent += 1
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
     ordered = sorted(latencies)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"model": model, "rate": rate, "sent": len(tasks), "throughput": round(len(latencies) / elapsed, 1),
+    return {"model": model, "rate": rate, "sent": sent, "throughput": round(len(latencies) / elapsed, 1),
             "p50_ms": round(statistics.median(ordered), 2), "p99_ms": round(pick(0.99), 2),
             "max_ms": round(ordered[-1], 2), "errors": len(errors), "dropped": dropped,
             "killed": "shop-1" if kill_at is not None else None, "first_errors": errors[:3]}
@@ -196,8 +201,11 @@ async def measure(guests: list[str], cluster: LocalCluster, ids: list[int], args
     runs = [(model, None) for model in args.models.split(",")] + ([("boost", args.seconds / 2)] if args.kill else [])
     print(f"{'model':<8}{'killed':<8}{'rate':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
           f"{'errors':>8}{'dropped':>9}{'steal %':>9}")
+    gc.collect()
+    gc.freeze()  # the generator's own collections would pause sending and count as the servers' latency
     for model, kill_at in runs:
         await drive(pools, cluster, ids, model, args.rate, args.warmup, args.outstanding)
+        gc.collect()
         before, counters = cpu_by_process(cluster), cpu_counters()
         result = await drive(pools, cluster, ids, model, args.rate, args.seconds, args.outstanding, kill_at)
         result["cpu_ms_per_request"] = cpu_per_request(cluster, before, cpu_by_process(cluster), result["sent"])
