@@ -114,6 +114,9 @@ class Connection:
                 length = int(value)
         return status, await self.reader.readexactly(length)
 
+    def open_still(self) -> bool:
+        return not self.writer.is_closing() and not self.reader.at_eof()
+
     def close(self) -> None:
         self.writer.close()
 
@@ -131,8 +134,14 @@ class Pools:
             self.idle[g] += [await Connection.open(url, self.context, "bank") for _ in range(per_guest)]
 
     async def take(self, g: int) -> Connection:
+        """An idle connection the guest has not closed (it closes those idle for 30 s), else a new one."""
         pool = self.idle[g]
-        return pool.pop() if pool else await Connection.open(self.guests[g], self.context, "bank")
+        while pool:
+            connection = pool.pop()
+            if connection.open_still():
+                return connection
+            connection.close()
+        return await Connection.open(self.guests[g], self.context, "bank")
 
     def close(self) -> None:
         for pool in self.idle:
@@ -214,6 +223,8 @@ async def measure(guests: list[str], cluster: LocalCluster, ids: list[int], args
               f"{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{result['max_ms']:>9.2f}"
               f"{result['errors']:>8}{result['dropped']:>9}{result['steal_percent']:>9.1f}")
         print(json.dumps(result))
+        for error in result["first_errors"]:
+            print(f"  error: {error}")
     pools.close()
 
 

@@ -36,6 +36,8 @@ class HostFanout:
         """Every host's answer for `ids` under model `name:version`; HostUnavailable naming the host that
         none of whose replicas answered within the timeout."""
         body, key = encode({"model": name, "version": version, "ids": ids}), f"{name}:{version}"
+        if len(hosts) == 1:  # the common case, without gather's task per host
+            return {hosts[0]: await self._ask(hosts[0], key, body, len(ids))}
         answers = await asyncio.gather(*(self._ask(host, key, body, len(ids)) for host in hosts))
         return dict(zip(hosts, answers, strict=True))
 
