@@ -73,16 +73,16 @@ def train(root: Path, rows: int, trees: int, depth: int) -> tuple[str, str, dict
 
 
 def start_cluster(cluster: LocalCluster, workdir: str, job: str, sources: dict[str, Path], workers: int) -> list[str]:
-    registry = cluster.start("registry", {"role": "registry", "party": "registry", "heartbeat_timeout": 1.0})
+    registry = cluster.start("registry", {"role": "registry", "party": "registry"})  # serve.yaml defaults
     models = [{"name": name, "version": 1, "part": {"artifacts": workdir, "job": job, "task": name}}
               for name in ("boost", "lr")]
-    common = {"registry": registry.url, "models": models, "heartbeat_interval": 0.25}
+    common = {"registry": registry.url, "models": models}
     for name in ("shop-1", "shop-2"):
         cluster.start(name, {"role": "host", "party": "shop", "guest": "bank",
                              "features": {"path": str(sources["shop"])}, **common})
     guests = []
     for name in ("bank-1", "bank-2"):
-        guests.append(cluster.start(name, {"role": "guest", "party": "bank", "hosts": {"shop": []}, "refresh": 0.25,
+        guests.append(cluster.start(name, {"role": "guest", "party": "bank", "hosts": {"shop": []},
                                            "workers": workers, "features": {"path": str(sources["bank"])},
                                            **common}).url)
     for name in ("bank-1", "bank-2"):
