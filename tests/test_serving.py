@@ -262,3 +262,32 @@ def test_small_batch_binning_gives_the_binners_codes():
     rows[::3, ::2] = np.nan
     for n in (1, 2, len(rows)):
         np.testing.assert_array_equal(SmallBatchBinner(binner).transform(rows[:n]), binner.transform(rows[:n]))
+
+
+def test_a_party_the_registry_stops_listing_keeps_its_last_replicas():
+    """Heartbeats late on a starved machine must not empty the guest's host list while hosts still answer."""
+    from sharedml.serving.registry import Member
+    from sharedml.serving.replicas import ReplicaSet
+
+    class Registry:
+        url = "https://registry"
+        listing: list[Member] = []
+
+        def replicas(self, role: str) -> list[Member]:
+            return [m for m in self.listing if m.role == role]
+
+    def member(name: str) -> Member:
+        return Member(party="shop", role="host", name=name, url=f"https://{name}:1", versions=["boost:1"])
+
+    registry = Registry()
+    registry.listing = [member("shop-1"), member("shop-2")]
+    replicas = ReplicaSet({}, registry, "host")  # type: ignore[arg-type]
+    assert [r.name for r in replicas.candidates("shop", "boost:1")] == ["shop-1", "shop-2"]
+    registry.listing = [member("shop-2")]  # one left: the registry is believed
+    replicas.reload()
+    assert [r.name for r in replicas.candidates("shop", "boost:1")] == ["shop-2"]
+    registry.listing = []  # none listed: the last ones stay, for calls to decide
+    replicas.reload()
+    assert [r.name for r in replicas.candidates("shop", "boost:1")] == ["shop-2"]
+    replicas.failed(replicas.candidates("shop")[0])
+    assert replicas.candidates("shop") == []

@@ -6,7 +6,10 @@ not marked down; round robin; fail over on a fault, not on a refusal) are the TE
 `HealthTable` and `Balancer`, reused here. Replicas come from static URLs and/or the registry, re-read
 every `refresh` s in a background thread, never on a request's path. A replica that fails a call is
 left out for `cooldown` s even if the registry still lists it (its last heartbeat may be recent); then
-it is tried again (for static replicas, that is the only way back).
+it is tried again (for static replicas, that is the only way back). When the registry stops listing
+every replica of a party, the last ones it listed are kept: on a starved machine heartbeats arrive late
+and the registry may drop them all while they still answer, so calls, not the registry, decide then
+(a party that is really down still fails its calls, and the guest answers 503).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class ReplicaSet:
         self._tables: dict[str, HealthTable[Replica]] = {}
         self._down_until: dict[tuple[str, str], float] = {}  # (party, replica name) -> when it may serve again
         self._balancers: dict[str, Balancer] = {}
+        self._listed: dict[str, list[Replica]] = {}  # party -> the replicas the registry last listed for it
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -79,9 +83,13 @@ class ReplicaSet:
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 self.status = f"registry at {self.registry.url} unreachable: {exc!r}"
                 return
+        by_party: dict[str, list[Replica]] = {}
+        for replica in listed:
+            by_party.setdefault(replica.party, []).append(replica)
+        self._listed = {**self._listed, **by_party}  # a party listed with no replica keeps its last ones
         tables: dict[str, HealthTable[Replica]] = {}
         now = time.monotonic()
-        for replica in [r for rs in self.static.values() for r in rs] + listed:
+        for replica in [r for rs in self.static.values() for r in rs] + [r for rs in self._listed.values() for r in rs]:
             table = tables.setdefault(replica.party, HealthTable(_FOREVER))
             table.put(replica.name, replica)
             if self._down_until.get((replica.party, replica.name), 0) > now:
