@@ -83,6 +83,7 @@ def test_demo_in_threads_prints_the_total_and_matching_statistics(tmp_path, data
     trained = float(text.split("SecureBoost AUC at the bank: ")[1].split()[0])
     assert evaluated == pytest.approx(trained, abs=1e-4)  # evaluate's AUC of the same predictions
     assert "insurer:x" in text.split("information value at the bank")[1].split("hetero_secureboost")[0]
+    assert "100 of 100 online scores equal the batch job's bit for bit" in text  # served by `sharedml serve`
     assert result.output.count("learned the total 45") == 3
     figures = text.split("(which no party has): ")[1].split(" job file")[0].split()
     assert figures[0::2] == ["count", "mean", "std", "min", "max"]

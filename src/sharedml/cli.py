@@ -154,9 +154,10 @@ def demo(
     rows: Annotated[int, typer.Option(help="clients each party of the vertical job holds")] = 27_000,
     trees: Annotated[int, typer.Option(help="SecureBoost trees")] = 5,
     depth: Annotated[int, typer.Option(help="SecureBoost tree depth")] = 4,
+    online: Annotated[bool, typer.Option(help="serve the trained SecureBoost model online and query it")] = True,
 ) -> None:
-    """Run the example jobs: vertical (PSI, binning, SecureBoost, prediction, evaluation), then horizontal
-    (secure sum, statistics)."""
+    """Run the example jobs: vertical (PSI, binning, SecureBoost, prediction, evaluation), the trained model
+    served online, then horizontal (secure sum, statistics)."""
     from .demo import DemoDataError, find_example_data, run_demo
     from .demo_vertical import run_vertical
 
@@ -173,7 +174,9 @@ def demo(
         if vertical.result.state != "succeeded":
             raise typer.Exit(1)
         _print_vertical(vertical)
-        console.print("\nPart 2, horizontal: a bank, an insurer and a shop each hold their own rows.")
+        if online:
+            _serve_online(workdir.resolve() / "online", vertical)
+        console.print("\nPart 3, horizontal: a bank, an insurer and a shop each hold their own rows.")
         with console.status("running secure_sum, then federated_stats..."):
             outcome = run_demo(workdir.resolve() / "horizontal", data, mode, timeout)
     except DemoDataError as err:
@@ -204,6 +207,22 @@ def _print_vertical(vertical) -> None:
     console.print("the insurer's own feature importance (only it sees this): " +
                   ", ".join(f"{r.feature} {r.splits}" for r in importance.head(5).itertuples()))
     console.print(f"job file: {vertical.job_path}\noutputs:  {result.workdir / result.job_id}")
+
+
+def _serve_online(workdir: Path, vertical) -> None:
+    from .demo_online import run_online
+
+    console.print("\nPart 2, online: the bank and the insurer each serve their part of the SecureBoost model "
+                  "(`sharedml serve`), one process each, mutual TLS; the bank asks the insurer once per request.")
+    features = {party: path.parent / "clients.csv" for party, path in vertical.catalog_paths.items()}
+    with console.status("starting a host and a guest replica, asking for predictions..."):
+        online = run_online(workdir, vertical.result, features)
+    console.rule("online prediction")
+    console.print(f"{online.equal} of {len(online.ids)} online scores equal the batch job's bit for bit; "
+                  f"one request for all of them took {online.batch_ms:.0f} ms, a request for one id "
+                  f"{online.single_ms:.1f} ms (median)")
+    if online.equal != len(online.ids):
+        raise typer.Exit(1)
 
 
 def _print_horizontal(outcome) -> None:
