@@ -291,3 +291,25 @@ def test_a_party_the_registry_stops_listing_keeps_its_last_replicas():
     assert [r.name for r in replicas.candidates("shop", "boost:1")] == ["shop-2"]
     replicas.failed(replicas.candidates("shop")[0])
     assert replicas.candidates("shop") == []
+
+
+def test_replicas_reading_sql_sources_give_the_batch_predictions(trained, cluster, tmp_path):
+    """SQL lookups block, so both replicas run them in a thread beside their event loop."""
+    import sqlalchemy
+
+    urls = {}
+    for party in ("bank", "shop"):
+        urls[party] = f"sqlite:///{tmp_path / f'{party}.db'}"
+        engine = sqlalchemy.create_engine(urls[party])
+        pd.read_csv(trained["sources"][party]).to_sql("clients", engine, index=False)
+        engine.dispose()
+    sql = lambda party: {"features": {"url": urls[party], "table": "clients", "id_column": "id"}}  # noqa: E731
+    host = cluster.start("shop-sql", {**host_config(trained, MODELS), **sql("shop")})
+    guest = cluster.start("bank-sql", {**guest_config(trained, [host.url], MODELS), **sql("bank")})
+    batch = trained["batch"]["boost"]
+    ids = [int(i) for i in batch["id"][:50]]
+    with Client(cluster.tls(), "bank", [guest.url], timeout=10.0) as client:
+        online = client.predict(ids=ids, model="boost")["predictions"]
+        with pytest.raises(Rejected, match=r"unknown sample id\(s\) at party 'shop'"):
+            client.predict(id=trained["guest_only_ids"][0], model="boost")
+    assert [p["score"] for p in online] == [float(s) for s in batch["score"][:50]]
