@@ -177,7 +177,7 @@ def test_replicas_that_miss_heartbeats_are_skipped_until_they_return(world):
 
 
 def test_a_replica_marked_down_is_skipped_even_without_a_heartbeat_timeout():
-    from sharedml.tee.replicas import HealthTable
+    from sharedml.net.replicas import HealthTable
 
     table: HealthTable[str] = HealthTable(float("inf"))
     table.put("r1", "one")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from ..flow.tls_http import TlsFiles
-from ..tee.errors import ClusterError, RequestRejected
+from ..net.replicas import ReplicaUnavailable, RequestRefused
 from .errors import HostUnavailable, ServingError
 from .registry import RegistryClient
 from .replicas import Replica, ReplicaSet
@@ -30,7 +30,7 @@ class Rejected(ServingError):
         self.status = status
 
 
-class _Answer(RequestRejected):
+class _Answer(RequestRefused):
     """Carries a final non-200 answer through the balancer without failing over."""
 
     def __init__(self, status: int, detail: str) -> None:
@@ -74,7 +74,7 @@ class Client:
             return self.replicas.call(self.guest, key, lambda replica: self._post(replica, body))
         except _Answer as answer:
             raise Rejected(answer.status, answer.detail) from None
-        except ClusterError as exc:
+        except ReplicaUnavailable as exc:
             raise HostUnavailable(f"no replica of guest {self.guest!r} answered: {exc}") from None
 
     def _post(self, replica: Replica, body: dict[str, Any]) -> dict[str, Any]:

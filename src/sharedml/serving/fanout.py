@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from ..flow.tls_http import TlsFiles
-from ..tee.errors import ClusterError, RequestRejected
+from ..net.replicas import ReplicaUnavailable, RequestRefused
 from .errors import HostUnavailable, ServingError
 from .http_pool import ConnectionPool
 from .replicas import Replica, ReplicaSet
@@ -44,9 +44,9 @@ class HostFanout:
     async def _ask(self, host: str, key: str, body: bytes, rows: int) -> dict[str, Any]:
         try:
             return await self.replicas.acall(host, key, lambda replica: self._post(replica, body, rows))
-        except ClusterError as exc:
+        except ReplicaUnavailable as exc:
             raise HostUnavailable(f"host {host!r} did not answer within {self.timeout} s: {exc}") from None
-        except RequestRejected as exc:
+        except RequestRefused as exc:
             raise HostRefused(str(exc)) from None
 
     async def _post(self, replica: Replica, body: bytes, rows: int) -> dict[str, Any]:
@@ -56,7 +56,7 @@ class HostFanout:
             return decode_answer(answer, replica.party, rows)
         detail = _detail(answer)
         if status in (400, 403):
-            raise RequestRejected(f"host replica {replica.name} refused the request: {detail}")
+            raise RequestRefused(f"host replica {replica.name} refused the request: {detail}")
         raise RuntimeError(f"host replica {replica.name} answered {status}: {detail}")
 
 

@@ -2,9 +2,9 @@
 
 Why a registry: replicas join and leave live, and the guest's fan-out and the client SDK need the healthy
 replicas of each party, with the model versions each has loaded (a request goes only to replicas that
-hold its version). Health uses the TEE cluster's `HealthTable`. A replica may register only under its own
-certificate's party name, so no member can slip a replica into another party's list; the registry sees
-party names, URLs and version lists only.
+hold its version). Health uses `net.replicas.HealthTable`, as the TEE cluster does. A replica may
+register only under its own certificate's party name, so no member can slip a replica into another
+party's list; the registry sees party names, URLs and version lists only.
 
     POST /v1/replicas                  {party, role, name, url, versions} -> {heartbeat_timeout}
     POST /v1/replicas/{name}/heartbeat {versions}; 404 if unknown (register again)
@@ -22,8 +22,7 @@ from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..flow.tls_http import MtlsClient, TlsFiles, peer_name
-from ..tee.errors import ClusterError
-from ..tee.replicas import HealthTable
+from ..net.replicas import HealthTable, ReplicaUnavailable
 
 
 class Member(BaseModel):
@@ -61,7 +60,7 @@ def registry_app(heartbeat_timeout: float) -> FastAPI:
         caller = await peer_name(request)
         try:
             member = table.beat(f"{caller}/{name}")
-        except ClusterError as exc:
+        except ReplicaUnavailable as exc:
             raise HTTPException(404, str(exc)) from None
         member.versions = beat.versions
         return {}

@@ -2,8 +2,8 @@
 
 Why: the guest's fan-out to each host and the client SDK's calls to the guest face the same problem:
 several replicas per party, some down, some without the requested model version. The rules (healthy =
-not marked down; round robin; fail over on a fault, not on a refusal) are the TEE cluster's
-`HealthTable` and `Balancer`, reused here. Replicas come from static URLs and/or the registry, re-read
+not marked down; round robin; fail over on a fault, not on a refusal) are `net.replicas`'
+`HealthTable` and `Balancer`, as in the TEE cluster. Replicas come from static URLs and/or the registry, re-read
 every `refresh` s in a background thread, never on a request's path. A replica that fails a call is
 left out for `cooldown` s even if the registry still lists it (its last heartbeat may be recent); then
 it is tried again (for static replicas, that is the only way back). When the registry stops listing
@@ -22,8 +22,7 @@ from typing import TypeVar
 
 import httpx
 
-from ..tee.errors import ClusterError, RequestRejected
-from ..tee.replicas import Balancer, HealthTable
+from ..net.replicas import Balancer, HealthTable, ReplicaUnavailable, RequestRefused
 from .registry import RegistryClient
 
 R = TypeVar("R")
@@ -110,7 +109,7 @@ class ReplicaSet:
 
     def call(self, party: str, key: str | None, request: Callable[[Replica], R]) -> R:
         """`request` on the next healthy replica of `party` holding `key`, failing over to the others;
-        ClusterError when none is left. A RequestRejected from `request` is raised at once."""
+        ReplicaUnavailable when none is left. A RequestRefused from `request` is raised at once."""
         candidates = self._candidates_or_fail(party, key)
         with self._lock:
             balancer = self._balancers.setdefault(party, Balancer())
@@ -125,16 +124,16 @@ class ReplicaSet:
         for replica in balancer.order(candidates):
             try:
                 return await request(replica)
-            except RequestRejected:
+            except RequestRefused:
                 raise
             except Exception as exc:  # any other fault is the replica's: try the next one
                 self.failed(replica)
                 failures.append(f"{replica.name}: {exc!r}")
-        raise ClusterError(f"every replica failed: {'; '.join(failures)}")
+        raise ReplicaUnavailable(f"every replica failed: {'; '.join(failures)}")
 
     def _candidates_or_fail(self, party: str, key: str | None) -> list[Replica]:
         candidates = self.candidates(party, key)
         if not candidates:
             what = f" with model {key} loaded" if key else ""
-            raise ClusterError(f"no healthy replica of party {party!r}{what} ({self.status})")
+            raise ReplicaUnavailable(f"no healthy replica of party {party!r}{what} ({self.status})")
         return candidates

@@ -17,10 +17,10 @@ import httpx
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from ..net.replicas import Balancer, HealthTable
 from .attestation import Quote, TrustSettings, verify_quote
 from .errors import AttestationError, ClusterError, RequestRejected
 from .predict import PredictionClient
-from .replicas import Balancer, HealthTable
 from .sealed import header_bytes, read_header
 from .storage import open_input
 from .transport import OCTETS, TlsOptions, detail, http_client
@@ -58,8 +58,8 @@ class ClusterClient:
         self._trust = trust
         self._http = http_client(tls, timeout)
         self._refresh = refresh
-        self._table: HealthTable[RemoteReplica] = HealthTable(float("inf"))
-        self._balancer = Balancer()
+        self._table: HealthTable[RemoteReplica] = HealthTable(float("inf"), error=ClusterError)
+        self._balancer = Balancer(ClusterError)
         self._listed_at = float("-inf")
         self._lock = threading.Lock()
 
@@ -89,7 +89,7 @@ class ClusterClient:
                 return  # keep serving from the last list while the manager is unreachable
             raise ClusterError(f"cluster manager at {self.manager_url} unreachable and no replica known: {exc!r}") \
                 from None
-        table: HealthTable[RemoteReplica] = HealthTable(float("inf"))
+        table: HealthTable[RemoteReplica] = HealthTable(float("inf"), error=ClusterError)
         for entry in listed:
             name = str(entry.get("name"))
             try:

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from ..net.replicas import Balancer, HealthTable
 from .attestation import Quote
 from .enclave import Enclave
 from .errors import ClusterError
 from .predict import PredictionService
-from .replicas import Balancer, HealthTable
 
 T = TypeVar("T")
 
@@ -66,8 +66,8 @@ class ClusterManager:
     def __init__(self, heartbeat_timeout: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         self.releases: list[KeyRelease] = []
-        self._table: HealthTable[Replica] = HealthTable(heartbeat_timeout, clock)
-        self._balancer = Balancer()
+        self._table: HealthTable[Replica] = HealthTable(heartbeat_timeout, clock, ClusterError)
+        self._balancer = Balancer(ClusterError)
 
     def register(self, replica: Replica) -> None:
         """Add a started replica (its quote is not verified here: peers and clients verify it)."""

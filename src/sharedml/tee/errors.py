@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..net.replicas import ReplicaUnavailable, RequestRefused
+
 
 class TeeError(Exception):
     """Base class of every error raised by `sharedml.tee`."""
@@ -31,7 +33,7 @@ class StorageError(TeeError):
     """A storage location cannot be read or written (missing file, missing fsspec for a URL)."""
 
 
-class ClusterError(TeeError):
+class ClusterError(TeeError, ReplicaUnavailable):
     """No healthy replica could serve a request, or a replica is unknown to the cluster manager."""
 
 
@@ -39,6 +41,6 @@ class TrainingError(TeeError):
     """Training inside the enclave cannot start: bad columns, labels or parameters."""
 
 
-class RequestRejected(TeeError):
+class RequestRejected(TeeError, RequestRefused):
     """A prediction request is refused for what it is (sender not allowed, altered, malformed), not because
     the replica failed: retrying it elsewhere would not help, so the cluster does not fail over."""

@@ -20,9 +20,9 @@ from __future__ import annotations
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..net.replicas import HealthTable
 from .attestation import Quote
 from .errors import AttestationError, ClusterError
-from .replicas import HealthTable
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -51,7 +51,7 @@ class Directory:
     """The manager's state: a health table of members, grouped by the measurement their quote claims."""
 
     def __init__(self, heartbeat_timeout: float) -> None:
-        self.table: HealthTable[tuple[Member, str]] = HealthTable(heartbeat_timeout)
+        self.table: HealthTable[tuple[Member, str]] = HealthTable(heartbeat_timeout, error=ClusterError)
 
     def register(self, member: Member) -> list[Member]:
         try:

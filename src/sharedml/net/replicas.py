@@ -1,8 +1,10 @@
-"""Replica health and selection, shared by the in-process cluster, the network manager and the client SDK.
+"""Replica health and selection, shared by the TEE cluster (in-process and networked, and its client SDK)
+and online serving (the registry, the guest's fan-out and its client SDK).
 
 Why: "which replicas may serve now" (seen within the heartbeat timeout, not marked down after a failure)
 and "try them round robin, fail over on a fault but not on a refusal" are the same rules wherever the
-replicas live, so they are written once here.
+replicas live, so they are written once here, below both users. A user passes its own error class (a
+subclass of `ReplicaUnavailable`) so that its callers catch what they already catch.
 """
 
 from __future__ import annotations
@@ -13,17 +15,25 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-from .errors import ClusterError, RequestRejected
-
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class ReplicaUnavailable(Exception):
+    """No healthy replica could serve a request, or a replica is unknown or registered twice."""
+
+
+class RequestRefused(Exception):
+    """A request refused for what it is (sender not allowed, altered, malformed), not because the replica
+    failed: another replica would refuse it too, so there is no failover."""
 
 
 class HealthTable(Generic[T]):
     """Members by name with the time each was last seen; healthy = seen within `timeout` seconds."""
 
-    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.timeout = timeout
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic,
+                 error: type[ReplicaUnavailable] = ReplicaUnavailable) -> None:
+        self.timeout, self.error = timeout, error
         self._clock = clock
         self._members: dict[str, T] = {}
         self._last_seen: dict[str, float] = {}
@@ -34,7 +44,7 @@ class HealthTable(Generic[T]):
         """Add `member` (or replace it: a restarted replica registers again), seen now."""
         with self._lock:
             if not replace and name in self._members:
-                raise ClusterError(f"a replica named {name!r} is already registered; give each replica its own name")
+                raise self.error(f"a replica named {name!r} is already registered; give each replica its own name")
             self._members[name] = member
             self._last_seen[name] = self._clock()
             self._down.discard(name)
@@ -43,7 +53,7 @@ class HealthTable(Generic[T]):
         """Record that `name` is alive; returns its member."""
         with self._lock:
             if name not in self._members:
-                raise ClusterError(f"heartbeat from unknown replica {name!r}; register it first")
+                raise self.error(f"heartbeat from unknown replica {name!r}; register it first")
             self._last_seen[name] = self._clock()
             self._down.discard(name)
             return self._members[name]
@@ -66,17 +76,18 @@ class HealthTable(Generic[T]):
 class Balancer:
     """Round robin over the candidates of each call, failing over to the next one on any fault.
 
-    A `RequestRejected` is the request's fault (sender not allowed, altered request), so it is raised at
+    A `RequestRefused` is the request's fault (sender not allowed, altered request), so it is raised at
     once: another replica would refuse it too.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, error: type[ReplicaUnavailable] = ReplicaUnavailable) -> None:
+        self.error = error
         self._turn = itertools.count()
 
     def order(self, candidates: Sequence[T]) -> list[T]:
         """The candidates in the order to try them for the next call: the next in turn first."""
         if not candidates:
-            raise ClusterError("no healthy replica to serve the request")
+            raise self.error("no healthy replica to serve the request")
         start = next(self._turn) % len(candidates)
         return [*candidates[start:], *candidates[:start]]
 
@@ -86,9 +97,9 @@ class Balancer:
         for member in self.order(candidates):
             try:
                 return request(member)
-            except RequestRejected:
+            except RequestRefused:
                 raise
             except Exception as exc:  # any other fault is the replica's: try the next one
                 on_failure(member)
                 failures.append(f"{name(member)}: {exc}")
-        raise ClusterError(f"every replica failed: {'; '.join(failures)}")
+        raise self.error(f"every replica failed: {'; '.join(failures)}")
