@@ -313,3 +313,58 @@ def test_replicas_reading_sql_sources_give_the_batch_predictions(trained, cluste
         with pytest.raises(Rejected, match=r"unknown sample id\(s\) at party 'shop'"):
             client.predict(id=trained["guest_only_ids"][0], model="boost")
     assert [p["score"] for p in online] == [float(s) for s in batch["score"][:50]]
+
+
+@pytest.mark.parametrize("behaviour", ["garbage", "close", "silent", "oversize", "wrong_party"])
+def test_the_guests_host_calls_fail_fast_on_a_bad_host(tmp_path, behaviour):
+    """A host that answers garbage, hangs up, says nothing or floods must not hang the guest: each call
+    raises (for the fan-out to fail over) within its timeout."""
+    import asyncio
+    import ssl
+
+    from sharedml.flow.tls_http import TlsFiles
+    from sharedml.net.certs import init_federation
+    from sharedml.serving import http_pool
+
+    init_federation(["bank", "shop"], tmp_path)
+    host = TlsFiles.in_dir(tmp_path, "shop")
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if behaviour == "garbage":
+            writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        elif behaviour == "oversize":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (http_pool.MAX_ANSWER_BYTES + 1))
+            writer.write(b"x" * (1 << 20) * 2)
+        elif behaviour == "close":
+            writer.close()
+            return
+        await asyncio.sleep(5)  # silent, or after the above: never finishes
+
+    async def main() -> Exception:
+        server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(host.ca))
+        server_tls.load_cert_chain(str(host.cert), str(host.key))
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls)
+        port = server.sockets[0].getsockname()[1]
+        if behaviour == "oversize":
+            http_pool.MAX_ANSWER_BYTES = 1 << 20  # a smaller bound, so the test sends little
+        pool = http_pool.ConnectionPool(TlsFiles.in_dir(tmp_path, "bank").client_context())
+        party = "bank" if behaviour == "wrong_party" else "shop"  # the certificate must carry the party's name
+        try:
+            await pool.post(f"https://127.0.0.1:{port}", party, "/v1/partial", b"{}", "application/x-test", 1.0)
+        except Exception as exc:  # noqa: BLE001 - the kind is what the test looks at
+            return exc
+        finally:
+            server.close()
+        raise AssertionError("the call succeeded")
+
+    original = http_pool.MAX_ANSWER_BYTES
+    started = time.monotonic()
+    try:
+        error = asyncio.run(main())
+    finally:
+        http_pool.MAX_ANSWER_BYTES = original
+    assert time.monotonic() - started < 3
+    expected = {"garbage": ConnectionError, "close": ConnectionError, "silent": TimeoutError,
+                "oversize": ConnectionError, "wrong_party": ssl.SSLCertVerificationError}[behaviour]
+    assert isinstance(error, expected), repr(error)

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+MAX_ANSWER_BYTES = 256 << 20  # a host's answer for 100,000 ids is a few MB; beyond this it is garbage
+
 
 class PeerClosed(ConnectionError):
     """The server closed the connection before answering (a kept-alive connection it timed out, or a crash)."""
@@ -29,6 +31,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._answer: asyncio.Future[tuple[int, bytes]] | None = None
         self._body: list[bytes] = []
+        self._size = 0
         self.reusable = True
 
     # asyncio.Protocol
@@ -47,6 +50,10 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > MAX_ANSWER_BYTES:
+            self._fail(ConnectionError(f"answer larger than {MAX_ANSWER_BYTES} bytes"))
+            return
         self._body.append(body)
 
     def on_message_complete(self) -> None:
@@ -64,7 +71,7 @@ class _Connection(asyncio.Protocol):
 
     async def post(self, host: str, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
         assert self.transport is not None
-        self._answer, self._body = asyncio.get_running_loop().create_future(), []
+        self._answer, self._body, self._size = asyncio.get_running_loop().create_future(), [], 0
         self.transport.write(b"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n\r\n%s"
                              % (path.encode(), host.encode(), content_type.encode(), len(body), body))
         return await self._answer
