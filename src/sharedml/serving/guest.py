@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from ..flow.tls_http import require_peer
 from .errors import BadRequest, ServingError
 from .hot_routes import HotRoute
-from .http_common import LoadRequest, error_handler, health
+from .http_common import LoadRequest, add_unload_route, error_handler, health
 from .parts import GuestPart, load_model
 from .predictor import GuestModel, GuestPredictor, Outcome
 from .replicas import ReplicaSet
@@ -148,10 +148,5 @@ def guest_app(service: GuestService) -> HotRoute:
         service.set_traffic(name, split)
         return {"traffic": service.book.traffic()}
 
-    @app.delete("/v1/models/{name}/{version}")
-    async def unload(request: Request, name: str, version: int) -> dict:
-        await require_peer(request, service.admins)
-        service.book.remove(name, version)
-        return {"versions": service.book.keys()}
-
+    add_unload_route(app, service.book, service.admins)
     return HotRoute(app, "/v1/predict", service.predict, service.clients)

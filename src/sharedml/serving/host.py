@@ -21,7 +21,7 @@ from ..flow.tls_http import require_peer
 from .errors import ServingError
 from .features import FeatureSource
 from .hot_routes import HotRoute
-from .http_common import LoadRequest, error_handler, health
+from .http_common import LoadRequest, add_unload_route, error_handler, health
 from .parts import HostPart, load_model
 from .versions import ModelBook
 from .wire import CONTENT_TYPE, decode_request, encode_answer
@@ -68,10 +68,5 @@ def host_app(service: HostService) -> HotRoute:
         service.load(body.name, body.version, model, f"model {body.key}")
         return {"versions": service.book.keys()}
 
-    @app.delete("/v1/models/{name}/{version}")
-    async def unload(request: Request, name: str, version: int) -> dict:
-        await require_peer(request, service.admins)
-        service.book.remove(name, version)
-        return {"versions": service.book.keys()}
-
+    add_unload_route(app, service.book, service.admins)
     return HotRoute(app, "/v1/partial", service.partial, {service.guest})

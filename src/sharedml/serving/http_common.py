@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..flow.tls_http import require_peer
 from .config import PartRef
 from .errors import ServingError
 from .versions import ModelBook
@@ -35,3 +36,13 @@ async def error_handler(request: Request, exc: Exception) -> JSONResponse:
 
 def health(party: str, name: str, role: str, book: ModelBook[Any]) -> dict[str, Any]:
     return {"party": party, "name": name, "role": role, "versions": book.keys(), "traffic": book.traffic()}
+
+
+def add_unload_route(app: FastAPI, book: ModelBook[Any], admins: set[str]) -> None:
+    """`DELETE /v1/models/{name}/{version}` for `admins` (the book refuses a version that has traffic)."""
+
+    @app.delete("/v1/models/{name}/{version}")
+    async def unload(request: Request, name: str, version: int) -> dict:
+        await require_peer(request, admins)
+        book.remove(name, version)
+        return {"versions": book.keys()}
