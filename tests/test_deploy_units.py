@@ -50,19 +50,61 @@ def test_lineage_follows_derived_outputs_through_the_dag():
 def test_policy_allows_listed_uses_and_names_the_rule_it_denies():
     allowed = checker({"credit": {"peers": ["telco"], "components": ["psi", "hetero_secureboost"]},
                        "other": {"peers": ["*"], "components": ["*"]}})
-    assert allowed.check_job(JOB) == {"align": {"credit"}, "boost": {"credit"}, "side": {"other"}}
+    assert allowed.check_job(JOB, "alice") == {"align": {"credit"}, "boost": {"credit"}, "side": {"other"}}
 
     with pytest.raises(PolicyDenied) as info:  # boost reads only align's output, yet it uses 'credit'
         checker({"credit": {"peers": ["telco"], "components": ["psi"]},
-                 "other": {"peers": ["*"], "components": ["*"]}}).check_job(JOB)
+                 "other": {"peers": ["*"], "components": ["*"]}}).check_job(JOB, "alice")
     assert info.value.rule == "datasets.credit.components" and info.value.node == "bank"
     assert "'hetero_secureboost'" in str(info.value) and "bank/policy.yaml" in str(info.value)
 
     with pytest.raises(PolicyDenied, match=r"rule 'datasets\.other'.*no entry"):
-        checker({"credit": {"peers": ["*"], "components": ["*"]}}).check_task(JOB, "side")
+        checker({"credit": {"peers": ["*"], "components": ["*"]}}).check_task(JOB, "side", "alice")
     with pytest.raises(PolicyDenied, match=r"'datasets\.credit\.outputs_may_leave'"):
         allowed.check_export(JOB, "boost")
     checker({"credit": {"peers": ["*"], "components": ["*"], "outputs_may_leave": True}}).check_export(JOB, "boost")
+
+
+FACTORY_JOB = parse_job("""
+job: nets
+parties:
+  hub: {role: aggregator}
+  bank: {role: client, data: {rows: credit}}
+  shop: {role: client, data: {rows: credit}}
+tasks:
+  fit: {component: homo_nn, inputs: {train: $rows}, params: {model: {type: factory, factory: "os:kill"}}}
+""")
+
+
+def test_policy_allows_named_code_only_from_its_code_list():
+    """A job naming code (a model factory) is denied at approval unless the node's policy lists that name."""
+    rule = {"credit": {"peers": ["*"], "components": ["homo_nn"]}}
+    with pytest.raises(PolicyDenied, match=r"rule 'code'.*names code 'os:kill'") as info:
+        checker(rule).check_job(FACTORY_JOB, "alice")
+    assert "add 'os:kill' to code in bank/policy.yaml" in str(info.value)
+    allowing = PolicyChecker("bank", Policy.model_validate({"datasets": rule, "code": ["os:kill"]}), "p.yaml")
+    assert allowing.check_job(FACTORY_JOB, "alice") == {"fit": {"credit"}}
+    with pytest.raises(ValueError, match="must look like 'package.module:function'"):
+        Policy.model_validate({"code": ["os.kill"]})
+
+
+def test_policy_governs_tasks_that_use_no_data_and_the_submitters():
+    """The aggregator reads none of its data, yet it runs a component for a submitter: both must be allowed."""
+    hub = {"peers": ["*"], "components": ["*"]}
+    denied = PolicyChecker("hub", Policy.model_validate({"datasets": {"credit": hub}}), "hub/policy.yaml")
+    job = FACTORY_JOB.model_copy(update={"tasks": {"fit": FACTORY_JOB.tasks["fit"].model_copy(
+        update={"params": {}})}})
+    with pytest.raises(PolicyDenied, match=r"rule 'dataless.components'.*component 'homo_nn'"):
+        denied.check_job(job, "alice")
+    policy = {"dataless": {"components": ["homo_nn"], "submitters": ["bob"]}}
+    only_bob = PolicyChecker("hub", Policy.model_validate(policy), "hub/policy.yaml")
+    assert only_bob.check_job(job, "bob") == {"fit": set()}
+    with pytest.raises(PolicyDenied, match=r"rule 'dataless.submitters'.*submitted by 'alice'"):
+        only_bob.check_job(job, "alice")
+    rule = {"credit": {"peers": ["*"], "components": ["*"], "submitters": ["bob"]}}
+    with pytest.raises(PolicyDenied, match=r"rule 'datasets.credit.submitters'"):
+        checker(rule).check_job(job, "alice")
+    assert checker(rule).check_job(job, "bob") == {"fit": {"credit"}}
 
 
 def test_policy_file_errors_name_the_file_line_and_field(tmp_path):
@@ -117,14 +159,21 @@ def check_registry(engine) -> None:
                                {"bank": [{"name": "auc", "value": 0.8}]})
     assert (first.version, second.version) == (1, 2)
     assert registry.get("credit.boost").id == second.id and registry.get("credit.boost:1").id == first.id
-    imported = registry.import_(registry.export(first.id))
+    exported = registry.check_export(registry.export(first.id))
+    imported = registry.register(exported["name"], exported["job_id"], exported["task"], "hetero_secureboost",
+                                 ["bank", "telco"], {}, imported_from=exported["id"])
     assert (imported.version, imported.job_id, imported.imported_from) == (3, "job-1", first.id)
     registry.delete("credit.boost:2")
     assert [m.version for m in registry.models("credit.boost")] == [1, 3]
+    assert not registry.refers_to("job-2", "boost")
+    registry.delete("credit.boost:1")
+    assert registry.refers_to("job-1", "boost")  # the import still names job-1's parts: they must stay
     with pytest.raises(RegistryError, match="no model 'credit.boost:2'"):
         registry.get("credit.boost:2")
-    with pytest.raises(RegistryError, match="not a model export"):
-        registry.import_({"model": {}})
+    for bad in ({"model": {}}, [], {"format": "sharedml-model/1", "model": {"id": 1, "name": "x", "job_id": "j",
+                                                                           "task": "t"}}):
+        with pytest.raises(RegistryError, match="not a model export|lacks text field"):
+            registry.check_export(bad)
 
 
 def check_coordinator_store(url: str) -> None:

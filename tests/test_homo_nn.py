@@ -45,7 +45,7 @@ def _breast() -> dict[str, pd.DataFrame]:
 
 
 def _train(tables: dict[str, pd.DataFrame], test: pd.DataFrame | None = None, wrap: Any = None,
-           timeout: float = 20.0, **params: Any) -> dict[str, Any]:
+           timeout: float = 20.0, allowed_code: tuple[str, ...] = (), **params: Any) -> dict[str, Any]:
     """Simulate homo_nn with an aggregator and one client per table; each party returns (outputs, metrics).
     `wrap(ctx)` may replace a client's context (or raise to make it vanish: the client then returns None)."""
     p = HomoNNParams(**{"seed": 7, **params})
@@ -59,7 +59,8 @@ def _train(tables: dict[str, pd.DataFrame], test: pd.DataFrame | None = None, wr
         except _Vanished:
             return None
 
-    return simulate(party, {"server": "aggregator", **{c: "client" for c in tables}}, timeout=timeout)
+    return simulate(party, {"server": "aggregator", **{c: "client" for c in tables}}, timeout=timeout,
+                    allowed_code=allowed_code)
 
 
 def _auc(out: dict[str, Any], party: str) -> float:
@@ -149,7 +150,8 @@ def test_dp_sgd_epsilon_grows_with_rounds_and_equals_opacus_accountant():
 
 
 def test_user_factory_module_and_the_cnn_learn(plugins_on_path):
-    out = _train(_breast(), _table(TEST), rounds=3, model={"type": "factory", "factory": "plugins.tiny_nets:two_layer"})
+    out = _train(_breast(), _table(TEST), rounds=3, model={"type": "factory", "factory": "plugins.tiny_nets:two_layer"},
+                 allowed_code=("plugins.tiny_nets:two_layer",))
     assert _auc(out, "guest") > 0.95
     assert sorted(out["guest"][0]["model"]["state"]) == ["0.bias", "0.weight", "2.bias", "2.weight"]
     tables, test = _images(), _images(seed=9)["a"]
@@ -234,8 +236,9 @@ def test_bad_params_are_refused_when_the_job_is_checked(params, match):
     ({"type": "cnn", "channels": 1, "height": 8, "width": 8}, r"= 64, but the rows have 30 feature columns"),
 ])
 def test_models_that_cannot_be_built_name_the_cause(plugins_on_path, model, match):
+    allowed = (model["factory"],) if model["type"] == "factory" else ()
     with pytest.raises(SimulationError, match=match):
-        _train(_breast(), rounds=1, model=model, timeout=5)
+        _train(_breast(), rounds=1, model=model, timeout=5, allowed_code=allowed)
 
 
 def test_missing_torch_names_the_extra_to_install(monkeypatch):
@@ -272,3 +275,29 @@ def test_homo_nn_runs_as_a_job_with_a_factory_network(run_breast_homo_job, plugi
         assert result.output(party, "report", "report")["auc"] > 0.95
     saved = result.output("hub", "model", "model")
     assert saved["features"] is None and saved["architecture"]["factory"] == "plugins.tiny_nets:two_layer"
+
+
+def test_a_factory_the_parties_did_not_allow_is_never_imported(plugins_on_path):
+    """A job spec comes from someone else: naming `os:kill` or a plugin must not make any node import or call it."""
+    sys.modules.pop("plugins.tripwire", None)
+    for factory in ("plugins.tripwire:build", "os:kill", "shutil:rmtree"):
+        with pytest.raises(SimulationError, match=f"does not allow code '{factory}'.*--allow-code {factory}"):
+            _train(_breast(), rounds=1, model={"type": "factory", "factory": factory}, timeout=5,
+                   allowed_code=("plugins.tiny_nets:two_layer",))
+    assert "plugins.tripwire" not in sys.modules
+
+
+def test_the_aggregator_refuses_a_nonsensical_feature_count_from_a_client():
+    """The aggregator builds the network from a client's claimed width: a huge or non-integer claim is refused."""
+    from sharedml.runtime.peer_values import BadPeerValue
+
+    for claim in (10**12, -3, "30", 2.5, True):
+        def party(ctx, claim=claim):
+            if ctx.role == "aggregator":
+                return homo_nn(ctx, HomoNNParams(seed=1, rounds=1))
+            ctx.send("server", "nn/inputs", claim)
+            return None
+        with pytest.raises(SimulationError) as caught:
+            simulate(party, {"server": "aggregator", "a": "client", "b": "client"}, timeout=5)
+        assert isinstance(caught.value.errors["server"], BadPeerValue), caught.value.errors
+        assert "party 'a' sent" in str(caught.value.errors["server"])

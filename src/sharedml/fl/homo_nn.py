@@ -8,8 +8,8 @@ per-round validation work as for homo_lr. The aggregator draws the initial weigh
 
 A `factory: "package.module:function"` is imported and called with (input width, output count) at
 every node, aggregator included. No code travels with the job: each node runs the code it has
-installed under that name, with its own rights, so installing it is each node's trust decision, and
-all nodes need the same version. A saved model is its architecture spec plus named numpy arrays in
+installed under that name, with its own rights, and only if its operator allowed that name (a node's
+policy `code`, `sharedml run --allow-code`); all nodes need the same version. A saved model is its architecture spec plus named numpy arrays in
 the repo's msgpack format; nothing from a peer is ever unpickled or `torch.load`-ed.
 
 Two kinds of differential privacy compose here, and protect different things. `dp` (client-level,
@@ -27,13 +27,16 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from ..ml.tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
-from ..runtime.component import ColumnList, component
+from ..runtime.component import CodeRef, ColumnList, component
 from ..runtime.context import Context
+from ..runtime.peer_values import peer_int
 from .rounds import FederationParams, aggregator_of, require_client_copy, run_aggregator, run_client, signature
 from .secagg import AGGREGATOR, CLIENT
+
+MAX_FEATURES = 1 << 20  # input width of a network: bounds what a client's claim makes the aggregator build
 
 
 class MLPSpec(BaseModel):
@@ -58,19 +61,12 @@ class CNNSpec(BaseModel):
 
 
 class FactorySpec(BaseModel):
-    """A user's network: `factory(inputs, outputs)` returns a torch.nn.Module; every node must have that code."""
+    """A user's network: `factory(inputs, outputs)` returns a torch.nn.Module; every node must have that code
+    and must have allowed it (a node's policy `code`, `sharedml run --allow-code`)."""
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["factory"]
-    factory: str = Field(description="'package.module:function', importable at every node of the job")
-
-    @field_validator("factory")
-    @classmethod
-    def _import_path(cls, value: str) -> str:
-        module, colon, name = value.partition(":")
-        if not (colon and name.isidentifier() and all(part.isidentifier() for part in module.split("."))):
-            raise ValueError(f"factory {value!r} must look like 'package.module:function'")
-        return value
+    factory: CodeRef = Field(description="'package.module:function', installed and allowed at every node of the job")
 
 
 ModelSpec = Annotated[MLPSpec | CNNSpec | FactorySpec, Field(discriminator="type")]
@@ -139,17 +135,18 @@ def homo_nn(ctx: Context, params: HomoNNParams, train: pd.DataFrame | None = Non
 
 def _aggregator(ctx: Context, params: HomoNNParams, nn: ModuleType) -> dict[str, object]:
     clients = ctx.parties_with_role(CLIENT)
-    inputs = ctx.gather("nn/inputs", clients)[clients[0]]  # run_aggregator's check_hello makes all clients agree
+    first = clients[0]  # run_aggregator's check_hello makes all clients agree
+    inputs = peer_int(ctx.gather("nn/inputs", clients)[first], first, "feature count", 1, MAX_FEATURES)
 
     def initial(size: int) -> np.ndarray:
-        weights = nn.flatten(nn.build(params.model, inputs, params.outputs, params.seed))
+        weights = nn.flatten(nn.build(params.model, inputs, params.outputs, params.seed, ctx))
         if len(weights) != size:
             raise ValueError(f"the aggregator's network has {len(weights)} weights, the clients' {size}: every node "
                              "must run the same model code")
         return weights
 
     weights = run_aggregator(ctx, params.round_config(), params.make_strategy(), initial)
-    return _model(params, nn, inputs, weights, None)
+    return _model(ctx, params, nn, inputs, weights, None)
 
 
 def _client(ctx: Context, params: HomoNNParams, nn: ModuleType, train: pd.DataFrame | None,
@@ -157,7 +154,9 @@ def _client(ctx: Context, params: HomoNNParams, nn: ModuleType, train: pd.DataFr
     if train is None:
         raise ValueError(f"client {ctx.party!r} has no `train` input; every client needs its rows")
     names, X = feature_matrix(ctx, train, params.id_columns + [params.label])
-    net = nn.build(params.model, X.shape[1], params.outputs)
+    if X.shape[1] > MAX_FEATURES:
+        raise ValueError(f"client {ctx.party!r}: {X.shape[1]} feature columns; homo_nn takes at most {MAX_FEATURES}")
+    net = nn.build(params.model, X.shape[1], params.outputs, ctx=ctx)
     validation = None
     if validate is not None:
         validation = (_finite(ctx, model_columns(ctx, validate, names, "validate"), "validate"),
@@ -166,7 +165,7 @@ def _client(ctx: Context, params: HomoNNParams, nn: ModuleType, train: pd.DataFr
                            ctx.parties_with_role(CLIENT).index(ctx.party), validation)
     ctx.send(aggregator_of(ctx), "nn/inputs", X.shape[1])
     weights = run_client(ctx, params.round_config(), local, signature(names))
-    model = _model(params, nn, X.shape[1], weights, names)
+    model = _model(ctx, params, nn, X.shape[1], weights, names)
     scored = train if test is None else test
     label = params.label if params.label in scored.columns else None
     return {"model": model, "predictions": _predict(ctx, nn, model, scored, params.id_columns, label,
@@ -194,21 +193,21 @@ def _finite(ctx: Context, values: np.ndarray, what: str) -> np.ndarray:
     return values
 
 
-def _model(params: HomoNNParams, nn: ModuleType, inputs: int, weights: np.ndarray,
+def _model(ctx: Context, params: HomoNNParams, nn: ModuleType, inputs: int, weights: np.ndarray,
            names: list[str] | None) -> dict[str, object]:
     """The global model as plain data; the aggregator never sees feature names, only their hash, so it stores None."""
-    net = nn.build(params.model, inputs, params.outputs)
+    net = nn.build(params.model, inputs, params.outputs, ctx=ctx)
     nn.load_flat(net, weights)
     return {"type": "homo_nn", "task": params.task, "architecture": params.model.model_dump(), "inputs": inputs,
             "outputs": params.outputs, "state": nn.state_arrays(net), "features": names}
 
 
-def _network(nn: ModuleType, model: dict[str, Any]) -> Any:
+def _network(ctx: Context, nn: ModuleType, model: dict[str, Any]) -> Any:
     """Rebuild a saved model's network: architecture from its spec, weights from its arrays."""
     if model.get("type") != "homo_nn":
         raise ValueError(f"this is a {model.get('type')!r} model; homo_nn_predict needs a homo_nn model")
     spec = TypeAdapter(ModelSpec).validate_python(model["architecture"])
-    net = nn.build(spec, int(model["inputs"]), int(model["outputs"]))
+    net = nn.build(spec, int(model["inputs"]), int(model["outputs"]), ctx=ctx)
     nn.load_arrays(net, model["state"])
     return net
 
@@ -217,7 +216,7 @@ def _predict(ctx: Context, nn: ModuleType, model: dict[str, Any], data: pd.DataF
              label: str | None, what: str) -> pd.DataFrame:
     X = _finite(ctx, model_columns(ctx, data, list(model["features"]), what), what)
     task = model["task"]
-    score = nn.predict(_network(nn, model), X, task)
+    score = nn.predict(_network(ctx, nn, model), X, task)
     if task == "binary":
         predicted = (score >= 0.5).astype(np.int64)
     else:

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..ml.metrics import accuracy, log_loss, mae, roc_auc
+from ..runtime.component import require_allowed
 from ..runtime.context import Context
 
 if TYPE_CHECKING:
@@ -44,11 +45,15 @@ _RNG = threading.RLock()  # guards torch's process-wide RNG between seeding and 
 # --- networks -------------------------------------------------------------------------------------------
 
 
-def build(spec: ModelSpec, inputs: int, outputs: int, seed: int | None = None) -> nn.Module:
+def build(spec: ModelSpec, inputs: int, outputs: int, seed: int | None = None, ctx: Context | None = None
+          ) -> nn.Module:
     """The network `spec` describes, for rows of `inputs` features and `outputs` outputs, checked on a dry batch.
 
-    Its initial weights come from `seed` (fresh if None): the aggregator's are the global model's start.
+    Its initial weights come from `seed` (fresh if None): the aggregator's are the global model's start. A
+    factory is imported only if `ctx`'s party allows it (no context: nothing is allowed).
     """
+    if spec.type == "factory":
+        require_allowed(spec.factory, ctx.allowed_code if ctx else (), ctx.party if ctx else "this process")
     with _RNG:
         torch.manual_seed(secrets.randbits(63) if seed is None else seed)
         if spec.type == "mlp":

@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from sharedml.flow.spec import SafeName
 from sharedml.flow.yaml_errors import YamlDocument, read_yaml
 
 FileFormat = Literal["csv", "parquet"]
@@ -89,7 +90,7 @@ class CatalogFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    datasets: dict[str, DatasetEntry] = Field(default_factory=dict)
+    datasets: dict[SafeName, DatasetEntry] = Field(default_factory=dict)
 
 
 class Catalog:

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..runtime.component import get_component
+from .audit import AuditEntry, AuditLog
 from .components import check_components, load_builtin_components
 from .coordinator_store import CoordinatorStore
 from .deploy_config import CoordinatorConfig
@@ -53,6 +54,7 @@ class Coordinator:
         load_builtin_components()  # to validate jobs and to recognise the models they produce
         self.store = CoordinatorStore(config.database_url)
         self.registry = Registry(self.store.engine)
+        self.audit = AuditLog(self.store.engine)  # registry changes: imports and deletions, refused ones too
         tls = config.tls
         timeout = min(config.node_timeout, MAX_REQUEST_TIMEOUT_S)
         self.nodes = {party: NodeClient(party, url, tls, timeout) for party, url in config.nodes.items()}
@@ -79,7 +81,7 @@ class Coordinator:
                                         f"in the coordinator config (known: {', '.join(self.nodes)})")
         job_id = new_job_id(spec.job)
         document = spec.model_dump(mode="json")
-        approvals = {p: self._pool.submit(self.nodes[p].approve, job_id, document) for p in spec.parties}
+        approvals = {p: self._pool.submit(self.nodes[p].approve, job_id, document, submitter) for p in spec.parties}
         for party, approval in approvals.items():
             try:
                 approval.result()
@@ -143,17 +145,57 @@ class Coordinator:
                     "running": health["running"], "datasets": health["datasets"]}
         return dict(zip(self.nodes, self._pool.map(probe, self.nodes.values()), strict=True))
 
-    def delete_model(self, ref: str) -> dict[str, Any]:
-        """Remove a model from the registry and ask each party's node to delete its part (best effort)."""
+    def import_model(self, document: dict[str, Any], caller: str) -> dict[str, Any]:
+        """Register an exported model again, only if it names a task of a job this coordinator ran.
+
+        The job's spec, not the document, says which component and parties the entry refers to, so an
+        import cannot point the registry (and a later deletion) at anything else."""
+        model = self.registry.check_export(document)
+        job_id, task = str(model["job_id"]), str(model["task"])
+        spec = self._spec_or_none(job_id)
+        if spec is None or task not in spec.tasks:
+            self.audit.append(AuditEntry("import-refused", caller, job_id[:200], task[:200],
+                                         detail="no such job and task at this coordinator"))
+            raise CoordinatorError(400, f"model export refers to task {task[:80]!r} of job {job_id[:80]!r}, which "
+                                        "this coordinator never ran; import only exports of its own jobs")
+        record = self.registry.register(str(model["name"]), job_id, task, spec.tasks[task].component,
+                                        spec.parties_for(task), model.get("metrics") or {},
+                                        imported_from=str(model["id"]))
+        self.audit.append(AuditEntry("import", caller, job_id, task, detail=f"model {record.name}:{record.version}"))
+        return record.to_json()
+
+    def delete_model(self, ref: str, caller: str) -> dict[str, Any]:
+        """Remove a model from the registry, and each party's part at its node once no other entry refers to it.
+
+        Only the job's submitter or a coordinator admin may; the audit record is written before the
+        deletion and again if it fails."""
         record = self.registry.get(ref)
-        parts = {}
-        for party in json.loads(record.parties):
-            try:
-                parts[party] = "deleted" if self.nodes[party].delete_outputs(record.job_id, record.task) else "absent"
-            except (KeyError, NodeUnreachable, NodeRefused) as err:
-                parts[party] = f"not deleted: {err}"
+        submitter = self.store.meta(record.job_id).submitter
+        if caller != submitter and caller not in self.config.admins:
+            self.audit.append(AuditEntry("delete-refused", caller, record.job_id, record.task,
+                                         detail=f"model {record.name}:{record.version}"))
+            raise CoordinatorError(403, f"{caller!r} may not delete model {record.name}:{record.version}: only its "
+                                        f"job's submitter ({submitter!r}) or an admin (coordinator config `admins`)")
+        self.audit.append(AuditEntry("delete", caller, record.job_id, record.task,
+                                     detail=f"deleting model {record.name}:{record.version}"))
         self.registry.delete(record.id)
+        parts = {}
+        if not self.registry.refers_to(record.job_id, record.task):
+            for party in json.loads(record.parties):
+                try:
+                    parts[party] = "deleted" if self.nodes[party].delete_outputs(record.job_id, record.task) \
+                        else "absent"
+                except (KeyError, NodeUnreachable, NodeRefused) as err:
+                    parts[party] = f"not deleted: {err}"
+                    self.audit.append(AuditEntry("delete-failed", caller, record.job_id, record.task,
+                                                 detail=f"party {party!r}: {err}"))
         return {"deleted": record.to_json(), "parts": parts}
+
+    def _spec_or_none(self, job_id: str) -> JobSpec | None:
+        try:
+            return self._spec(job_id)
+        except CoordinatorError:
+            return None
 
     # ---- scheduler (its own process: see coordinator_api.serve) ----------------------------------
     def run_scheduler(self) -> None:

@@ -87,12 +87,12 @@ def create_app(coordinator: Coordinator) -> FastAPI:
         return coordinator.registry.export(ref)
 
     @app.post("/models/import", status_code=201)
-    def import_model(document: Annotated[dict[str, Any], Body()], _caller: str = Depends(peer_name)) -> dict[str, Any]:
-        return coordinator.registry.import_(document).to_json()
+    def import_model(document: Annotated[dict[str, Any], Body()], caller: str = Depends(peer_name)) -> dict[str, Any]:
+        return coordinator.import_model(document, caller)
 
     @app.delete("/models/{ref}")
-    def delete(ref: str, _caller: str = Depends(peer_name)) -> dict[str, Any]:
-        return coordinator.delete_model(ref)
+    def delete(ref: str, caller: str = Depends(peer_name)) -> dict[str, Any]:
+        return coordinator.delete_model(ref, caller)
 
     return app
 

@@ -73,6 +73,8 @@ class CoordinatorConfig(_Config):
     max_concurrent_jobs: int = Field(4, ge=1)
     poll_interval: float = Field(0.5, gt=0)
     node_timeout: float = Field(15.0, gt=0, description="seconds a node may stay unreachable during a job")
+    admins: list[Name] = Field(default_factory=list, description="certificate names that may delete any model "
+                               "(others only the models of jobs they submitted)")
 
     @property
     def tls(self) -> TlsFiles:

@@ -30,7 +30,7 @@ from .components import check_components
 from .deploy_config import NodeConfig
 from .node_store import NodeJob, NodeStore
 from .policy import Policy, PolicyChecker
-from .spec import JobSpec, JobSpecError
+from .spec import JobSpec, JobSpecError, check_name
 from .store import JobStore
 
 CANCEL_GRACE_S = 5.0
@@ -85,19 +85,27 @@ class Node:
         self._reaper.start()
 
     # ---- approval and job set-up --------------------------------------------------------------
-    def approve(self, job_id: str, spec_doc: dict[str, Any], actor: str) -> dict[str, list[str]]:
-        """Check the whole job against catalog, peers and policy; audit the decision either way."""
+    def approve(self, job_id: str, spec_doc: dict[str, Any], actor: str, submitter: str) -> dict[str, list[str]]:
+        """Check the whole job against catalog, peers and policy; audit the decision either way.
+
+        `submitter` is the certificate name the coordinator authenticated the job's submitter by; the
+        policy's `submitters` rules apply to it."""
+        try:
+            check_name(job_id, "job id")
+        except ValueError as err:
+            raise NodeError(400, f"node {self.party!r}: {err}") from err
         spec = self._parse(spec_doc)
         self._check_membership(spec)
         try:
-            uses = self.checker.check_job(spec)
+            uses = self.checker.check_job(spec, submitter)
         except Exception as err:
-            self.audit.append(AuditEntry("denied", actor, job_id, detail=str(err)))
+            self.audit.append(AuditEntry("denied", actor, job_id, detail=f"submitted by {submitter!r}: {err}"))
             raise
-        self.store.remember_job(job_id, json.dumps(spec_doc), actor)
+        self.store.remember_job(job_id, json.dumps(spec_doc), submitter)
         for task, datasets in uses.items():
             for dataset in sorted(datasets):
                 self.audit.append(AuditEntry("approved", actor, job_id, task, dataset,
+                                             f"submitted by {submitter!r}; "
                                              f"peers: {', '.join(p for p in spec.parties if p != self.party)}"))
         return {task: sorted(datasets) for task, datasets in uses.items()}
 
@@ -125,7 +133,7 @@ class Node:
             raise NodeError(400, f"job {job_id!r}: protocol ports missing for {missing or [self.party]}; "
                                  f"open the job on every node first")
         try:
-            datasets = self.checker.check_task(spec, task)
+            datasets = self.checker.check_task(spec, task, job.submitter)
         except Exception as err:
             self.audit.append(AuditEntry("denied", actor, job_id, task, detail=str(err)))
             raise
@@ -196,8 +204,7 @@ class Node:
     # ---- outputs --------------------------------------------------------------------------------
     def export_output(self, job_id: str, task: str, dest: Path, actor: str) -> Path:
         """Copy a task's outputs off the node (e.g. this party's model part), if the policy allows."""
-        spec = JobSpec.model_validate_json(self._job(job_id).spec)
-        source = PartyArtifacts(self.storage / "artifacts", job_id, self.party).task_dir(task)
+        spec, source = self._outputs_of(job_id, task)
         if not (source / "_SUCCESS").exists():
             raise NodeError(404, f"task {task!r} of job {job_id!r} has no complete outputs on node {self.party!r}")
         try:
@@ -210,11 +217,20 @@ class Node:
         return dest
 
     def delete_outputs(self, job_id: str, task: str, actor: str) -> bool:
-        source = PartyArtifacts(self.storage / "artifacts", job_id, self.party).task_dir(task)
+        """Delete this party's outputs of one task of a job it ran; audited before, and again if it fails.
+
+        Only a task of a job this node approved, and only that task's folder: names are checked against
+        the approved spec, so no request can point the deletion elsewhere."""
+        _spec, source = self._outputs_of(job_id, task)
         if not source.exists():
             return False
-        shutil.rmtree(source)
-        self.audit.append(AuditEntry("delete", actor, job_id, task, detail="task outputs deleted"))
+        self.audit.append(AuditEntry("delete", actor, job_id, task, detail="deleting the task's outputs"))
+        try:
+            shutil.rmtree(source)
+        except OSError as err:
+            self.audit.append(AuditEntry("delete-failed", actor, job_id, task, detail=str(err)))
+            raise NodeError(500, f"node {self.party!r} could not delete the outputs of task {task!r}: {err}") from err
+        self.audit.append(AuditEntry("deleted", actor, job_id, task, detail="task outputs deleted"))
         return True
 
     def close(self) -> None:
@@ -247,6 +263,13 @@ class Node:
             if dataset not in self.catalog:
                 raise NodeError(400, f"node {self.party!r}: alias {alias!r} names dataset {dataset!r}, which is not "
                                      f"in its catalog; it holds: {', '.join(self.catalog.names()) or 'nothing'}")
+
+    def _outputs_of(self, job_id: str, task: str) -> tuple[JobSpec, Path]:
+        """The approved spec and this party's output folder of `task`, a task this party runs in that job."""
+        spec = JobSpec.model_validate_json(self._job(job_id).spec)
+        if task not in spec.tasks_for(self.party):
+            raise NodeError(404, f"job {job_id!r} has no task {task!r} at node {self.party!r}")
+        return spec, PartyArtifacts(self.storage / "artifacts", job_id, self.party).task_dir(task)
 
     def _job(self, job_id: str) -> NodeJob:
         job = self.store.job(job_id)

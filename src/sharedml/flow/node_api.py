@@ -21,6 +21,8 @@ from .tls_http import require_peer, server
 
 class JobRequest(BaseModel):
     spec: dict[str, Any]
+    submitter: str = Field(min_length=1, max_length=200, description="certificate name of the job's submitter, "
+                           "as the coordinator authenticated it; the policy's `submitters` rules apply to it")
 
 
 class RunRequest(BaseModel):
@@ -48,7 +50,7 @@ def create_app(node: Node) -> FastAPI:
 
     @app.post("/jobs/{job_id}/approve")
     def approve(job_id: str, body: JobRequest, actor: str = Depends(coordinator)) -> dict[str, Any]:
-        return {"datasets": node.approve(job_id, body.spec, actor)}
+        return {"datasets": node.approve(job_id, body.spec, actor, body.submitter)}
 
     @app.post("/jobs/{job_id}/open")
     def open_job(job_id: str, _actor: str = Depends(coordinator)) -> dict[str, int]:

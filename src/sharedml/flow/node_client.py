@@ -48,8 +48,8 @@ class NodeClient:
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
 
-    def approve(self, job_id: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", f"/jobs/{job_id}/approve", {"spec": spec})
+    def approve(self, job_id: str, spec: dict[str, Any], submitter: str) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{job_id}/approve", {"spec": spec, "submitter": submitter})
 
     def open_job(self, job_id: str) -> int:
         return int(self._call("POST", f"/jobs/{job_id}/open")["port"])

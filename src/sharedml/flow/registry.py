@@ -93,16 +93,25 @@ class Registry:
     def export(self, ref: str) -> dict[str, Any]:
         return {"format": EXPORT_FORMAT, "model": self.get(ref).to_json()}
 
-    def import_(self, document: dict[str, Any]) -> ModelRecord:
-        """Register an exported model's metadata as a new version under its name, keeping its lineage."""
-        if document.get("format") != EXPORT_FORMAT or not isinstance(document.get("model"), dict):
+    @staticmethod
+    def check_export(document: Any) -> dict[str, Any]:
+        """The `model` of an export document, or RegistryError; what it claims is for the caller to verify."""
+        if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT \
+                or not isinstance(document.get("model"), dict):
             raise RegistryError(f"not a model export: expected {{'format': '{EXPORT_FORMAT}', 'model': {{...}}}}")
         model = document["model"]
-        missing = [key for key in ("id", "name", "job_id", "task", "component", "parties") if key not in model]
+        missing = [key for key in ("id", "name", "job_id", "task") if not isinstance(model.get(key), str)]
         if missing:
-            raise RegistryError(f"model export lacks field(s) {', '.join(missing)}")
-        return self.register(model["name"], model["job_id"], model["task"], model["component"], model["parties"],
-                             model.get("metrics", {}), imported_from=model["id"])
+            raise RegistryError(f"model export lacks text field(s) {', '.join(missing)}")
+        if not 0 < len(model["name"]) <= 200:
+            raise RegistryError("model export: `name` must have 1 to 200 characters")
+        return model
+
+    def refers_to(self, job_id: str, task: str) -> bool:
+        """Whether any entry (an import included) still names this job's task, whose parts must then stay."""
+        with Session(self.engine) as session:
+            query = select(ModelRecord.id).where(ModelRecord.job_id == job_id, ModelRecord.task == task).limit(1)
+            return session.scalar(query) is not None
 
     def delete(self, ref: str) -> ModelRecord:
         record = self.get(ref)

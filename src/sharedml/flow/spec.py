@@ -27,6 +27,9 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from sharedml.flow.yaml_errors import YamlDocument, parse_yaml, read_yaml
 
 _NAME = r"[A-Za-z][A-Za-z0-9_-]*"
+# Job names, job ids and dataset names become folder names and URL path segments: one path component,
+# never '.' or '..', no separators, bounded.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DATASET_REF = re.compile(rf"\$({_NAME})")
 _OUTPUT_REF = re.compile(rf"({_NAME})\.({_NAME})")
 
@@ -75,6 +78,7 @@ def _check_ref(text: str) -> str:
 
 
 Name = Annotated[str, StringConstraints(pattern=rf"^{_NAME}$")]
+SafeName = Annotated[str, StringConstraints(pattern=rf"^{_SAFE_NAME.pattern}$")]
 InputRef = Annotated[str, AfterValidator(_check_ref)]
 
 
@@ -88,7 +92,7 @@ class PartySpec(_StrictModel):
     """One party: its role in the protocol and the aliases it maps onto its local catalog."""
 
     role: Annotated[str, StringConstraints(min_length=1)]
-    data: dict[Name, Annotated[str, StringConstraints(min_length=1)]] = Field(default_factory=dict)
+    data: dict[Name, SafeName] = Field(default_factory=dict)
 
 
 class TaskSpec(_StrictModel):
@@ -104,7 +108,7 @@ class TaskSpec(_StrictModel):
 class JobSpec(_StrictModel):
     """A whole job; cross-field checks (references, cycles, party data) run on construction."""
 
-    job: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")]
+    job: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
     parties: dict[Name, PartySpec] = Field(min_length=1)
     tasks: dict[Name, TaskSpec] = Field(min_length=1)
     timeout: float = Field(60, gt=0, allow_inf_nan=False)
@@ -221,6 +225,14 @@ def _job_error(loc: tuple[str | int, ...], message: str) -> InitErrorDetails:
         "loc": loc,
         "input": None,
     }
+
+
+def check_name(text: str, what: str) -> str:
+    """`text` if it is a safe name (one path component, see _SAFE_NAME), else ValueError naming `what`."""
+    if not _SAFE_NAME.fullmatch(text):
+        raise ValueError(f"{what} {text[:80]!r} is not a valid name: use 1-128 letters, digits, '_', '-' or '.', "
+                         "not starting with '.'")
+    return text
 
 
 def parse_job(text: str, source: str = "<string>") -> JobSpec:

@@ -43,6 +43,8 @@ class Context:
     on_progress: Callable[[str, float, float, str], None] | None = None
     # Survives a failed run of this task (same job name, task and party), for work that can resume.
     resume_dir: Path | None = None
+    # The code references (`package.module:function`) this party's operator allows a job to name.
+    allowed_code: frozenset[str] = frozenset()
 
     @property
     def role(self) -> str:

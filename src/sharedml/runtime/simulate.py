@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,10 @@ class SimulationError(RuntimeError):
 
 def simulate(fn: Callable[[Context], Any], roles: dict[str, str] | list[str], *, timeout: float = 30.0,
              job: str = "simulation", task: str = "main",
-             recorder: Callable[[WireRecord], None] | None = None) -> dict[str, Any]:
-    """Call fn(ctx) as each party concurrently; return {party: result} or raise SimulationError."""
+             recorder: Callable[[WireRecord], None] | None = None,
+             allowed_code: Collection[str] = ()) -> dict[str, Any]:
+    """Call fn(ctx) as each party concurrently; return {party: result} or raise SimulationError.
+    `allowed_code`: the code references (`package.module:function`) every party allows a job to name."""
     roles = dict(roles) if isinstance(roles, dict) else {p: "party" for p in roles}
     hub = MemoryHub()
     transports = {p: hub.transport(p) for p in roles}
@@ -45,7 +47,8 @@ def simulate(fn: Callable[[Context], Any], roles: dict[str, str] | list[str], *,
     with tempfile.TemporaryDirectory(prefix="sharedml-sim-") as workdir:
         def run(party: str) -> None:
             channel = Channel(transports[party], job, task, roles, timeout)
-            ctx = Context(party, roles, job, task, channel, Path(workdir) / party)
+            ctx = Context(party, roles, job, task, channel, Path(workdir) / party,
+                          allowed_code=frozenset(allowed_code))
             try:
                 value = fn(ctx)
                 with lock:
