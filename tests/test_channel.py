@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from sharedml.net.channel import Channel
-from sharedml.net.errors import JobAborted, JobCancelled, PeerTimeout, TransportError
+from sharedml.net.channel import Channel, MessageKey, UnreadBounds
+from sharedml.net.errors import JobAborted, JobCancelled, MessageTooLarge, PeerFlooding, PeerTimeout, TransportError
 from sharedml.net.memory import MemoryHub
 
 
@@ -106,8 +106,6 @@ def test_bytes_are_counted_per_peer_on_both_sides():
 
 def test_garbage_from_a_peer_is_a_clear_error_not_a_crash():
     ch, transports = channels(["a", "b"])
-    from sharedml.net.channel import MessageKey
-
     transports["a"].mailbox.put(MessageKey("job", "task", "b", "x", 0), bytearray(b"\x00garbage"))
     with pytest.raises(TransportError, match="party 'b' sent a malformed message 'x'"):
         ch["a"].recv("b", "x")
@@ -120,3 +118,63 @@ def test_recorder_sees_exactly_what_crossed_the_wire():
     ch["a"].send("b", "x", np.array([1.5, 2.5]))
     assert len(records) == 1 and records[0].dst == "b" and records[0].key.tag == "x"
     assert np.array([1.5, 2.5]).tobytes() in records[0].payload
+
+
+# ----------------------------------------------------------------------- bounds (issue 22, rows 4 and 7)
+
+def test_a_message_over_max_message_bytes_fails_at_the_sender():
+    hub = MemoryHub(max_message_bytes=10_000)
+    ch, _ = channels(["a", "b"], hub=hub)
+    ch["a"].send("b", "ok", np.zeros(1000))
+    with pytest.raises(MessageTooLarge, match=r"'big' from party 'a' to party 'b'.*max_message_bytes \(10000\)"):
+        ch["a"].send("b", "big", np.zeros(2000))
+    assert ch["b"].recv("a", "ok").size == 1000
+
+
+def test_unread_messages_per_peer_are_bounded_in_count_and_bytes():
+    hub = MemoryHub(unread=UnreadBounds(bytes_per_peer=10_000, bytes_per_job=100_000, messages_per_peer=5))
+    ch, _ = channels(["a", "b", "c"], hub=hub)
+    for i in range(5):
+        ch["a"].send("b", "x", i)
+    with pytest.raises(PeerFlooding, match=r"party 'b' refused message 'x'.*party 'a' already has 5 messages.*"
+                                           "must receive before it sends more"):
+        ch["a"].send("b", "x", 5)
+    ch["c"].send("b", "x", np.zeros(1000))  # another peer has its own bound...
+    with pytest.raises(PeerFlooding, match="party 'c' already has 1 messages.*raise max_message_bytes"):
+        ch["c"].send("b", "y", np.zeros(1000))  # ...in bytes too
+    assert [ch["b"].recv("a", "x") for _ in range(5)] == [0, 1, 2, 3, 4]  # what was kept is still delivered
+    start = time.monotonic()
+    with pytest.raises(PeerFlooding, match="from party 'a'"):  # then the refused one fails at once, naming 'a'
+        ch["b"].recv("a", "x", timeout=5)
+    assert time.monotonic() - start < 1
+    assert ch["b"].recv("c", "x").size == 1000
+
+
+def test_unread_messages_per_job_are_bounded_over_all_peers():
+    hub = MemoryHub(unread=UnreadBounds(bytes_per_peer=100_000, bytes_per_job=100_000, messages_per_job=3))
+    ch, _ = channels(["a", "b", "c", "d"], hub=hub)
+    ch["a"].send("d", "x", 1)
+    ch["b"].send("d", "x", 2)
+    ch["c"].send("d", "x", 3)
+    with pytest.raises(PeerFlooding, match="from party 'a'.*job job already has 3 messages"):
+        ch["a"].send("d", "y", 4)
+    Channel(ch["a"].transport, "job2", "task", ["a", "d"]).send("d", "x", 5)  # another job has its own bound
+
+
+def test_received_retried_and_forgotten_messages_leave_the_unread_count():
+    hub = MemoryHub(unread=UnreadBounds(bytes_per_peer=10_000, bytes_per_job=10_000, messages_per_peer=2))
+    ch, transports = channels(["a", "b"], hub=hub)
+    mailbox = transports["b"].mailbox
+    key = MessageKey("job", "task", "a", "x", 0)
+    mailbox.put(key, b"12345")
+    mailbox.put(key, b"12345")  # a retried delivery: dropped, and not counted twice
+    assert mailbox._held["peer", "a"] == 1 and mailbox._held_bytes["peer", "a"] == 5
+    assert mailbox.get(key, 1) == b"12345"
+    assert not mailbox._held and not mailbox._held_bytes
+    mailbox.put(key, b"12345")
+    mailbox.forget_job("job")
+    assert not mailbox._held and not mailbox._held_bytes
+    for _ in range(3):
+        for i in range(2):
+            ch["a"].send("b", f"z{i}", i)
+        assert [ch["b"].recv("a", f"z{i}") for i in range(2)] == [0, 1]  # received: room again

@@ -6,13 +6,14 @@ import socket
 import threading
 import time
 
+import grpc
 import numpy as np
 import pytest
 
 from sharedml.net.certs import init_federation
-from sharedml.net.channel import Channel
+from sharedml.net.channel import Channel, MessageKey
 from sharedml.net.errors import PeerRejected, PeerUnreachable
-from sharedml.net.grpc_transport import GrpcTransport
+from sharedml.net.grpc_transport import PARTY_METADATA, SERVICE, GrpcTransport, _pack_header
 
 
 @pytest.fixture(scope="module")
@@ -114,4 +115,30 @@ def test_abort_notice_reaches_the_peer(federation):
             Channel(tb, "j", "t", ["a", "b"]).recv("a", "x", timeout=5)
     finally:
         ta.close()
+        tb.close()
+
+
+def test_every_call_is_authorised_by_its_certificate_as_it_starts(federation):
+    """The party named in the call's metadata and in each message header must be the certificate's."""
+    tb = GrpcTransport(federation["b"], "127.0.0.1:0", {}, {"a", "b", "c"}, connect_timeout=5)
+    a = federation["a"]
+    creds = grpc.ssl_channel_credentials(root_certificates=a.ca_pem, private_key=a.key_pem,
+                                         certificate_chain=a.cert_pem)
+    try:
+        with grpc.secure_channel(f"127.0.0.1:{tb.port}", creds,
+                                 options=[("grpc.ssl_target_name_override", "b")]) as channel:
+            stream, abort = (channel.stream_unary(f"/{SERVICE}/{m}") for m in ("Stream", "Abort"))
+            forged = _pack_header(MessageKey("j", "t", "c", "x", 0), 0)
+            cases = [
+                (stream, [forged], ((PARTY_METADATA, "c"),), "certificate is for 'a' but the sender claims"),
+                (stream, [forged], ((PARTY_METADATA, "a"),), "message claims to be from 'c' on a call from 'a'"),
+                (abort, [b"\x92\xa1j\xa1x"], (), "certificate is for 'a' but the sender claims to be None"),
+            ]
+            for method, frames, metadata, details in cases:
+                with pytest.raises(grpc.RpcError) as refused:
+                    method(iter(frames), timeout=5, metadata=metadata)
+                assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                assert details in refused.value.details()
+        assert not tb.mailbox._messages and not tb.mailbox._aborted
+    finally:
         tb.close()

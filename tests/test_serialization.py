@@ -6,6 +6,7 @@ import inspect
 import math
 import pickle
 import struct
+import time
 
 import msgpack
 import numpy as np
@@ -49,11 +50,7 @@ def roundtrip(obj: object) -> object:
 
 # --------------------------------------------------------------------------------------------- round-trips
 
-hashable = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**100), 2**100) | st.text(max_size=8) | st.binary(max_size=8),
-    lambda children: st.lists(children, max_size=3).map(tuple),
-    max_leaves=6,
-)
+map_keys = st.text(max_size=8) | st.binary(max_size=8) | st.integers(-(2**63), 2**64 - 1)
 scalars = (
     st.none()
     | st.booleans()
@@ -68,7 +65,7 @@ nested = st.recursive(
     lambda children: (
         st.lists(children, max_size=4)
         | st.lists(children, max_size=4).map(tuple)
-        | st.dictionaries(hashable, children, max_size=4)
+        | st.dictionaries(map_keys, children, max_size=4)
     ),
     max_leaves=25,
 )
@@ -94,7 +91,7 @@ def test_roundtrip_nested_structures(obj: object) -> None:
         (),
         ((),),
         [(1, [2, (3,)])],
-        {(1, (2, b"x")): {"k": ()}, 3: None, b"b": [], "s": 1.5},
+        {-(2**63): {"k": ()}, 2**64 - 1: None, b"b": [], "s": 1.5, np.int16(-3): 0},
         {"z": 1, "a": 2, "m": 3},
     ],
 )
@@ -454,3 +451,130 @@ def test_pickle_is_never_used() -> None:
     for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
         with pytest.raises(SerializationError):
             loads(pickle.dumps({"x": [1, 2]}, protocol=protocol))
+
+
+# --------------------------------------------------------------------------------------- bounds (issue 22)
+
+HASH_MODULUS = 2**61 - 1  # hash(n) == n % HASH_MODULUS for a non-negative int n
+
+
+def bigint_ext(value: int) -> bytes:
+    return msgpack.packb(msgpack.ExtType(1, value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True)))
+
+
+def raw_map(pairs: list[tuple[bytes, bytes]]) -> bytes:
+    return b"\xdf" + struct.pack(">I", len(pairs)) + b"".join(k + v for k, v in pairs)
+
+
+def raw_array(items: list[bytes]) -> bytes:
+    return b"\xdd" + struct.pack(">I", len(items)) + b"".join(items)
+
+
+@pytest.mark.parametrize("key", [(1, 2), None, True, 1.5, 2**64, -(2**63) - 1, np.float64(2.0), np.bool_(True)])
+def test_map_keys_other_than_str_bytes_and_64_bit_ints_are_refused(key: object) -> None:
+    data = dumps_bytes({"ok": 1, key: 2})  # the encoder does not check keys: the decoder must
+    with pytest.raises(SerializationError, match="map key"):
+        loads(data)
+
+
+def test_a_map_of_colliding_big_int_keys_is_refused_in_milliseconds() -> None:
+    """Issue 22 row 6: keys that all hash alike made a 1.05 MB map take 38 s to build."""
+    keys = [(k + 4) * HASH_MODULUS for k in range(80_000)]
+    assert {hash(k) for k in keys[:100]} == {0}
+    data = raw_message(raw_map([(bigint_ext(k), b"\xc0") for k in keys]))
+    assert len(data) > 1_000_000
+    start = time.perf_counter()
+    with pytest.raises(SerializationError, match="map key of int beyond 64 bits"):
+        loads(data)
+    assert time.perf_counter() - start < 0.5
+    # The same number of 64-bit keys, also chosen to collide as much as they can, decode in linear time.
+    keys64 = [k * HASH_MODULUS + r for r in range(8_000) for k in range(-4, 6)]
+    start = time.perf_counter()
+    assert len(loads(raw_message(raw_map([(msgpack.packb(k), b"\xc0") for k in keys64])))) == len(keys64)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_values_and_map_keys_per_message_are_bounded() -> None:
+    nested = [[1, 2], [3]]  # 5 values: 2 slots in the outer list, 3 in the inner ones
+    assert loads(dumps_bytes(nested), max_items=5) == nested
+    with pytest.raises(SerializationError, match="max_items"):
+        loads(dumps_bytes(nested), max_items=4)
+    mapping = {"a": 1, "b": {"c": 2}}  # 3 keys, 6 values
+    assert loads(dumps_bytes(mapping), max_items=6, max_map_keys=3) == mapping
+    with pytest.raises(SerializationError, match="max_map_keys"):
+        loads(dumps_bytes(mapping), max_map_keys=2)
+    with pytest.raises(SerializationError, match="max_items"):
+        loads(dumps_bytes(mapping), max_items=5)
+    # One container longer than the bound is refused from its msgpack length, before its items are built.
+    with pytest.raises(SerializationError):
+        loads(raw_message(b"\xdd" + struct.pack(">I", 1000) + b"\x80" * 1000), max_items=999)
+
+
+def test_flood_of_empty_maps_stops_at_max_items() -> None:
+    """Each one-byte empty map costs a 64-byte dict: the bound, not the message size, caps that."""
+    data = raw_message(raw_array([raw_array([b"\x80"] * 1000)] * 10))
+    assert len(loads(data, max_items=10_010)) == 10
+    with pytest.raises(SerializationError, match="max_items"):
+        loads(data, max_items=5_000)
+
+
+def test_int_array_elements_count_as_values() -> None:
+    arr = np.empty(1000, dtype=object)
+    arr[:] = list(range(1000))
+    assert same(loads(dumps_bytes(arr), max_items=1001), arr)  # and one for the buffer table's entry
+    with pytest.raises(SerializationError, match="max_items"):
+        loads(dumps_bytes(arr), max_items=1000)
+    # 8 MB of one-byte ints would be 8 million Python ints (and 128 MB of pointers): refused before any is built.
+    start = time.perf_counter()
+    with pytest.raises(SerializationError, match="max_items"):
+        loads(message(msgpack.ExtType(4, msgpack.packb([0, 1, [8 << 20]])), (bytes(8 << 20),)))
+    assert time.perf_counter() - start < 0.5
+
+
+# Short fuzz of the decoder on structured hostile input (tools/fuzz_serialization.py runs long campaigns).
+P61_KEYS = st.integers(4, 64).map(lambda k: bigint_ext(k * HASH_MODULUS))
+raw_leaves = (
+    st.builds(msgpack.packb, st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(
+        max_size=8) | st.binary(max_size=8))
+    | st.integers(-(2**200), 2**200).map(bigint_ext)
+    | P61_KEYS
+    | st.just(TUPLE_MARKER)
+    | st.builds(lambda code, payload: msgpack.packb(msgpack.ExtType(code, payload)), st.integers(0, 8),
+                st.binary(max_size=16))
+    | st.builds(lambda i, dtype, shape: msgpack.packb(ndarray_ext(i, dtype, shape)), st.integers(-1, 3),
+                st.sampled_from(["<f8", "|b1", "<i4", "|O", "x"]), st.lists(st.integers(-1, 2**40), max_size=3))
+)
+raw_bodies = st.recursive(
+    raw_leaves,
+    lambda children: st.lists(children, max_size=6).map(raw_array)
+    | st.lists(st.tuples(children, children), max_size=6).map(raw_map),
+    max_leaves=40,
+)
+
+
+def assert_safe_keys(obj: object) -> None:
+    stack = [obj]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key in node:
+                assert type(key) in (str, bytes, int) or isinstance(key, np.integer), key
+                assert -(2**63) <= int(key) < 2**64 if not isinstance(key, str | bytes) else True
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw_bodies, st.lists(st.binary(max_size=24), max_size=3))
+def test_fuzz_structured_hostile_messages_decode_fast_or_raise(body: bytes, buffers: list[bytes]) -> None:
+    header = msgpack.packb([len(b) for b in buffers]) + body
+    data = bytearray(struct.pack("<3sBI", b"SML", 1, len(header)) + header)
+    for buf in buffers:
+        data += bytes(-len(data) % 16) + buf
+    start = time.perf_counter()
+    try:
+        assert_safe_keys(loads(data))
+    except SerializationError:
+        pass
+    assert time.perf_counter() - start < 0.5

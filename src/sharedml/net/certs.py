@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PARTY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+CA_KEY, CA_CERT = "ca.key", "ca.crt"
 CA_VALIDITY_DAYS = 3650
 PARTY_VALIDITY_DAYS = 825
 
@@ -126,9 +127,12 @@ def issue_party_cert(party: str, ca_key_pem: bytes, ca_cert_pem: bytes,
     return _key_pem(key), _cert_pem(cert)
 
 
-def _write(path: Path, data: bytes, private: bool) -> None:
+def _write(path: Path, data: bytes) -> None:
+    """Owner-only (0600), like every file the project writes: certificates are public, but no one else on the
+    machine needs them, and a party's key must stay its own."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    tmp.unlink(missing_ok=True)  # O_EXCL below: the file is created with our mode, not a leftover's
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     os.replace(tmp, path)
@@ -141,26 +145,26 @@ def init_federation(parties: list[str], out_dir: Path) -> dict[str, Identity]:
     """
     if len(set(parties)) != len(parties):
         raise ValueError(f"duplicate party names in {parties}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ca_key_path, ca_cert_path = out_dir / "ca.key", out_dir / "ca.crt"
+    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ca_key_path, ca_cert_path = out_dir / CA_KEY, out_dir / CA_CERT
     if ca_key_path.exists() and ca_cert_path.exists():
         ca_key, ca_cert = ca_key_path.read_bytes(), ca_cert_path.read_bytes()
     else:
         ca_key, ca_cert = create_ca()
-        _write(ca_key_path, ca_key, private=True)
-        _write(ca_cert_path, ca_cert, private=False)
+        _write(ca_key_path, ca_key)
+        _write(ca_cert_path, ca_cert)
     identities = {}
     for party in parties:
         key, cert = issue_party_cert(party, ca_key, ca_cert)
-        _write(out_dir / f"{party}.key", key, private=True)
-        _write(out_dir / f"{party}.crt", cert, private=False)
+        _write(out_dir / f"{party}.key", key)
+        _write(out_dir / f"{party}.crt", cert)
         identities[party] = Identity(party, key, cert, ca_cert)
     return identities
 
 
 def load_identity(cert_dir: Path, party: str) -> Identity:
     """Read a party's identity written by `init_federation` (or `sharedml certs init`)."""
-    paths = {"key": cert_dir / f"{party}.key", "cert": cert_dir / f"{party}.crt", "ca": cert_dir / "ca.crt"}
+    paths = {"key": cert_dir / f"{party}.key", "cert": cert_dir / f"{party}.crt", "ca": cert_dir / CA_CERT}
     missing = [str(p) for p in paths.values() if not p.exists()]
     if missing:
         raise FileNotFoundError(

@@ -5,6 +5,13 @@ carries the bytes (threads in one process, or gRPC with mutual TLS between machi
 to it. Every message is keyed by (job, task, sender, tag, sequence), so concurrent tasks and
 repeated sends with the same tag never mix: the n-th `recv(peer, tag)` gets the n-th
 `send(me, tag)` of that peer in that task.
+
+Peers need not be honest, so what one can make this party hold is bounded (issue 22): a message may
+be at most `max_message_bytes` (a job spec may raise it; 256 MiB by default), and messages that have
+arrived but are not received yet may take at most twice that per peer and four times that per job,
+and 10,000 messages per peer, 40,000 per job (`UnreadBounds`). A message beyond a bound is refused:
+its sender's `send` fails with a LimitExceeded error naming the bound, and a `recv` here that waits
+for that peer's messages in that job fails with PeerFlooding instead of waiting for what was refused.
 """
 
 from __future__ import annotations
@@ -18,10 +25,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import JobAborted, JobCancelled, PeerTimeout, TransportError
+from .errors import JobAborted, JobCancelled, MessageTooLarge, PeerFlooding, PeerTimeout, TransportError
 from .serialization import SerializationError, dumps, encoded_size, loads
 
 DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_MESSAGE_BYTES = 256 << 20
 Payload = bytes | bytearray | memoryview | mmap.mmap  # a received message, as the transport holds it
 
 
@@ -74,23 +82,94 @@ class TrafficStats:
             }
 
 
-class Mailbox:
-    """Messages that have arrived for this party and wait for a matching `recv`.
+@dataclass(frozen=True, slots=True)
+class UnreadBounds:
+    """How much one peer (over all jobs) and one job (over all peers) may leave unread in the mailbox.
 
-    Also holds the job-level signals that must wake a waiting `recv`: another party aborted the
-    job, or the job was cancelled here.
+    A message usually arrives before its `recv`, and a protocol may send the next one before the peer
+    read the last: so a peer may leave two messages of the largest size unread, and a job's peers four.
     """
 
-    def __init__(self) -> None:
+    bytes_per_peer: int
+    bytes_per_job: int
+    messages_per_peer: int = 10_000
+    messages_per_job: int = 40_000
+
+    @classmethod
+    def for_max_message(cls, max_message_bytes: int) -> UnreadBounds:
+        return cls(2 * max_message_bytes, 4 * max_message_bytes)
+
+
+class Mailbox:
+    """Messages that have arrived for this party and wait for a matching `recv`, within UnreadBounds.
+
+    Also holds the job-level signals that must wake a waiting `recv`: another party aborted the
+    job, or the job was cancelled here, or a peer's message was refused for breaking a bound (then
+    the peer's later messages in that job cannot be trusted to line up with the `recv`s).
+    """
+
+    def __init__(self, party: str, bounds: UnreadBounds) -> None:
+        self.party = party
+        self.bounds = bounds
         self._cond = threading.Condition()
         self._messages: dict[MessageKey, Payload] = {}
         self._aborted: dict[str, tuple[str, str]] = {}
         self._cancelled: set[str] = set()
+        self._refused: dict[tuple[str, str], str] = {}  # (job, peer): why a message of theirs was refused
+        self._held_bytes: Counter[tuple[str, str]] = Counter()  # ("peer", name) or ("job", id): unread bytes
+        self._held: Counter[tuple[str, str]] = Counter()  # the same: unread messages
 
-    def put(self, key: MessageKey, payload: Payload) -> None:
+    def reserve(self, key: MessageKey, nbytes: int) -> None:
+        """Count a message of `nbytes` as unread before it arrives (a large one, so that what it will take is
+        checked before its data come); PeerFlooding if that breaks a bound."""
         with self._cond:
-            self._messages.setdefault(key, payload)  # a retried delivery must not replace the first
+            self._admit(key, nbytes)
+
+    def release(self, key: MessageKey, nbytes: int) -> None:
+        """Undo `reserve` for a message that did not arrive."""
+        with self._cond:
+            self._count(key, -nbytes, -1)
+
+    def put(self, key: MessageKey, payload: Payload, reserved: bool = False) -> None:
+        """Store an arrived message (`reserved`: its size was counted by `reserve`); PeerFlooding if it breaks a
+        bound. A retried delivery of a message already here is dropped: it must not replace the first."""
+        with self._cond:
+            if key in self._messages:
+                if reserved:
+                    self._count(key, -len(payload), -1)
+                return
+            if not reserved:
+                self._admit(key, len(payload))
+            self._messages[key] = payload
             self._cond.notify_all()
+
+    def _admit(self, key: MessageKey, nbytes: int) -> None:
+        bounds = self.bounds
+        for scope, max_bytes, max_messages in ((("peer", key.src), bounds.bytes_per_peer, bounds.messages_per_peer),
+                                               (("job", key.job), bounds.bytes_per_job, bounds.messages_per_job)):
+            held_bytes, held = self._held_bytes[scope], self._held[scope]
+            too_many = held + 1 > max_messages
+            if too_many or held_bytes + nbytes > max_bytes:
+                owner = f"party {key.src!r}" if scope[0] == "peer" else f"job {key.job}"
+                remedy = ("must receive before it sends more" if too_many
+                          else "may raise max_message_bytes in the job spec")
+                reason = (
+                    f"party {self.party!r} refused message {key.tag!r} ({nbytes} bytes) from party {key.src!r} "
+                    f"(job {key.job}, task {key.task}): {owner} already has {held} messages ({held_bytes} bytes) "
+                    f"there that were not received yet, and may have {max_messages} messages or {max_bytes} bytes "
+                    f"(a bound against flooding: a protocol that needs more {remedy})"
+                )
+                self._refused.setdefault((key.job, key.src), reason)
+                self._cond.notify_all()
+                raise PeerFlooding(reason)
+        self._count(key, nbytes, 1)
+
+    def _count(self, key: MessageKey, nbytes: int, messages: int) -> None:
+        for scope in (("peer", key.src), ("job", key.job)):
+            self._held_bytes[scope] += nbytes
+            self._held[scope] += messages
+            if not self._held[scope]:
+                del self._held[scope], self._held_bytes[scope]
 
     def abort(self, job: str, party: str, reason: str) -> None:
         with self._cond:
@@ -112,7 +191,10 @@ class Mailbox:
                     raise JobAborted(key.job, *self._aborted[key.job])
                 payload = self._messages.pop(key, None)
                 if payload is not None:
+                    self._count(key, -len(payload), -1)
                     return payload
+                if (key.job, key.src) in self._refused:
+                    raise PeerFlooding(self._refused[key.job, key.src])
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise PeerTimeout(
@@ -125,20 +207,26 @@ class Mailbox:
         """Drop everything held for a finished job."""
         with self._cond:
             for key in [k for k in self._messages if k.job == job]:
-                del self._messages[key]
+                self._count(key, -len(self._messages.pop(key)), -1)
             self._aborted.pop(job, None)
             self._cancelled.discard(job)
+            for refused in [r for r in self._refused if r[0] == job]:
+                del self._refused[refused]
 
 
 class Transport(ABC):
     """Moves encoded messages between this party and its peers.
 
     Subclasses implement `_deliver` (get bytes into the peer's mailbox) and `_notify_abort`.
+    `max_message_bytes` bounds the messages this party sends and accepts, and by default (`unread`
+    None) the bytes its mailbox holds unread (UnreadBounds.for_max_message).
     """
 
-    def __init__(self, party: str) -> None:
+    def __init__(self, party: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 unread: UnreadBounds | None = None) -> None:
         self.party = party
-        self.mailbox = Mailbox()
+        self.max_message_bytes = max_message_bytes
+        self.mailbox = Mailbox(party, unread or UnreadBounds.for_max_message(max_message_bytes))
         self.stats = TrafficStats()
         self.recorder: Callable[[WireRecord], None] | None = None
 
@@ -154,6 +242,12 @@ class Transport(ABC):
 
     def send_encoded(self, peer: str, key: MessageKey, segments: list[memoryview]) -> int:
         nbytes = encoded_size(segments)
+        if nbytes > self.max_message_bytes:
+            raise MessageTooLarge(
+                f"message {key.tag!r} from party {self.party!r} to party {peer!r} (job {key.job}, task {key.task}) "
+                f"is {nbytes} bytes, more than max_message_bytes ({self.max_message_bytes}): send it in parts, "
+                "or raise max_message_bytes in the job spec"
+            )
         if self.recorder is not None:
             self.recorder(WireRecord(self.party, peer, key, b"".join(segments)))
         self._deliver(peer, key, segments, nbytes)

@@ -19,6 +19,19 @@ class PeerRejected(TransportError):
     """A peer's identity is not acceptable: wrong CA, or not a party of the job."""
 
 
+class LimitExceeded(TransportError):
+    """A message, or what a peer holds at a party, went beyond a bound of the receiving party (issue 22);
+    the message names the peer, the bound, and how to raise it."""
+
+
+class MessageTooLarge(LimitExceeded):
+    """A message is larger than the job's max_message_bytes."""
+
+
+class PeerFlooding(LimitExceeded):
+    """A peer left more messages unread at this party than it may (see channel.UnreadBounds)."""
+
+
 class JobAborted(TransportError):
     """Another party failed and told us to stop; `party` and `reason` say who and why."""
 

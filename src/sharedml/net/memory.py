@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import threading
 
-from .channel import MessageKey, Transport
+from .channel import DEFAULT_MAX_MESSAGE_BYTES, MessageKey, Transport, UnreadBounds
 from .errors import PeerUnreachable
 
 
 class MemoryHub:
-    """The shared 'network' that in-memory transports of one simulation deliver through."""
+    """The shared 'network' that in-memory transports of one simulation deliver through.
 
-    def __init__(self) -> None:
+    Its transports bound messages and unread messages as networked ones do (see Transport), so a
+    simulation fails where a deployment with the same `max_message_bytes` would.
+    """
+
+    def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, unread: UnreadBounds | None = None) -> None:
+        self.max_message_bytes = max_message_bytes
+        self.unread = unread
         self._lock = threading.Lock()
         self._transports: dict[str, MemoryTransport] = {}
 
@@ -41,7 +47,7 @@ class MemoryHub:
 
 class MemoryTransport(Transport):
     def __init__(self, party: str, hub: MemoryHub) -> None:
-        super().__init__(party)
+        super().__init__(party, hub.max_message_bytes, hub.unread)
         self.hub = hub
 
     def _deliver(self, peer: str, key: MessageKey, segments: list[memoryview], nbytes: int) -> None:

@@ -22,6 +22,14 @@ zeros; nothing may follow the last buffer.  msgpack ext types in the body encode
 
 ``dumps`` keeps references to the arrays it encodes: do not modify them until the segments are sent.
 Arrays returned by ``loads`` keep the whole input buffer alive.
+
+Decoding costs time and memory linear in the input, and bounded: a message may hold at most ``max_items``
+decoded values (container slots and the elements of int arrays, which cost a Python object each, unlike
+numeric arrays that stay views) and ``max_map_keys`` map keys.  Map keys must be str, bytes or integers
+within 64 bits: str and bytes hash with a per-process random key and a 64-bit int shares its hash with at
+most a dozen others, whereas big ints, floats or tuples can be chosen to share one hash, which made building
+a 1 MB map take 38 s (issue 22).  Maps are checked before they are built, so such a map is refused in
+milliseconds.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-__all__ = ["SerializationError", "dumps", "dumps_bytes", "encoded_size", "loads"]
+__all__ = ["MAX_ITEMS", "MAX_MAP_KEYS", "SerializationError", "dumps", "dumps_bytes", "encoded_size", "loads"]
 
 _MAGIC = b"SML"
 _VERSION = 1
@@ -47,6 +55,9 @@ _TUPLE_MARKER_EXT = msgpack.ExtType(_EXT_TUPLE, b"")
 _NUMERIC_KINDS = "biufc"
 _MAX_NDIM = 64
 _MAX_ELEMENTS = 2**62
+MAX_ITEMS = 1 << 22  # decoded values per message: about 4 million, a few hundred MB of Python objects at most
+MAX_MAP_KEYS = 1 << 20  # map keys per message
+_KEY_MIN, _KEY_MAX = -(2**63), 2**64 - 1  # the ints msgpack encodes natively
 _CONTAINERS = (list, tuple, dict)
 _LEAVES = (type(None), bool, int, float, str, bytes, np.ndarray)
 _SUPPORTED = (
@@ -199,18 +210,22 @@ class _TupleMarker:
 _TUPLE_MARKER = _TupleMarker()
 
 
-def _list_hook(items: list[Any]) -> list[Any] | tuple[Any, ...]:
-    return tuple(items[1:]) if items and items[0] is _TUPLE_MARKER else items
+def _hash_safe(key: object) -> bool:
+    """Whether a map key's hash is out of a sender's control (see the module docstring)."""
+    cls = type(key)
+    return cls is str or cls is bytes or (cls is int and _KEY_MIN <= key <= _KEY_MAX) or isinstance(key, np.integer)
 
 
 class _Decoder:
     """Decodes one message; every check raises SerializationError."""
 
-    def __init__(self, data: memoryview, max_depth: int) -> None:
+    def __init__(self, data: memoryview, max_depth: int, max_items: int, max_map_keys: int) -> None:
         self.data = data
         self.max_depth = max_depth
         self.buffers: list[memoryview] = []
         self.used: set[int] = set()
+        self.items_left = max_items
+        self.keys_left = max_map_keys
 
     def decode(self) -> object:
         if len(self.data) < _PREFIX.size:
@@ -223,11 +238,16 @@ class _Decoder:
             raise SerializationError("truncated message: header length beyond data")
         unpacker = msgpack.Unpacker(
             ext_hook=self._ext_hook,
-            list_hook=_list_hook,
+            list_hook=self._list,
+            object_pairs_hook=self._map,
             raw=False,
             strict_map_key=False,
             max_buffer_size=header_len,
-            **_limits(header_len),
+            max_str_len=header_len,
+            max_bin_len=header_len,
+            max_ext_len=header_len,
+            max_array_len=min(header_len, self.items_left),
+            max_map_len=min(header_len, self.keys_left),
         )
         unpacker.feed(self.data[_PREFIX.size : end])
         self._locate_buffers(unpacker.unpack(), end)
@@ -250,6 +270,27 @@ class _Decoder:
             offset += length
         if offset != len(self.data):
             raise SerializationError(f"{len(self.data) - offset} trailing bytes after the last buffer")
+
+    def _count(self, items: int) -> None:
+        self.items_left -= items
+        if self.items_left < 0:
+            raise SerializationError("message holds more values than max_items; send large collections as arrays")
+
+    def _list(self, items: list[Any]) -> list[Any] | tuple[Any, ...]:
+        self._count(len(items))
+        return tuple(items[1:]) if items and items[0] is _TUPLE_MARKER else items
+
+    def _map(self, pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+        """Build a map once its keys are known to be safe to hash (msgpack hands them over unhashed)."""
+        self._count(2 * len(pairs))
+        self.keys_left -= len(pairs)
+        if self.keys_left < 0:
+            raise SerializationError("message holds more map keys than max_map_keys")
+        for key, _ in pairs:
+            if type(key) is not str and not _hash_safe(key):  # str first: the common case, and the fastest
+                what = "int beyond 64 bits" if type(key) is int else f"type {_type_name(key)}"
+                raise SerializationError(f"map key of {what} refused: keys must be str, bytes or ints within 64 bits")
+        return dict(pairs)
 
     def _take_buffer(self, index: object) -> memoryview:
         if type(index) is not int or not 0 <= index < len(self.buffers):
@@ -294,6 +335,7 @@ class _Decoder:
         count = math.prod(shape)
         if type(width) is not int or width < 1 or count * width != buf.nbytes:
             raise SerializationError(f"int array buffer of {buf.nbytes} bytes does not match shape {shape}")
+        self._count(count)
         flat = np.empty(count, dtype=object)
         flat[:] = [
             int.from_bytes(buf[i : i + width], "little", signed=True) for i in range(0, buf.nbytes, width)
@@ -323,11 +365,13 @@ class _Decoder:
                     raise SerializationError(f"unexpected decoded type {_type_name(child)}")
 
 
-def loads(data: bytes | bytearray | memoryview, *, max_depth: int = 64) -> object:
+def loads(data: bytes | bytearray | memoryview, *, max_depth: int = 64, max_items: int = MAX_ITEMS,
+          max_map_keys: int = MAX_MAP_KEYS) -> object:
     """Decode a message produced by :func:`dumps`.
 
     Numeric arrays are views into ``data`` when aligned (read-only if ``data`` is immutable), else copies.
-    Any malformed or hostile input raises :class:`SerializationError`.
+    Any malformed or hostile input, or one beyond the bounds (see the module docstring), raises
+    :class:`SerializationError`.
     """
     try:
         view = memoryview(data).cast("B")
@@ -336,7 +380,7 @@ def loads(data: bytes | bytearray | memoryview, *, max_depth: int = 64) -> objec
             f"loads expects a contiguous bytes-like object, got {_type_name(data)}"
         ) from exc
     try:
-        return _Decoder(view, max_depth).decode()
+        return _Decoder(view, max_depth, max_items, max_map_keys).decode()
     except SerializationError:
         raise
     except Exception as exc:  # any msgpack/numpy/unicode failure on hostile input
