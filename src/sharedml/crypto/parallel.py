@@ -17,7 +17,10 @@ Security notes: arguments, including private keys, travel to the workers with pi
 IPC between this process and the children it spawned, never network input: data from peers is
 decoded with `sharedml.net.serialization` and never unpickled. Worker processes hold copies of the
 keys they were given (and their precomputed tables) until the pool is shut down; they run as the
-same user as the caller.
+same user as the caller. Each worker also ends itself once the process that created the pool is gone
+(`flow.lifeline`): an idle worker waits on a queue whose write end the other workers hold open too, so
+a parent killed with SIGKILL would otherwise leave them (and the resource tracker that they keep
+alive) running with those keys until the machine reboots.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
+
+from ..flow.lifeline import exit_with
 
 __all__ = ["DEFAULT_MIN_SIZE", "configure", "enabled", "map_chunks", "run", "shutdown", "split", "workers"]
 
@@ -78,7 +83,8 @@ def _pool() -> ProcessPoolExecutor:
     global _executor
     with _lock:
         if _executor is None:
-            _executor = ProcessPoolExecutor(max_workers=_workers, mp_context=multiprocessing.get_context("spawn"))
+            _executor = ProcessPoolExecutor(max_workers=_workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=exit_with, initargs=(os.getpid(),))
         return _executor
 
 

@@ -4,6 +4,11 @@ Tables are Parquet, everything else (models, small results) uses the project's s
 serialization, metrics are JSON. A task directory counts as complete only once its `_SUCCESS`
 marker exists, written last; a failed task gets `_FAILED` with the error instead, so a partial
 output can never be mistaken for a finished one.
+
+Outputs can be private even when they are "only" intermediate (a PSI's row positions, the quantiles
+of a host's features inside its model part), so everything the project writes is readable by its
+owner only: files 0600 in folders 0700, whatever the caller's umask. Every write is also durable
+(file and folder fsynced) before it counts, so a crash cannot leave a `_SUCCESS` over lost data.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,9 @@ from .catalog import read_table, write_table_atomic
 
 SUCCESS = "_SUCCESS"
 FAILED = "_FAILED"
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+PRIVATE_UMASK = 0o077  # for processes that only write the project's files: workers and services
 
 
 class ArtifactError(RuntimeError):
@@ -28,10 +37,45 @@ class ArtifactError(RuntimeError):
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name, then rename: readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write a private file (0600) under a temporary name, fsync it, rename it, fsync the folder: readers
+    see the old file or the whole new one, and after a crash the new one is either there complete or absent."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mkstemp: mode 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    write_bytes_atomic(path, json.dumps(data, indent=2, default=str).encode())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the folder's entries (files created or renamed in it) survive a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_private_dirs(path: Path) -> Path:
+    """`mkdir -p` whose every new folder is 0700 (mkdir's own `mode` applies to the last one only)."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=DIR_MODE, exist_ok=True)
+    return path
+
+
+def open_log(path: Path | str) -> int:
+    """A process's log: a private file (0600) opened for appending; returns the descriptor."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
 
 
 class PartyArtifacts:
@@ -48,12 +92,14 @@ class PartyArtifacts:
         path = self.task_dir(task)
         if path.exists():
             shutil.rmtree(path)
-        path.mkdir(parents=True)
-        return path
+        return make_private_dirs(path)
 
     def save(self, task: str, outputs: dict[str, Any], metrics: list[dict[str, Any]],
              traffic: dict[str, dict[str, int]]) -> dict[str, Path]:
-        """Write every output, then metrics, then the success marker; returns output paths."""
+        """Write every output, then metrics, then the success marker; returns output paths.
+
+        Each write is fsynced with its folder, so the marker can only exist on disk after everything it vouches for.
+        """
         path = self.task_dir(task)
         written: dict[str, Path] = {}
         for name, value in outputs.items():
@@ -70,8 +116,7 @@ class PartyArtifacts:
         return written
 
     def fail(self, task: str, error: str) -> None:
-        path = self.task_dir(task)
-        path.mkdir(parents=True, exist_ok=True)
+        path = make_private_dirs(self.task_dir(task))
         (path / SUCCESS).unlink(missing_ok=True)
         write_bytes_atomic(path / FAILED, error.encode())
 

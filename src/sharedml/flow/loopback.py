@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ..net.certs import init_federation
+from .artifacts import make_private_dirs, open_log, write_bytes_atomic
 from .client import ApiError, CoordinatorClient
 
 SRC = Path(__file__).resolve().parents[2]  # so that the services import this very package
@@ -32,8 +33,7 @@ def free_port() -> int:
 
 
 def write_yaml(path: Path, data: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    write_bytes_atomic(make_private_dirs(path.parent) / path.name, yaml.safe_dump(data, sort_keys=False).encode())
     return path
 
 
@@ -52,9 +52,8 @@ class Deployment:
             home = root / party
             datasets = {}
             for name, source in spec["datasets"].items():
-                target = home / f"{name}.csv"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(Path(source).read_text() if isinstance(source, Path) else source)
+                target = make_private_dirs(home) / f"{name}.csv"
+                write_bytes_atomic(target, Path(source).read_bytes() if isinstance(source, Path) else source.encode())
                 datasets[name] = {"path": target.name}
             write_yaml(home / "catalog.yaml", {"datasets": datasets})
             write_yaml(home / "policy.yaml", spec["policy"])
@@ -76,10 +75,13 @@ class Deployment:
 
     # ---- processes ----------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str], niceness: int = 0) -> None:
-        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it
+        log = open_log(self.root / f"{name}.log")
         prefix = ["nice", "-n", str(niceness)] if niceness else []
-        self.procs[name] = subprocess.Popen([*prefix, sys.executable, "-m", "sharedml.cli", *args], stdout=log,
-                                            stderr=subprocess.STDOUT, env=self.env)
+        try:
+            self.procs[name] = subprocess.Popen([*prefix, sys.executable, "-m", "sharedml.cli", *args], stdout=log,
+                                                stderr=subprocess.STDOUT, env=self.env)
+        finally:
+            os.close(log)  # the process has its own copy
 
     def start_node(self, party: str) -> None:
         self._spawn(party, ["node", "start", "--config", str(self.node_configs[party])], self.node_niceness)

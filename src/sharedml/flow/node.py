@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import create_engine, event
 
 from . import node_worker
-from .artifacts import PartyArtifacts
+from .artifacts import PartyArtifacts, make_private_dirs, write_json_atomic
 from .audit import AuditEntry, AuditLog
 from .catalog import Catalog
 from .components import check_components
@@ -32,6 +32,7 @@ from .node_store import NodeJob, NodeStore
 from .policy import Policy, PolicyChecker
 from .spec import JobSpec, JobSpecError, check_name
 from .store import JobStore
+from .worker import announce_death, died
 
 CANCEL_GRACE_S = 5.0
 REAP_INTERVAL_S = 0.2
@@ -52,6 +53,7 @@ class _Worker:
     proc: BaseProcess
     result: Path
     log: Path
+    config: Path
     cancel_at: float | None = None  # when SIGKILL follows the SIGINT of a cancel
 
 
@@ -65,7 +67,7 @@ class Node:
         policy_path = config.path(config.policy)
         self.checker = PolicyChecker(self.party, Policy.load(policy_path), str(policy_path))
         self.storage = config.storage_dir
-        self.storage.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.storage)
         self.engine = create_engine(config.database_url)
         if config.database_url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_wal)
@@ -151,8 +153,7 @@ class Node:
 
     def _launch(self, job_id: str, task: str, spec: JobSpec, spec_json: str, ports: dict[str, int],
                 attempt: int) -> _Worker:
-        run_dir = self.storage / "runs" / job_id / f"{task}.{attempt}"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = make_private_dirs(self.storage / "runs" / job_id / f"{task}.{attempt}")
         result = run_dir / "result.json"
         config = {
             "spec": json.loads(spec_json), "job_id": job_id, "party": self.party, "tasks": [task],
@@ -162,13 +163,13 @@ class Node:
             "cert_dir": str(self.tls.ca.parent), "listen": f"{self.config.protocol_host}:{ports[self.party]}",
             "peers": {p: f"{self.config.peers[p]}:{ports[p]}" for p in spec.parties_for(task) if p != self.party},
             "await_peers": True, "workdir": str(self.storage / "artifacts"), "db_url": self.config.database_url,
-            "timeout": None, "result": str(result),
+            "timeout": None, "result": str(result), "allowed_code": self.checker.policy.code,
         }
-        (run_dir / "config.json").write_text(json.dumps(config))
+        write_json_atomic(run_dir / "config.json", config)
         log = run_dir / "worker.log"
         proc = node_worker.start(str(run_dir / "config.json"), str(log))
         self.store.set_pid(job_id, task, proc.pid or 0)
-        return _Worker(proc, result, log)
+        return _Worker(proc, result, log, run_dir / "config.json")
 
     def cancel(self, job_id: str, task: str) -> bool:
         """Interrupt the task's worker (it tells its peers); it is killed if still alive after a grace."""
@@ -286,16 +287,41 @@ class Node:
 
     def _reap_loop(self) -> None:
         while not self._stop.wait(REAP_INTERVAL_S):
-            with self._lock:
-                for key, worker in list(self._workers.items()):
-                    if worker.proc.is_alive():
-                        if worker.cancel_at is not None and time.monotonic() > worker.cancel_at:
-                            worker.proc.kill()
-                        continue
-                    worker.proc.join()
-                    state, error = _outcome(self.party, worker)
-                    self.store.finish(*key, state, error)
-                    del self._workers[key]
+            for key, worker in self._reap():
+                self._record_end(*key, worker)
+
+    def _reap(self) -> list[tuple[tuple[str, str], _Worker]]:
+        """Kill the cancelled workers past their grace; take the ended ones out of the table and return them."""
+        ended = []
+        with self._lock:
+            for key, worker in list(self._workers.items()):
+                if worker.proc.is_alive():
+                    if worker.cancel_at is not None and time.monotonic() > worker.cancel_at:
+                        worker.proc.kill()
+                    continue
+                worker.proc.join()
+                ended.append((key, self._workers.pop(key)))
+        return ended
+
+    def _record_end(self, job_id: str, task: str, worker: _Worker) -> None:
+        """Record how the run ended. A worker that died (killed, out of memory) could not say so itself: fail
+        its task here, where the coordinator polls, and tell its peers' workers in its name, so that they stop
+        now rather than at the job's timeout. (Outside the lock: the notice may wait on an unreachable peer.)"""
+        state, error = _outcome(self.party, worker)
+        self.store.finish(job_id, task, state, error)
+        if not _died(worker):
+            return
+        self.jobstore.set_task_state(job_id, task, self.party, "failed", error)
+        config = json.loads(worker.config.read_text())
+        try:
+            announce_death(config, died(self.party, worker.proc.exitcode), config["peers"])
+        except Exception:  # best effort: the coordinator stops the peers anyway once it sees the failure
+            _log.exception("could not tell the peers of task %s of job %s that its worker died", task, job_id)
+
+
+def _died(worker: _Worker) -> bool:
+    """Whether the worker ended without a result although nobody cancelled it."""
+    return worker.cancel_at is None and not worker.result.exists()
 
 
 def _outcome(party: str, worker: _Worker) -> tuple[str, str | None]:
@@ -305,7 +331,7 @@ def _outcome(party: str, worker: _Worker) -> tuple[str, str | None]:
     except (OSError, ValueError, KeyError):
         if worker.cancel_at is not None:
             return "cancelled", f"cancelled; party {party!r}'s worker was stopped"
-        return "failed", (f"party {party!r}'s worker exited with code {worker.proc.exitcode} without a result: "
+        return "failed", (f"{died(party, worker.proc.exitcode)} without a result: "
                           f"{' | '.join(_tail(worker.log).splitlines()[-3:])}")
 
 

@@ -13,6 +13,8 @@ from sqlalchemy import DateTime, Engine, Integer, String, Text, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from .store import private_sqlite
+
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
@@ -47,7 +49,7 @@ class NodeRun(_Base):
 
 class NodeStore:
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self.engine = private_sqlite(engine)  # the node's first use of its database: create node.db private
         _Base.metadata.create_all(engine)
 
     def remember_job(self, job_id: str, spec_json: str, submitter: str) -> None:

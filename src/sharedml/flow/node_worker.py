@@ -19,6 +19,7 @@ from multiprocessing.process import BaseProcess
 
 from ..crypto import parallel
 from . import worker
+from .artifacts import open_log
 from .components import BUILTIN_MODULES
 from .lifeline import exit_with
 
@@ -49,7 +50,7 @@ def start(config_path: str, log_path: str) -> BaseProcess:
 
 def _run(config_path: str, log_path: str, node_pid: int) -> None:
     os.setsid()  # a signal to the node's process group (e.g. Ctrl-C) is the node's to relay, not ours
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = open_log(log_path)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.nice(NICENESS)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..net.channel import Channel, Transport
 from ..net.errors import JobAborted, JobCancelled
-from ..runtime.component import get_component
+from ..runtime.component import code_references, get_component, require_allowed
 from ..runtime.context import Context
 from .artifacts import PartyArtifacts
 from .catalog import Catalog
@@ -45,12 +45,14 @@ def run_party(spec: JobSpec, job_id: str, party: str, catalog: Catalog, transpor
               artifacts_root: Path, store: JobStore | None = None,
               timeout: float | None = None,
               on_progress: Callable[[str, float, float, str], None] | None = None,
-              only: Collection[str] | None = None) -> PartyResult:
+              only: Collection[str] | None = None, allowed_code: Collection[str] = ()) -> PartyResult:
     """Run every task of `spec` that `party` takes part in; never raises for a task failure.
 
     `only` restricts the run to those tasks (a node runs one task at a time as the coordinator
     dispatches it); their upstream outputs are then read from earlier runs' artifacts, and a failure
-    is announced only to the parties of the failed task, the ones running now.
+    is announced only to the parties of the failed task, the ones running now. `allowed_code`: the code
+    references (`package.module:function`) this party's operator allows a job to name; any other is
+    refused before the task sends a message.
     """
     load_builtin_components()
     log = logging.getLogger(f"sharedml.party.{party}")
@@ -70,11 +72,13 @@ def run_party(spec: JobSpec, job_id: str, party: str, catalog: Catalog, transpor
         try:
             comp = get_component(task_spec.component)
             params = comp.params.model_validate(task_spec.params)
+            for reference in sorted(code_references(params)):
+                require_allowed(reference, allowed_code, party)
             inputs = {name: _resolve(spec, party, catalog, artifacts, text)
                       for name, text in task_spec.inputs.items() if _produced_for(spec, party, text)}
             ctx = Context(party, {p: spec.parties[p].role for p in parties}, job_id, task, channel,
-                          artifacts.begin(task), log=log, on_progress=on_progress,
-                          resume_dir=artifacts_root / "_resume" / spec.job / party / task)
+                          artifacts.begin(task), log=log, on_progress=on_progress, allowed_code=frozenset(allowed_code),
+                          resume_dir=artifacts_root / "_resume" / job_id / party / task)
             outputs = comp.func(ctx, params, **inputs)
             traffic = channel.stats.snapshot()
             written = artifacts.save(task, outputs or {}, ctx.metrics.records, traffic)

@@ -2,15 +2,20 @@
 
 Several party processes of one local run may update the same SQLite file, so writes are short
 transactions and SQLite waits (busy timeout) instead of failing when another writer holds the lock.
+A SQLite file is created owner-only (0600) before SQLite opens it; SQLite gives its journal files
+the database's mode, so they are private too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
-from sqlalchemy import DateTime, Float, ForeignKey, String, Text, create_engine, event, select
+from sqlalchemy import DateTime, Engine, Float, ForeignKey, String, Text, create_engine, delete, event, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from .artifacts import FILE_MODE, make_private_dirs
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
@@ -63,13 +68,29 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+def private_sqlite(engine: Engine) -> Engine:
+    """Create the engine's SQLite file owner-only (or make an existing one so) before its first connection:
+    job states, errors and a node's audit log are nobody else's business on this machine.
+
+    An existing file is never opened here: closing any descriptor of a file drops every POSIX lock this process
+    holds on it, SQLite's included (another store of the process may have the database open), and SQLite
+    then loses writes."""
+    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if database and database != ":memory:" and not database.startswith("file:"):
+        path = Path(database)
+        make_private_dirs(path.parent)
+        path.touch(FILE_MODE)  # opens the file only if it is missing: then no store of ours can have it open
+        os.chmod(path, FILE_MODE)
+    return engine
+
+
 class JobStore:
     """Reads and writes job/task states; safe to open from several processes on one SQLite file."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         is_sqlite = url.startswith("sqlite")
-        self.engine = create_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
+        self.engine = private_sqlite(create_engine(url, connect_args={"timeout": 30} if is_sqlite else {}))
         if is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         _Base.metadata.create_all(self.engine)
@@ -78,6 +99,21 @@ class JobStore:
         """Record a new job and a queued row for every (task, party)."""
         with Session(self.engine) as session, session.begin():
             session.add(JobRecord(id=job_id, name=name, spec=spec, state="queued"))
+            for task, parties in tasks.items():
+                for party in parties:
+                    session.add(TaskRecord(job_id=job_id, task=task, party=party, state="queued"))
+
+    def requeue_job(self, job_id: str, name: str, tasks: dict[str, list[str]]) -> None:
+        """Queue a failed or cancelled job of this name again under its id: every (task, party) row anew."""
+        with Session(self.engine) as session, session.begin():
+            job = session.get(JobRecord, job_id)
+            if job is None or job.name != name or job.state not in ("failed", "cancelled"):
+                found = "no such job" if job is None else f"job {job.name!r}, {job.state}"
+                raise ValueError(f"cannot rerun {job_id!r} as job {name!r} ({found}): rerun only a failed or "
+                                 "cancelled run of the same job; `sharedml jobs` lists them")
+            job.state, job.error, job.started_at, job.finished_at = "queued", None, None, None
+            session.execute(delete(TaskRecord).where(TaskRecord.job_id == job_id))
+            session.execute(delete(ProgressRecord).where(ProgressRecord.job_id == job_id))
             for task, parties in tasks.items():
                 for party in parties:
                     session.add(TaskRecord(job_id=job_id, task=task, party=party, state="queued"))

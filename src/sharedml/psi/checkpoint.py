@@ -3,18 +3,21 @@
 A bucket's result is final at a party once written; a rerun keeps only the buckets that every party
 finished (they agree on that list first), because a bucket redone at one party alone would come
 out in a different order there. The fingerprint ties the files to the same input and settings: a
-changed input starts afresh.
+changed input starts afresh. The files hold this party's intersection row positions: they are written
+like every output, owner-only and durably (`write_bytes_atomic`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+
+from ..flow.artifacts import make_private_dirs, write_bytes_atomic
 
 _MANIFEST = "manifest.json"
 
@@ -32,8 +35,8 @@ class BucketCheckpoint:
             return {int(p.stem.split("-")[1]) for p in self.dir.glob("bucket-*.npz")}
         if self.dir.exists():
             shutil.rmtree(self.dir)
-        self.dir.mkdir(parents=True)
-        _write_atomic(manifest, json.dumps({"fingerprint": fingerprint}).encode())
+        make_private_dirs(self.dir)
+        write_bytes_atomic(manifest, json.dumps({"fingerprint": fingerprint}).encode())
         return set()
 
     def keep_only(self, buckets: set[int]) -> None:
@@ -42,14 +45,10 @@ class BucketCheckpoint:
                 path.unlink()
 
     def save(self, bucket: int, rows: np.ndarray | None, size: int | None) -> None:
-        path = self.dir / f"bucket-{bucket:06d}.npz"
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, rows=np.asarray([] if rows is None else rows, dtype=np.int64),
-                     has_rows=rows is not None, size=-1 if size is None else size)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        saved = io.BytesIO()
+        np.savez(saved, rows=np.asarray([] if rows is None else rows, dtype=np.int64),
+                 has_rows=rows is not None, size=-1 if size is None else size)
+        write_bytes_atomic(self.dir / f"bucket-{bucket:06d}.npz", saved.getvalue())
 
     def load(self, bucket: int) -> tuple[np.ndarray | None, int | None]:
         with np.load(self.dir / f"bucket-{bucket:06d}.npz") as saved:
@@ -65,9 +64,3 @@ def fingerprint(points: np.ndarray, settings: object) -> str:
     digest = hashlib.sha256(np.ascontiguousarray(points).tobytes())
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return digest.hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

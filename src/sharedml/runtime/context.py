@@ -41,7 +41,7 @@ class Context:
     metrics: MetricsTracker = field(default_factory=MetricsTracker)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("sharedml.component"))
     on_progress: Callable[[str, float, float, str], None] | None = None
-    # Survives a failed run of this task (same job name, task and party), for work that can resume.
+    # Survives a failed run of this task (same job id, task and party: a rerun), for work that can resume.
     resume_dir: Path | None = None
     # The code references (`package.module:function`) this party's operator allows a job to name.
     allowed_code: frozenset[str] = frozenset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -23,6 +24,10 @@ app = typer.Typer(help="TEE route: attested enclaves, encrypted data, enclave tr
                   pretty_exceptions_enable=False)
 console = Console()
 err_console = Console(stderr=True)
+# Owner-only files (0600; folders 0700 through the umask), like the rest of the project. Declared here rather
+# than imported from flow/: the enclave runs this module, and only tee/ code is measured (see measurement.py).
+PRIVATE_MODE = 0o600
+PRIVATE_UMASK = 0o077
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -35,6 +40,16 @@ def _read_quote(path: Path) -> Quote:
         return Quote.from_json(path.read_text(), str(path))
     except FileNotFoundError:
         _fail(f"{path}: quote file not found; the enclave worker writes quote.json into its work folder")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """A decrypted model is the recipient's alone: owner-only whatever the umask, also over an older file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_MODE)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), PRIVATE_MODE)
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _report(result: VerificationResult) -> None:
@@ -106,7 +121,7 @@ def decrypt_model_command(
     except (TeeError, ValueError, OSError) as err:
         _fail(str(err))
     _report(opened.verification)
-    output.write_bytes(opened.model.native_bytes())
+    _write_private(output, opened.model.native_bytes())
     console.print(f"{opened.model.algorithm} model {opened.model_id.hex()} on {', '.join(opened.datasets)} "
                   f"({len(opened.model.features)} features) -> {output}")
 
@@ -118,6 +133,7 @@ def worker(workdir: Annotated[Path, typer.Option(help="folder for quote.json, jo
     """Run the enclave worker: publish its quote, then run training jobs from WORKDIR/jobs (Ctrl-C stops)."""
     from .worker import serve
 
+    os.umask(PRIVATE_UMASK)  # its quote, job states and released models are owner-only
     try:
         enclave = Enclave(provider_named(provider), EnclaveConfig(allow_simulated_peers=allow_simulated_peers))
         stop = threading.Event()
@@ -136,6 +152,7 @@ def serve(config: Annotated[Path, typer.Option(help="replica configuration YAML 
     from .node_config import load_node_config
     from .service import run_replica
 
+    os.umask(PRIVATE_UMASK)  # whatever the replica writes is owner-only
     try:
         run_replica(load_node_config(config))
     except TeeError as err:
