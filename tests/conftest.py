@@ -74,15 +74,15 @@ def run_breast_homo_job(tmp_path, data_dir):
     from sharedml.flow.runner import LocalRunner
     from sharedml.flow.spec import parse_job
 
-    def run(job: str):
+    def run(job: str, **options):
         test = pd.read_csv(data_dir / "breast_homo_test.csv")
         catalogs = {"hub": Catalog.from_mapping({"datasets": {}}, "hub", tmp_path)}
         for party, name in (("bank", "guest"), ("shop", "host")):
             folder = tmp_path / party
-            folder.mkdir()
+            folder.mkdir(exist_ok=True)
             pd.read_csv(data_dir / f"breast_homo_{name}.csv").to_csv(folder / "train.csv", index=False)
             test.to_csv(folder / "test.csv", index=False)
             catalogs[party] = Catalog.from_mapping({"datasets": {"train": {"path": "train.csv"},
                                                                  "test": {"path": "test.csv"}}}, party, folder)
-        return LocalRunner(tmp_path / "runs").run(parse_job(job), catalogs)
+        return LocalRunner(tmp_path / "runs").run(parse_job(job), catalogs, **options)
     return run

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine
 
 from sharedml.flow.audit import AuditLog
 from sharedml.flow.catalog import Catalog
-from sharedml.flow.client import ApiError
+from sharedml.flow.client import ApiError, CoordinatorClient
 from sharedml.flow.loopback import Deployment
 from sharedml.flow.node_store import NodeStore
 from sharedml.flow.runner import LocalRunner
@@ -69,10 +69,11 @@ def deployment(tmp_path_factory):
     nodes = {
         "bank": {"datasets": {"breast_guest": DATA / "breast_hetero_guest.csv", **SUMS},
                  "policy": {"datasets": {"breast_guest": {"peers": ["insurer"], "components": VERTICAL_COMPONENTS},
-                                         **sums}}},
+                                         **sums}, "dataless": {"components": ["faulty"]}}},
         "insurer": {"datasets": {"breast_host": DATA / "breast_hetero_host.csv", "c": SUMS["a"], **SUMS},
                     "policy": {"datasets": {"breast_host": {"peers": ["bank"], "components": VERTICAL_COMPONENTS},
-                                            "c": {"peers": ["shop"], "components": ["secure_sum"]}, **sums}}},
+                                            "c": {"peers": ["shop"], "components": ["secure_sum"]}, **sums},
+                               "dataless": {"components": ["faulty"]}}},
     }
     with pytest.MonkeyPatch.context() as patch:  # the faulty component, in every service process
         patch.setenv("SHAREDML_COMPONENT_MODULES", "plugins.faulty")
@@ -111,6 +112,7 @@ def test_vertical_job_across_nodes_matches_a_local_run(deployment, tmp_path):
     exported = deployment.client.call("GET", f"/models/{models[-1]['id']}/export")
     imported = deployment.client.call("POST", "/models/import", json=exported)
     assert imported["version"] == models[-1]["version"] + 1 and imported["imported_from"] == models[-1]["id"]
+    _members_cannot_touch_others_models(deployment, job_id, exported, imported)
 
     logs = deployment.client.call("GET", f"/jobs/{job_id}/logs")
     assert {(r["task"], r["party"]) for r in logs} == {(t, p) for t in ("align", "boost") for p in ("bank", "insurer")}
@@ -124,6 +126,31 @@ def test_vertical_job_across_nodes_matches_a_local_run(deployment, tmp_path):
     # The data never reached the coordinator: no feature value appears anywhere in its database.
     coordinator_db = (deployment.root / "coordinator" / "coordinator.db").read_bytes()
     assert b"0.254879" not in coordinator_db and b"-1.046633" not in coordinator_db
+
+
+def _members_cannot_touch_others_models(deployment: Deployment, job_id: str, exported: dict, imported: dict) -> None:
+    """The probe's attack: a member imports an entry pointing at '..' of a real job, then deletes it. Now the
+    import is refused, a member may not delete what it did not submit, and deleting one of two entries that
+    name the same task leaves the parties' outputs in place; every step is in the coordinator's audit log."""
+    member = CoordinatorClient(deployment.url, deployment.certs, "insurer")
+    try:
+        for task in ("%2E%2E", "..", "../boost"):
+            forged = {**exported, "model": {**exported["model"], "task": task}}
+            with pytest.raises(ApiError, match="never ran") as info:
+                member.call("POST", "/models/import", json=forged)
+            assert info.value.status == 400
+        with pytest.raises(ApiError, match="only its job's submitter") as info:
+            member.call("DELETE", f"/models/{imported['id']}")
+        assert info.value.status == 403
+    finally:
+        member.close()
+    outputs = deployment.root / "bank" / "storage" / "artifacts" / job_id / "bank"
+    deleted = deployment.client.call("DELETE", f"/models/{imported['id']}")
+    assert deleted["parts"] == {} and (outputs / "boost" / "_SUCCESS").exists() and (outputs / "align").exists()
+    audit = AuditLog(create_engine(f"sqlite:///{deployment.root / 'coordinator' / 'coordinator.db'}"))
+    events = [(r.event, r.actor) for r in audit.records()]
+    assert events.count(("import-refused", "insurer")) == 3 and ("delete-refused", "insurer") in events
+    assert ("import", "admin") in events and ("delete", "admin") in events and audit.verify() is None
 
 
 def test_policy_denial_names_the_node_and_the_rule(deployment):

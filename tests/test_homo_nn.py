@@ -269,7 +269,9 @@ tasks:
 
 
 def test_homo_nn_runs_as_a_job_with_a_factory_network(run_breast_homo_job, plugins_on_path):
-    result = run_breast_homo_job(HOMO_NN_JOB)
+    refused = run_breast_homo_job(HOMO_NN_JOB)
+    assert refused.state == "failed" and "does not allow code 'plugins.tiny_nets:two_layer'" in refused.error
+    result = run_breast_homo_job(HOMO_NN_JOB, allowed_code=["plugins.tiny_nets:two_layer"])
     assert result.state == "succeeded", result.error
     for party in ("bank", "shop"):
         assert result.output(party, "report", "report")["auc"] > 0.95
@@ -301,3 +303,15 @@ def test_the_aggregator_refuses_a_nonsensical_feature_count_from_a_client():
             simulate(party, {"server": "aggregator", "a": "client", "b": "client"}, timeout=5)
         assert isinstance(caught.value.errors["server"], BadPeerValue), caught.value.errors
         assert "party 'a' sent" in str(caught.value.errors["server"])
+
+
+def test_the_aggregator_checks_each_clients_hello_before_sizing_anything_by_it():
+    from sharedml.fl.rounds import check_hello
+    from sharedml.runtime.peer_values import BadPeerValue
+
+    good = {"signature": "s", "size": 10, "metrics": ["auc"], "validates": False}
+    assert check_hello({"a": good, "b": good}) == (10, ["auc"])
+    for bad in ({**good, "size": 1 << 40}, {**good, "size": "10"}, {**good, "size": 0}, {**good, "metrics": [1]},
+                [1, 2], {"size": 10}):
+        with pytest.raises(BadPeerValue, match="party 'b' sent"):
+            check_hello({"a": good, "b": bad})

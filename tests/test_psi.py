@@ -241,11 +241,15 @@ def test_rerunning_a_failed_psi_job_resumes_it(tmp_path, monkeypatch, write_cata
 
     monkeypatch.setattr(ecdh, "_bucket", bucket)
     runner = LocalRunner(tmp_path / "runs")
-    assert runner.run(job, catalogs).state == "failed"
+    failed = runner.run(job, catalogs)
+    assert failed.state == "failed"
     assert sorted(ran) == ["psi/0", "psi/0", "psi/1", "psi/1"]
     crash[0] = False
-    result = runner.run(job, catalogs)
+    fresh = runner.run(job, catalogs)  # a new run of the same job shares nothing with the failed one
+    assert fresh.state == "succeeded" and sorted(ran[4:]) == ["psi/0", "psi/0", "psi/1", "psi/1", "psi/2", "psi/2"]
+    del ran[4:]
+    result = runner.run(job, catalogs, rerun=failed.job_id)
     assert result.state == "succeeded", result.error
     assert sorted(ran[4:]) == ["psi/2", "psi/2"]  # buckets 0 and 1 were not run again
     assert len(result.output("bank", "align", "data")) == 1500
-    assert not (tmp_path / "runs" / "_resume" / "align" / "bank" / "align").exists()
+    assert not (tmp_path / "runs" / "_resume" / failed.job_id / "bank" / "align").exists()

@@ -93,6 +93,11 @@ def run(
     mode: Annotated[str, typer.Option(help="threads (in-memory) or processes (gRPC + mutual TLS)")] = "threads",
     workdir: Annotated[Path, typer.Option(help="where job outputs and the job database go")] = Path("sharedml-runs"),
     timeout: Annotated[float | None, typer.Option(help="seconds to wait for a peer (default: the job's)")] = None,
+    allow_code: Annotated[list[str] | None, typer.Option(
+        help="package.module:function the job may make the parties import and call, e.g. a model factory "
+             "(repeat; none by default)")] = None,
+    rerun: Annotated[str | None, typer.Option(
+        help="id of a failed run of this job to run again under that id, resuming saved work (PSI)")] = None,
 ) -> None:
     """Run a job with every party on this machine."""
     from .flow.components import load_checked_job
@@ -103,7 +108,8 @@ def run(
         spec = load_checked_job(job)
         with _ProgressBars() as bars:
             result = LocalRunner(workdir).run(spec, catalogs, mode=mode, timeout=timeout,
-                                              spec_text=job.read_text(), on_progress=bars.update_all)
+                                              spec_text=job.read_text(), on_progress=bars.update_all,
+                                              allowed_code=allow_code or (), rerun=rerun)
     except (JobSpecError, DatasetError, ValueError) as err:
         _fail(str(err))
     except KeyboardInterrupt:

@@ -46,8 +46,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..crypto.dp import PrivacyAccountant, clip_by_l2_norm, gaussian_noise
 from ..net.errors import PeerTimeout, TransportError
 from ..runtime.context import Context
+from ..runtime.peer_values import BadPeerValue, peer_int
 from .secagg import AGGREGATOR, CLIENT, secure_aggregate
 from .strategies import FedAvg, make_strategy
+
+MAX_WEIGHTS = 1 << 27  # model size a client may announce: 1 GiB of float64 at the aggregator per array
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,7 @@ def check_hello(hello: dict[str, dict[str, Any]]) -> tuple[int, list[str]]:
     """All clients must have the same feature columns (by hash), weight size and metrics."""
     groups: dict[tuple[str, int, tuple[str, ...]], list[str]] = {}
     for client, h in sorted(hello.items()):
-        groups.setdefault((h["signature"], int(h["size"]), tuple(h["metrics"])), []).append(client)
+        groups.setdefault(_hello_fields(client, h), []).append(client)
     if len(groups) > 1:
         majority = max(groups.values(), key=len)
         odd = sorted(c for members in groups.values() if members is not majority for c in members)
@@ -255,6 +258,15 @@ def check_hello(hello: dict[str, dict[str, Any]]) -> tuple[int, list[str]]:
                          f"client(s) {majority}; give every client the same feature columns in the same order")
     (_, size, metric_names), = groups
     return size, list(metric_names)
+
+
+def _hello_fields(client: str, hello: Any) -> tuple[str, int, tuple[str, ...]]:
+    """(signature, size, metric names) of a client's hello, checked: the size becomes the aggregator's arrays."""
+    if not (isinstance(hello, dict) and isinstance(hello.get("signature"), str)
+            and isinstance(hello.get("metrics"), list | tuple) and all(isinstance(m, str) for m in hello["metrics"])):
+        raise BadPeerValue(f"party {client!r} sent a malformed hello (signature, size, metrics)")
+    size = peer_int(hello.get("size"), client, "model size", 1, MAX_WEIGHTS)
+    return hello["signature"], size, tuple(hello["metrics"])
 
 
 def _collect_updates(ctx: Context, config: RoundConfig, sampled: list[str], r: int,

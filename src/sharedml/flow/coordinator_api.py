@@ -16,6 +16,7 @@ from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from .artifacts import PRIVATE_UMASK
 from .coordinator import Coordinator, CoordinatorError
 from .deploy_config import CoordinatorConfig, load_config
 from .lifeline import exit_with
@@ -102,6 +103,7 @@ def serve(config_path: Path) -> None:
 
     Two processes, because a scheduler thread would make every status query wait for the GIL behind it
     after each I/O call; they share only the database (see coordinator.py)."""
+    os.umask(PRIVATE_UMASK)  # its database holds every job's spec, submitter and audit log
     config = load_config(config_path, CoordinatorConfig)
     coordinator = Coordinator(config)
     scheduler = multiprocessing.get_context("spawn").Process(target=_schedule, args=(str(config_path), os.getpid()),

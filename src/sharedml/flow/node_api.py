@@ -6,6 +6,7 @@ Only the certificate named in node.yaml's ``coordinator`` field may call it. A p
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from .artifacts import PRIVATE_UMASK
 from .deploy_config import NodeConfig, load_config
 from .node import Node, NodeError
 from .policy import PolicyDenied
@@ -80,10 +82,11 @@ def serve(config_path: Path) -> None:
     """Run a node until SIGINT/SIGTERM: its control API here, task workers in processes of their own.
     On the signal uvicorn stops serving and re-raises it, ending this process; workers end themselves
     when they see the node gone (lifeline.py), interrupting their protocol run as a crash would."""
+    os.umask(PRIVATE_UMASK)  # its database, run folders and logs are the node's alone
     config = load_config(config_path, NodeConfig)
     node = Node(config, str(config_path))
     node.start()
     try:
-        server(create_app(node), config.listen, node.tls).run()
+        server(create_app(node), config.listen, node.tls, callers={config.coordinator}).run()
     finally:
         node.close()

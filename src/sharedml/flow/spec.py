@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sharedml.flow.yaml_errors import YamlDocument, parse_yaml, read_yaml
+from sharedml.net.channel import DEFAULT_MAX_MESSAGE_BYTES
 
 _NAME = r"[A-Za-z][A-Za-z0-9_-]*"
 # Job names, job ids and dataset names become folder names and URL path segments: one path component,
@@ -112,6 +113,8 @@ class JobSpec(_StrictModel):
     parties: dict[Name, PartySpec] = Field(min_length=1)
     tasks: dict[Name, TaskSpec] = Field(min_length=1)
     timeout: float = Field(60, gt=0, allow_inf_nan=False)
+    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, gt=0, le=1 << 40,
+                                   description="the largest protocol message a party accepts from a peer")
 
     @model_validator(mode="after")
     def _check_graph(self) -> JobSpec:

@@ -19,6 +19,10 @@ from pydantic import BaseModel, ValidationError
 Loc = Sequence[str | int]
 
 _MAX_INPUT_REPR = 60
+# Job specs, catalogs, policies and configs are hand-written and a few KB; parsing YAML costs ~2.6 s per MB
+# even with libyaml, and a job spec arrives from another member, so anything larger is refused unread.
+MAX_YAML_BYTES = 256 << 10
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it: ~2x faster
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class YamlDocument:
 def read_yaml(path: str | Path, error: type[Exception]) -> YamlDocument:
     """Read and parse a YAML file, raising ``error`` that names the file for any I/O or syntax problem."""
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise error(f"{path}: {size} bytes; a YAML file here may have at most {MAX_YAML_BYTES}")
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{path}: file not found") from None
@@ -67,10 +74,13 @@ def read_yaml(path: str | Path, error: type[Exception]) -> YamlDocument:
 
 
 def parse_yaml(text: str, source: str, error: type[Exception]) -> YamlDocument:
-    """Parse YAML with the safe loader only; syntax errors become ``error`` naming source and line."""
+    """Parse YAML once with the safe loader only; syntax errors become ``error`` naming source and line."""
+    if len(text) > MAX_YAML_BYTES:
+        raise error(f"{source}: {len(text)} characters of YAML; at most {MAX_YAML_BYTES} are accepted")
+    loader = _Loader(text)
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}, line {mark.line + 1}" if mark is not None else source
@@ -78,6 +88,8 @@ def parse_yaml(text: str, source: str, error: type[Exception]) -> YamlDocument:
         raise error(f"{where}: invalid YAML: {detail}") from exc
     except yaml.YAMLError as exc:
         raise error(f"{source}: invalid YAML: {exc}") from exc
+    finally:
+        loader.dispose()
     lines: dict[tuple[str, ...], int] = {}
     if root is not None:
         _record_lines(root, (), lines, set())

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..crypto.prg import secret_permutation
 from ..runtime.context import Context
+from ..runtime.peer_values import peer_int
 from .checkpoint import BucketCheckpoint, fingerprint
 from .curve import Blinder
 from .ids import POINT_BYTES
@@ -181,7 +182,7 @@ def _follow(ctx: Context, plan: _Plan, tag: str, perm: np.ndarray,
     leader = plan.leader
     if plan.cardinality_only:
         if ctx.party in plan.reveal:
-            return None, int(ctx.recv(leader, f"{tag}/size"))
+            return None, peer_int(ctx.recv(leader, f"{tag}/size"), leader, "intersection size", 0, len(perm))
         return None, None
     rows = None
     if ctx.party in plan.reveal:
