@@ -123,7 +123,7 @@ def test_catalog_typo_with_line_and_allowed_fields(tmp_path: Path) -> None:
     message = catalog_error(tmp_path, "datasets:\n  a: {path: a.csv}\n  b:\n    pth: b.csv\n")
     assert f"{tmp_path / 'catalog.yaml'}, line 4, datasets.b.pth: Extra inputs are not permitted" in message
     assert "did you mean 'path'?" in message
-    assert "allowed fields: path, format, url, query, description" in message
+    assert "allowed fields: id_columns, label, positive_class, categorical, exclude, dtypes, path, format" in message
 
 
 def test_catalog_entry_rules_with_lines(tmp_path: Path) -> None:

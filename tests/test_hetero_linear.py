@@ -215,7 +215,7 @@ def test_transcript_hides_labels_residuals_features_and_gradients(data_dir):
 def test_bad_input_is_refused_with_a_clear_error(data_dir):
     guest, host = load(data_dir, "student")
     params = HeteroGLMParams(epochs=1, key_bits=KEY_BITS)
-    with pytest.raises(SimulationError, match="label column 'target' not in its `train` table; set `label`"):
+    with pytest.raises(SimulationError, match="label column 'target' not in its `train` table; declare `label`"):
         fit(hetero_linr, params.model_copy(update={"label": "target"}), guest, {"host": host})
     two_hosts = {"host_a": host[["id", "x0"]], "host_b": host[["id", "x1"]]}
     with pytest.raises(SimulationError, match="hetero_poisson supports exactly one host, got 2"):

@@ -23,6 +23,17 @@ from .tee.cli import app as tee_app
 app = typer.Typer(help="sharedml: shared machine learning across data silos.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 certs_app = typer.Typer(help="Federation certificates for mutual TLS.", no_args_is_help=True)
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="show log records and tracebacks of failures")]
+             = False) -> None:
+    """Without --debug a failed job prints its error once, with no traceback; with it, every party's log."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, force=True)
+    # Without --debug the job's result names a failure; the parties' own records would repeat it.
+    logging.getLogger("sharedml.party").setLevel(logging.NOTSET if debug else logging.CRITICAL)
+
+
 app.add_typer(certs_app, name="certs")
 app.add_typer(node_app, name="node")
 app.add_typer(coordinator_app, name="coordinator")

@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from sharedml.flow.contract import DataContract, prepare
 from sharedml.flow.spec import SafeName
 from sharedml.flow.yaml_errors import YamlDocument, read_yaml
 
@@ -34,10 +35,8 @@ class DatasetError(ValueError):
     """A catalog that cannot be loaded, or a dataset that cannot be found or read."""
 
 
-class DatasetEntry(BaseModel):
-    """One dataset: a CSV/Parquet ``path`` or a SQLAlchemy ``url`` plus ``query``."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
+class DatasetEntry(DataContract):
+    """One dataset: a CSV/Parquet ``path`` or a SQLAlchemy ``url`` plus ``query``, and its data contract."""
 
     path: NonEmpty | None = None
     format: FileFormat | None = None
@@ -140,12 +139,19 @@ class Catalog:
             raise DatasetError(f"dataset '{name}' in catalog {self.source} is a SQL query, not a file")
         return self.base_dir / Path(entry.path).expanduser()
 
-    def read(self, name: str) -> pd.DataFrame:
-        """Read a dataset into a DataFrame; every failure is a DatasetError naming the dataset."""
+    def read(self, name: str, party: str | None = None) -> pd.DataFrame:
+        """Read a dataset as its contract describes it (see contract.py); every failure names the dataset
+        (and `party`, when given), and a contract failure also the file and the column."""
         entry = self.entry(name)
         if entry.url is not None and entry.query is not None:
-            return self._read_sql(name, self._resolve_url(entry.url), entry.query)
-        return _read_file(self.resolve_path(name), entry.file_format, f"dataset '{name}'")
+            table = self._read_sql(name, self._resolve_url(entry.url), entry.query)
+            source = entry.url
+        else:
+            path = self.resolve_path(name)
+            table = _read_file(path, entry.file_format, f"dataset '{name}'")
+            source = str(path)
+        where = f"{'party ' + repr(party) + ', ' if party else ''}dataset {name!r} ({source})"
+        return prepare(table, entry, where)
 
     def _resolve_url(self, url: str) -> URL:
         """Anchor a relative SQLite database file at the catalog folder, like file paths."""

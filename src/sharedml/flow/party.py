@@ -22,7 +22,8 @@ from ..runtime.context import Context
 from .artifacts import PartyArtifacts
 from .catalog import Catalog
 from .components import load_builtin_components
-from .spec import DatasetRef, JobSpec, parse_ref
+from .contract import CONTRACT_PARAMS, task_defaults
+from .spec import DatasetRef, JobSpec, lineage, parse_ref
 from .store import JobStore
 
 
@@ -71,7 +72,7 @@ def run_party(spec: JobSpec, job_id: str, party: str, catalog: Catalog, transpor
         log.info("task %s (%s) started", task, task_spec.component)
         try:
             comp = get_component(task_spec.component)
-            params = comp.params.model_validate(task_spec.params)
+            params = comp.params.model_validate(_with_contract(spec, party, catalog, task, comp.params))
             for reference in sorted(code_references(params)):
                 require_allowed(reference, allowed_code, party)
             inputs = {name: _resolve(spec, party, catalog, artifacts, text)
@@ -96,6 +97,19 @@ def run_party(spec: JobSpec, job_id: str, party: str, catalog: Catalog, transpor
     return result
 
 
+def _with_contract(spec: JobSpec, party: str, catalog: Catalog, task: str, model: type) -> dict[str, Any]:
+    """The task's params, plus what the contracts of the datasets it uses (directly or through earlier
+    tasks' outputs) declare, for the params the component has and the task leaves out."""
+    used = lineage(spec, party)[task]
+    declared = task_defaults((catalog.entry(name) for name in sorted(used)), task,
+                             f"party {party!r}, datasets {', '.join(sorted(used))}")
+    params = dict(spec.tasks[task].params)
+    for name in CONTRACT_PARAMS:
+        if name in declared and name in model.model_fields and name not in params:
+            params[name] = declared[name]
+    return params
+
+
 def _produced_for(spec: JobSpec, party: str, text: str) -> bool:
     """False for an output of a task this party does not run, or a dataset alias it does not map (a dealer's
     or an aggregator's view of the data): the component then gets the input's default, None."""
@@ -108,7 +122,7 @@ def _produced_for(spec: JobSpec, party: str, text: str) -> bool:
 def _resolve(spec: JobSpec, party: str, catalog: Catalog, artifacts: PartyArtifacts, text: str) -> Any:
     ref = parse_ref(text)
     if isinstance(ref, DatasetRef):
-        return catalog.read(spec.parties[party].data[ref.alias])
+        return catalog.read(spec.parties[party].data[ref.alias], party)
     return artifacts.load(ref.task, ref.output)
 
 
@@ -121,7 +135,11 @@ def _fail(result: PartyResult, job_id: str, task: str, party: str, err: BaseExce
         state, message = "cancelled", f"job cancelled while party {party!r} ran task {task!r}"
     else:
         state, message = "failed", f"party {party!r} failed in task {task!r}: {type(err).__name__}: {err}"
-        log.error("%s\n%s", message, "".join(traceback.format_exception(err)))
+        log.error("%s", message)
+        # ValueError and PermissionError are how data, parameter and policy problems are reported: the message
+        # says it all. Anything else may be a bug, whose traceback the operator needs.
+        log.log(logging.DEBUG if isinstance(err, ValueError | PermissionError) else logging.ERROR,
+                "traceback of the failure:\n%s", "".join(traceback.format_exception(err)))
     # Tell every party that may wait for us, so none waits until a timeout: in a whole-job run that is every
     # party of the job, not only this task's.
     if not isinstance(err, JobAborted):

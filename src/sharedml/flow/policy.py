@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from ..runtime.component import CodeRef, code_references, get_component
 from .components import load_builtin_components
-from .spec import DatasetRef, JobSpec, parse_ref
+from .spec import JobSpec, lineage
 from .yaml_errors import read_yaml
 
 ANY = "*"
@@ -81,17 +81,6 @@ class Policy(BaseModel):
             return cls.model_validate(document.data or {})
         except ValidationError as exc:
             raise PolicyError(document.explain(exc, cls)) from exc
-
-
-def lineage(spec: JobSpec, party: str) -> dict[str, set[str]]:
-    """For each task `party` runs, the catalog datasets whose values (or derivatives) it processes."""
-    used: dict[str, set[str]] = {}
-    for task in spec.tasks_for(party):
-        direct = {spec.parties[party].data[ref.alias] for text in spec.tasks[task].inputs.values()
-                  if isinstance(ref := parse_ref(text), DatasetRef) and ref.alias in spec.parties[party].data}
-        inherited = set().union(*(used.get(upstream, set()) for upstream in spec.upstream(task)))
-        used[task] = direct | inherited
-    return used
 
 
 class PolicyChecker:

@@ -218,6 +218,17 @@ class JobSpec(_StrictModel):
         ]
 
 
+def lineage(spec: JobSpec, party: str) -> dict[str, set[str]]:
+    """For each task `party` runs, the catalog datasets whose values (or derivatives) it processes."""
+    used: dict[str, set[str]] = {}
+    for task in spec.tasks_for(party):
+        direct = {spec.parties[party].data[ref.alias] for text in spec.tasks[task].inputs.values()
+                  if isinstance(ref := parse_ref(text), DatasetRef) and ref.alias in spec.parties[party].data}
+        inherited = set().union(*(used.get(upstream, set()) for upstream in spec.upstream(task)))
+        used[task] = direct | inherited
+    return used
+
+
 def _unknown(kind: str, name: str, known: dict[str, Any]) -> str:
     return f"unknown {kind} '{name}' (known: {', '.join(known)})"
 

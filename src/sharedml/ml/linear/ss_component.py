@@ -127,10 +127,8 @@ def _train(ctx: Context, params: SSLinRParams, name: str, train: pd.DataFrame | 
     y = y_valid = None
     center = 0.0
     if is_guest:
-        y = label_column(ctx, train, params.label)
-        if objective == "binary:logistic":
-            _check_binary(ctx, y, params.label)
-        elif params.standardize:
+        y = label_column(ctx, train, params.label, task="binary" if objective == "binary:logistic" else "regression")
+        if objective != "binary:logistic" and params.standardize:
             center = float(y.mean())
         if X_valid is not None:
             y_valid = label_column(ctx, validate, params.label, "validate") - center
@@ -178,13 +176,6 @@ def _triples(ctx: Context, params: SSLinRParams) -> str | TripleSource:
     ctx.metrics.log("mpc_tuple_source", f"trusted dealer {dealer!r}")
     ctx.log.info("MPC tuples come from the trusted dealer %r: it must not collude with any party", dealer)
     return PrefetchedSource(DealerSource(ctx, [p for p in ctx.parties if p != dealer], dealer))
-
-
-def _check_binary(ctx: Context, y: np.ndarray, label: str) -> None:
-    values = np.unique(y)
-    if not np.isin(values, (0.0, 1.0)).all():
-        raise ValueError(f"guest {ctx.party!r}: label {label!r} must be 0/1 for ss_lr, found values "
-                         f"{values[:5].tolist()}; use ss_linr for a numeric target")
 
 
 def _model(role: str, names: list[str], objective: str, fitted: Fitted, mean: np.ndarray, scale: np.ndarray,

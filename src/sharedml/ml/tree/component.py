@@ -23,6 +23,7 @@ from .joint_predict import predict_guest, predict_host, transform
 from .sampling import Sampling
 from .secureboost import BoostParams, fit_guest, fit_host
 
+LABEL_TASKS = {"binary:logistic": "binary", "multi:softmax": "multiclass", "reg:squarederror": "regression"}
 
 class SecureBoostParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -83,7 +84,7 @@ def hetero_secureboost(ctx: Context, params: SecureBoostParams, train: pd.DataFr
     if len(ctx.parties_with_role("guest")) != 1:
         raise ValueError(f"hetero_secureboost needs exactly one guest (the label holder); roles: {ctx.roles}")
     if ctx.role == "guest":
-        y = label_column(ctx, train, params.label)
+        y = label_column(ctx, train, params.label, task=LABEL_TASKS[params.objective])
         if params.early_stopping_rounds is not None and validate is None:
             raise ValueError(f"early_stopping_rounds needs validation rows: give guest {ctx.party!r} and every host "
                              "a `validate` input (aligned like `train`)")
