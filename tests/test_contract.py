@@ -160,3 +160,16 @@ def test_the_cli_prints_a_data_error_once_and_without_a_traceback(tmp_path, data
     assert "Traceback" not in output and output.count("is missing or infinite") == 1
     debug = CliRunner().invoke(app, ["--debug", *args])
     assert "Traceback" in debug.output
+
+
+def test_a_node_can_check_declared_columns_from_the_header_alone(tmp_path):
+    """At approval a node checks its contract against the file's header, without reading the rows."""
+    pd.DataFrame({"key": [1, 2], "y": [0, 1]}).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame({"key": [1, 2], "y": [0, 1]}).to_parquet(tmp_path / "a.parquet")
+    for path in ("a.csv", "a.parquet"):
+        entry = {"path": path, "id_columns": "key", "label": "y"}
+        good = Catalog.from_mapping({"datasets": {"d": entry}}, "c.yaml", tmp_path)
+        good.check_columns("d", "bank")
+        bad = Catalog.from_mapping({"datasets": {"d": {"path": path, "label": "outcome"}}}, "c.yaml", tmp_path)
+        with pytest.raises(ContractError, match=r"party 'bank', dataset 'd' .*column\(s\) 'outcome' declared"):
+            bad.check_columns("d", "bank")

@@ -22,7 +22,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from sharedml.flow.contract import DataContract, prepare
+from sharedml.flow.contract import DataContract, declared_columns, prepare, require_columns
 from sharedml.flow.spec import SafeName
 from sharedml.flow.yaml_errors import YamlDocument, read_yaml
 
@@ -152,6 +152,23 @@ class Catalog:
             source = str(path)
         where = f"{'party ' + repr(party) + ', ' if party else ''}dataset {name!r} ({source})"
         return prepare(table, entry, where)
+
+    def check_columns(self, name: str, party: str) -> None:
+        """The columns a file dataset's contract declares are in its header (read without the rows, so a
+        node can check at approval); a SQL dataset is checked when a task reads it."""
+        entry = self.entry(name)
+        if entry.path is None:
+            return
+        path = self.resolve_path(name)
+        try:
+            if entry.file_format == "csv":
+                with pa_csv.open_csv(path) as reader:
+                    columns = reader.schema.names
+            else:
+                columns = pq.read_schema(path).names
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise DatasetError(f"party {party!r}, dataset {name!r}: cannot read {path}: {exc}") from exc
+        require_columns(columns, declared_columns(entry), f"party {party!r}, dataset {name!r} ({path})")
 
     def _resolve_url(self, url: str) -> URL:
         """Anchor a relative SQLite database file at the catalog folder, like file paths."""

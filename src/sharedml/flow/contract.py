@@ -61,12 +61,16 @@ class DataContract(BaseModel):
         return {name: value for name, value in values.items() if value is not None}
 
 
+def declared_columns(contract: DataContract) -> list[str]:
+    """Columns the contract names, which the data must have."""
+    return [*(contract.id_columns or []), *([contract.label] if contract.label else []), *contract.categorical,
+            *contract.dtypes]
+
+
 def prepare(table: pd.DataFrame, contract: DataContract, where: str) -> pd.DataFrame:
     """`table` as the contract describes it: declared columns present, types enforced, excluded columns out,
     categories one-hot encoded, a positive class mapped to 1. `where` names party, dataset and file."""
-    needed = [*(contract.id_columns or []), *([contract.label] if contract.label else []),
-              *_categorical(contract), *contract.dtypes]
-    _require_columns(table, needed, where)
+    require_columns(table.columns, declared_columns(contract), where)
     table = table.drop(columns=[c for c in contract.exclude if c in table.columns])
     for column, dtype in contract.dtypes.items():
         table[column] = _cast(table[column], dtype, column, where)
@@ -79,15 +83,13 @@ def prepare(table: pd.DataFrame, contract: DataContract, where: str) -> pd.DataF
     return table
 
 
-def _categorical(contract: DataContract) -> list[str]:
-    return list(contract.categorical)
-
-
-def _require_columns(table: pd.DataFrame, columns: Iterable[str], where: str) -> None:
-    missing = sorted({c for c in columns if c not in table.columns})
+def require_columns(present: Iterable[Any], columns: Iterable[str], where: str) -> None:
+    """ContractError naming the declared `columns` missing from the data's `present` ones."""
+    present = [str(c) for c in present]
+    missing = sorted({c for c in columns if c not in present})
     if missing:
         raise ContractError(f"{where}: column(s) {', '.join(map(repr, missing))} declared in the catalog are not in "
-                            f"the data (it has {len(table.columns)} columns: {_names(table.columns)}); fix the "
+                            f"the data (it has {len(present)} columns: {_names(present)}); fix the "
                             "catalog entry or the data")
 
 

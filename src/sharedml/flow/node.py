@@ -25,8 +25,9 @@ from sqlalchemy import create_engine, event
 from . import node_worker
 from .artifacts import PartyArtifacts, make_private_dirs, write_json_atomic
 from .audit import AuditEntry, AuditLog
-from .catalog import Catalog
+from .catalog import Catalog, DatasetError
 from .components import check_components
+from .contract import ContractError
 from .deploy_config import NodeConfig
 from .node_store import NodeJob, NodeStore
 from .policy import Policy, PolicyChecker
@@ -103,6 +104,11 @@ class Node:
         except Exception as err:
             self.audit.append(AuditEntry("denied", actor, job_id, detail=f"submitted by {submitter!r}: {err}"))
             raise
+        for dataset in sorted(set().union(*uses.values())):
+            try:
+                self.catalog.check_columns(dataset, self.party)
+            except (ContractError, DatasetError) as err:
+                raise NodeError(400, str(err)) from err
         self.store.remember_job(job_id, json.dumps(spec_doc), submitter)
         for task, datasets in uses.items():
             for dataset in sorted(datasets):
