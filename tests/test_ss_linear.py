@@ -227,7 +227,7 @@ def test_bad_input_gets_a_clear_error(data_dir):
     roles = {"bank": "guest", "telco": "host", "isp": "host"}
     with pytest.raises(SimulationError, match=r"triples 'ot' is dealer-free for one guest and one host"):
         train(ss_lr, SSLRParams(), tables | {"isp": tables["telco"]}, roles)
-    with pytest.raises(SimulationError, match=r"label column 'x0' of its `train` table must hold 0/1 for a binary model"):
+    with pytest.raises(SimulationError, match=r"label column 'x0' of its `train` table must hold 0/1"):
         train(ss_lr, SSLRParams(triples="dealer", label="x0"), tables)
     with pytest.raises(SimulationError, match=r"early_stopping_rounds needs validation rows"):
         train(ss_lr, SSLRParams(triples="dealer", early_stopping_rounds=2), tables)

@@ -17,13 +17,16 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..net.serialization import dumps_bytes, loads
-from .catalog import read_table, write_table_atomic
+from .catalog import read_table
 
 SUCCESS = "_SUCCESS"
 FAILED = "_FAILED"
@@ -36,13 +39,15 @@ class ArtifactError(RuntimeError):
     """An upstream output is missing or incomplete."""
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write a private file (0600) under a temporary name, fsync it, rename it, fsync the folder: readers
-    see the old file or the whole new one, and after a crash the new one is either there complete or absent."""
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Let `write` fill a private file (0600) under a temporary name, fsync it, rename it, fsync the folder:
+    readers see the old file or the whole new one, and after a crash the new one is either there complete
+    or absent. The one way the project writes a file it keeps."""
+    make_private_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mkstemp: mode 0600
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -50,6 +55,15 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    write_atomic(path, lambda handle: handle.write(data))
+
+
+def write_table_atomic(df: pd.DataFrame, path: Path) -> None:
+    """A table as Parquet, written straight into the temporary file (no copy of it in memory)."""
+    write_atomic(Path(path), lambda handle: pq.write_table(pa.Table.from_pandas(df), handle))
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

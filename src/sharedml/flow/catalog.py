@@ -7,8 +7,6 @@ catalog file's folder, so a catalog means the same thing whatever directory the 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -219,23 +217,3 @@ def _read_file(path: Path, file_format: FileFormat, what: str) -> pd.DataFrame:
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a Parquet file (e.g. one written by :func:`write_table_atomic`)."""
     return _read_file(Path(path), "parquet", "table")
-
-
-def write_table_atomic(df: pd.DataFrame, path: str | Path) -> None:
-    """Write Parquet so readers see either no file or the complete one, never a partial write.
-
-    The data goes to a hidden temp file in the same directory (so the rename stays on one filesystem),
-    is fsynced, then ``os.replace``d over ``path``; on failure the temp file is removed.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pq.write_table(pa.Table.from_pandas(df), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
