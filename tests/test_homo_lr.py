@@ -263,7 +263,10 @@ def test_secure_transcript_holds_no_update_in_the_clear():
     assert sorted(updates) == sorted(evaluations) == sorted(CREDIT)
     to_server = {r.key.tag for r in secure_records if r.dst == "server"}
     steps = ("keys", "shares", "masked", "reveal")
-    assert to_server == {"fl/hello"} | {f"fl/0/{kind}/{step}" for kind in ("secagg", "eval") for step in steps}
+    # Federated standardisation (on by default): the column announcement, then secret shares and partial sums.
+    scaler = {"scaler/columns"} | {f"scaler/{total}/{part}" for total in ("sum", "sq") for part in ("share", "partial")}
+    assert to_server == {"fl/hello"} | scaler | {f"fl/0/{kind}/{step}" for kind in ("secagg", "eval")
+                                                 for step in steps}
     wire = b"".join(r.payload for r in secure_records)
     for client, vector in evaluations.items():
         assert vector.tobytes()[:16] not in wire, f"{client}'s validation metrics crossed in the clear"

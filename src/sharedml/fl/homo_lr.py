@@ -4,6 +4,13 @@ Every client holds different rows with the same feature columns and the label; t
 holds no data. Clients train locally with mini-batch SGD (log loss + alpha/2 ||w||^2, plus FedProx's
 mu/2 ||w - w_global||^2 when the strategy asks for it) and the round loop of `rounds.py` combines
 their updates. Weights are one vector: the coefficients, then the intercept (not regularised).
+
+With `standardize` (the default) every client first scales its features by the mean and standard
+deviation of all clients' rows together, from secure sums (`stats.federated_scaler`): SGD with one
+step size then fits features of any units (rates with std 0.02, incomes in the 10^5), as a central
+StandardScaler + LogisticRegression does, and every client scales the same way. Training runs on the
+scaled features; the saved model is folded back into the data's units (coef / scale, and the
+intercept shifted by the means), so prediction takes raw rows and the model format is unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from ..runtime.component import ColumnList, component
 from ..runtime.context import Context
 from .rounds import FederationParams, require_client_copy, run_aggregator, run_client, signature
 from .secagg import AGGREGATOR, CLIENT
+from .stats import apply_scaler, federated_scaler
 
 
 class HomoLRParams(FederationParams):
@@ -30,7 +38,12 @@ class HomoLRParams(FederationParams):
     local_epochs: int = Field(1, ge=1)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(0.1, gt=0, description="clients' SGD step")
-    alpha: float = Field(0.0, ge=0, description="L2 penalty on the coefficients")
+    alpha: float = Field(0.0, ge=0, description="L2 penalty on the (standardised) coefficients")
+    standardize: bool = Field(
+        True, description="scale the features by the mean and standard deviation of all clients' rows, from secure "
+        "sums (every party learns those global figures only; docs/security.md). Without it one step size cannot "
+        "fit features of very different scales: on tiny-scale features (std 0.01-0.05) test AUC fell from 0.79 "
+        "to 0.50 (docs/robustness.md)")
 
 
 def _probability(weights: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -98,25 +111,29 @@ def homo_lr(ctx: Context, params: HomoLRParams, train: pd.DataFrame | None = Non
     started = time.perf_counter()
     config = params.round_config()
     if ctx.role == AGGREGATOR:
+        scaler = federated_scaler(ctx, None, None) if params.standardize else None
         strategy = params.make_strategy()
         weights = run_aggregator(ctx, config, strategy)
         ctx.metrics.log("seconds", round(time.perf_counter() - started, 3))
-        return {"model": _model(weights, None)}
+        return {"model": _model(weights, None, scaler)}
     if train is None:
         raise ValueError(f"client {ctx.party!r} has no `train` input; every client needs its rows")
     names, X = feature_matrix(ctx, train, params.id_columns + [params.label])
+    X = _finite(ctx, X, "train")
     y = _binary_label(ctx, train, params.label, "train")
+    scaler = federated_scaler(ctx, X, names) if params.standardize else None
     validation = None
     if validate is not None:
         y_valid = _binary_label(ctx, validate, params.label, "validate")
         if len(np.unique(y_valid)) < 2:
             raise ValueError(f"client {ctx.party!r}: its `validate` rows hold one class only, so AUC is undefined; "
                              "give it rows of both classes or leave `validate` out")
-        validation = (_finite(ctx, model_columns(ctx, validate, names, "validate"), "validate"), y_valid)
+        X_valid = _finite(ctx, model_columns(ctx, validate, names, "validate"), "validate")
+        validation = (apply_scaler(scaler, X_valid), y_valid)
     clients = ctx.parties_with_role(CLIENT)
-    local = LogisticClient(_finite(ctx, X, "train"), y, params, clients.index(ctx.party), validation)
+    local = LogisticClient(apply_scaler(scaler, X), y, params, clients.index(ctx.party), validation)
     weights = run_client(ctx, config, local, signature(names))
-    model = _model(weights, names)
+    model = _model(weights, names, scaler)
     scored = train if test is None else test
     label = params.label if params.label in scored.columns else None
     predictions = _predict(ctx, model, scored, params.id_columns, label, "test" if test is not None else "train")
@@ -124,9 +141,15 @@ def homo_lr(ctx: Context, params: HomoLRParams, train: pd.DataFrame | None = Non
     return {"model": model, "predictions": predictions}
 
 
-def _model(weights: np.ndarray, names: list[str] | None) -> dict[str, object]:
-    """The global model; the aggregator never sees feature names, only their hash, so it stores None."""
-    return {"type": "homo_lr", "coef": weights[:-1].tolist(), "intercept": float(weights[-1]), "features": names}
+def _model(weights: np.ndarray, names: list[str] | None, scaler: dict[str, list[float]] | None) -> dict[str, object]:
+    """The global model in the data's units: weights trained on scaled features w·(x - offset)/scale + b are
+    coef = w / scale and intercept = b - offset·coef. The aggregator never sees feature names, only their
+    hash, so it stores None."""
+    coef, intercept = weights[:-1], float(weights[-1])
+    if scaler is not None:
+        coef = coef / np.asarray(scaler["scale"])
+        intercept -= float(np.asarray(scaler["offset"]) @ coef)
+    return {"type": "homo_lr", "coef": coef.tolist(), "intercept": intercept, "features": names}
 
 
 def _predict(ctx: Context, model: dict, data: pd.DataFrame, id_columns: list[str], label: str | None,

@@ -16,7 +16,7 @@ BUILTIN_MODULES = ("sharedml.fl.secure_sum", "sharedml.fl.stats", "sharedml.psi.
                    "sharedml.ml.tree.component", "sharedml.ml.evaluate",
                    "sharedml.ml.preprocess.components", "sharedml.ml.linear.ss_component",
                    "sharedml.ml.linear.hetero", "sharedml.fl.homo_lr",
-                   "sharedml.fl.homo_boost", "sharedml.fl.homo_nn")
+                   "sharedml.fl.homo_boost", "sharedml.fl.homo_nn", "sharedml.fl.homo_scale")
 PLUGINS_ENV = "SHAREDML_COMPONENT_MODULES"
 
 

@@ -25,6 +25,8 @@ from ...runtime.context import Context
 from .hetero_protocol import BatchProtocol, Objective, check_hosts, exchange_keys
 
 ADAM_BETAS = (0.9, 0.999)
+AUTO_EPOCHS = 20  # epochs: None trains this many passes ...
+AUTO_MIN_STEPS = 100  # ... or enough passes for this many mini-batch steps (see planned_epochs)
 CURVATURE = {"logistic": 0.25, "linear": 1.0, "poisson": 1.0}  # scale of the loss's second derivative in z
 
 
@@ -33,7 +35,7 @@ class TrainConfig:
     objective: str = "logistic"  # logistic | linear | poisson
     taylor_point: str = "zero"  # logistic: zero (FATE) | guest (expand the sigmoid at the guest's partial score)
     optimizer: str = "sgd"  # sgd | adam | preconditioned
-    epochs: int = 10
+    epochs: int | None = 10  # None: `planned_epochs` picks them from the table's size
     batch_size: int = 1024
     learning_rate: float = 0.15
     schedule: str = "constant"  # constant | inverse_sqrt: lr / sqrt(1 + epoch)
@@ -139,6 +141,19 @@ def _check_batches(rows: int, batch_size: int, features: dict[str, int]) -> None
                          f"a batch_size (and row count) that leaves every batch more than {width} rows")
 
 
+def planned_epochs(config: TrainConfig, rows: int) -> int:
+    """`config.epochs`, or when it is None `AUTO_EPOCHS` passes over `rows` rows, more if those make fewer
+    than `AUTO_MIN_STEPS` mini-batch steps.
+
+    Why: a pass over a small table is one or two batches, so 20 passes are 20 optimiser steps, too few for
+    any step size that is also safe on large tables (Adam at 0.05 for 20 passes over 750 rows stopped up to
+    0.013 AUC short of the optimum, 100 steps 0.003). Small tables are cheap to pass over again."""
+    if config.epochs is not None:
+        return config.epochs
+    per_epoch = -(-rows // config.batch_size)
+    return max(AUTO_EPOCHS, -(-AUTO_MIN_STEPS // per_epoch))
+
+
 def _batches(order: np.ndarray, size: int) -> list[np.ndarray]:
     return [order[i:i + size] for i in range(0, len(order), size)]
 
@@ -198,7 +213,8 @@ def fit_guest(ctx: Context, config: TrainConfig, X: np.ndarray, Y: np.ndarray, e
     if intercept is not None:
         W[intercept[0]] = intercept[1]
     best = W
-    for epoch in range(config.epochs):
+    epochs = planned_epochs(config, n)
+    for epoch in range(epochs):
         started = time.perf_counter()
         before = W
         for rows in _batches(_order(seed, epoch, n), config.batch_size):
@@ -215,9 +231,9 @@ def fit_guest(ctx: Context, config: TrainConfig, X: np.ndarray, Y: np.ndarray, e
             score = valid[1](valid[0] @ W + sum(np.asarray(r["valid"], dtype=np.float64) for r in reports.values()))
             ctx.metrics.log("validation", score, step=epoch)
         go, improved = stopper.update(score, change)
-        go = go and epoch + 1 < config.epochs
+        go = go and epoch + 1 < epochs
         ctx.broadcast("glm/control", {"go": go, "improved": improved}, others)
-        ctx.progress(epoch + 1, config.epochs, f"epoch {epoch + 1}")
+        ctx.progress(epoch + 1, epochs, f"epoch {epoch + 1}")
         if improved:
             best = W
         if not go:
@@ -242,7 +258,7 @@ def fit_host(ctx: Context, config: TrainConfig, X: np.ndarray, X_valid: np.ndarr
     optimizer = Optimizer(config, None, X)
     W = np.zeros((X.shape[1], K))
     best = W
-    for epoch in range(config.epochs):
+    for epoch in range(planned_epochs(config, n)):
         before = W
         for rows in _batches(_order(setup["seed"], epoch, n), config.batch_size):
             W = optimizer.step(W, protocol.host_gradient(X[rows], X[rows] @ W) / len(rows), epoch)
@@ -263,7 +279,7 @@ def fit_arbiter(ctx: Context, config: TrainConfig) -> None:
     protocol = BatchProtocol(ctx, config.target, exchange_keys(ctx, config.he_scheme, config.key_bits, ctx.party),
                              ctx.party, config.batch_size)
     batches = -(-int(setup["rows"]) // config.batch_size)
-    for _ in range(config.epochs):
+    for _ in range(planned_epochs(config, int(setup["rows"]))):
         for _ in range(batches):
             protocol.serve()
         if not ctx.recv(guest, "glm/control")["go"]:

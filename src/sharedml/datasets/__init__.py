@@ -1,0 +1,1 @@
+"""Data sets the project generates and ships (nothing is downloaded): see `robustness`."""
