@@ -155,7 +155,8 @@ class Catalog:
         """The columns a file dataset's contract declares are in its header (read without the rows, so a
         node can check at approval); a SQL dataset is checked when a task reads it."""
         entry = self.entry(name)
-        if entry.path is None:
+        declared = declared_columns(entry)
+        if entry.path is None or not declared:
             return
         path = self.resolve_path(name)
         try:
@@ -166,7 +167,7 @@ class Catalog:
                 columns = pq.read_schema(path).names
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise DatasetError(f"party {party!r}, dataset {name!r}: cannot read {path}: {exc}") from exc
-        require_columns(columns, declared_columns(entry), f"party {party!r}, dataset {name!r} ({path})")
+        require_columns(columns, declared, f"party {party!r}, dataset {name!r} ({path})")
 
     def _resolve_url(self, url: str) -> URL:
         """Anchor a relative SQLite database file at the catalog folder, like file paths."""
