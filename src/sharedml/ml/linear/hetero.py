@@ -30,7 +30,8 @@ from ...runtime.component import ColumnList, component
 from ...runtime.context import Context
 from ..metrics import accuracy, log_loss, rmse, roc_auc
 from ..tables import PredictParams, column_scaling, feature_matrix, label_column, model_columns, prediction_table
-from .hetero_train import AUTO_EPOCHS, AUTO_MIN_STEPS, TrainConfig, arbiter_of, fit_arbiter, fit_guest, fit_host
+from .hetero_train import AUTO_EPOCHS, TrainConfig, arbiter_of, fit_arbiter, fit_guest, fit_host
+from .steps import AUTO_MIN_STEPS
 
 ROLES = ("guest", "host", "arbiter")
 

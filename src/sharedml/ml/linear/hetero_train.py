@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...runtime.context import Context
+from . import steps
 from .hetero_protocol import BatchProtocol, Objective, check_hosts, exchange_keys
 
 ADAM_BETAS = (0.9, 0.999)
-AUTO_EPOCHS = 20  # epochs: None trains this many passes ...
-AUTO_MIN_STEPS = 100  # ... or enough passes for this many mini-batch steps (see planned_epochs)
+AUTO_EPOCHS = 20  # epochs: None trains this many passes, or more for steps.AUTO_MIN_STEPS mini-batch steps
 CURVATURE = {"logistic": 0.25, "linear": 1.0, "poisson": 1.0}  # scale of the loss's second derivative in z
 
 
@@ -142,16 +142,8 @@ def _check_batches(rows: int, batch_size: int, features: dict[str, int]) -> None
 
 
 def planned_epochs(config: TrainConfig, rows: int) -> int:
-    """`config.epochs`, or when it is None `AUTO_EPOCHS` passes over `rows` rows, more if those make fewer
-    than `AUTO_MIN_STEPS` mini-batch steps.
-
-    Why: a pass over a small table is one or two batches, so 20 passes are 20 optimiser steps, too few for
-    any step size that is also safe on large tables (Adam at 0.05 for 20 passes over 750 rows stopped up to
-    0.013 AUC short of the optimum, 100 steps 0.003). Small tables are cheap to pass over again."""
-    if config.epochs is not None:
-        return config.epochs
-    per_epoch = -(-rows // config.batch_size)
-    return max(AUTO_EPOCHS, -(-AUTO_MIN_STEPS // per_epoch))
+    """`config.epochs`, or when it is None `AUTO_EPOCHS` passes with at least AUTO_MIN_STEPS steps (steps.py)."""
+    return steps.planned_epochs(config.epochs, config.batch_size, rows, AUTO_EPOCHS)
 
 
 def _batches(order: np.ndarray, size: int) -> list[np.ndarray]:
