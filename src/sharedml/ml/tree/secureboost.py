@@ -243,8 +243,13 @@ def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, co
             with_hist = depth + 1 < params.max_depth
             hists = child_histograms(sampled, g, h, params.max_bin, node.hist, left_rows, right_rows) \
                 if with_hist else (None, None)
-            next_level += [_Node(left_id, left_rows, (chosen.g_left, chosen.h_left), hists[0]),
-                           _Node(right_id, right_rows, (chosen.g_right, chosen.h_right), hists[1])]
+            if owner == "":
+                left_totals, right_totals = (chosen.g_left, chosen.h_left), (chosen.g_right, chosen.h_right)
+            else:  # the host routed by its own pick among tied candidates (see _choose_splits): sum those rows
+                left_totals = (g[left_rows].sum(axis=0), h[left_rows].sum(axis=0))
+                right_totals = (node.totals[0] - left_totals[0], node.totals[1] - left_totals[1])
+            next_level += [_Node(left_id, left_rows, left_totals, hists[0]),
+                           _Node(right_id, right_rows, right_totals, hists[1])]
         ctx.broadcast(f"sb/{t}/{depth}/partition", partition, hosts)
         level = next_level
         if not level:
@@ -261,7 +266,10 @@ def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level:
     """Best split of every node of a level (owner "" = the guest), and the hosts that won any.
 
     Each host hears which of its shuffled candidates won, per node (several if they tie: it breaks
-    the tie by its own feature and bin order, as the plaintext algorithm does)."""
+    the tie by its own feature and bin order, as the plaintext algorithm does). Tied candidates can differ
+    in their exact left sums, and which of them comes first here depends on the host's random shuffle, so
+    the children's totals of a host's split are summed from the rows the host sends left, not taken from
+    the candidate seen here: otherwise trees differed from run to run with the same seed."""
     public_key = private_key.public_key
     decrypted = {}
     outputs = np.size(level[0].totals[0])
