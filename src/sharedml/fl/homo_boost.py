@@ -9,7 +9,8 @@ Protocol (all sums through `secure_aggregate`, or in the clear with ``secure_agg
 1. hello: clients send a hash of their feature names; the aggregator refuses mismatched columns.
 2. common bins, without anyone revealing raw values: clients sum [rows, label sum, counts of each
    feature over a fixed coarse grid of asinh(x)]; the non-empty coarse cells bracket each feature's
-   range. Clients then sum counts over ``sketch_bins`` equal-width cells of that bracket, and the
+   range (for a heavy-tailed feature only its central mass: see `_brackets`). Clients then sum counts
+   over ``sketch_bins`` equal-width cells of that bracket, and the
    aggregator takes ``max_bin`` quantiles of the summed counts as bin edges (cell upper bounds) and
    sends them to the clients. The base score is the label mean from the first sum.
 3. per tree, per level: clients compute g, h of their rows from the public model, and the histograms
@@ -49,6 +50,7 @@ from .rounds import aggregator_of, check_hello, require_client_copy, signature
 from .secagg import AGGREGATOR, CLIENT, secure_aggregate
 
 COARSE_CELLS = 1024  # cells of the fixed asinh grid that brackets each feature's range
+OUTLIER_STRETCH = 64  # a feature's extremes stretching its range more than this get trimmed (see _brackets)
 COARSE_LIMIT = 48.0  # asinh(x) in [-48, 48] covers |x| up to ~3e20; larger values fall in the end cells
 MAX_FRAC_BITS = 40  # finest fixed-point precision of a secure sum (per-client error <= 2^-41 per coordinate)
 _HESS_BOUND = {"binary:logistic": 0.25, "reg:squarederror": 1.0}
@@ -145,14 +147,30 @@ def _counts(cell: np.ndarray, present: np.ndarray, cells: int) -> np.ndarray:
     return np.bincount(flat, minlength=cell.shape[1] * cells).reshape(cell.shape[1], cells).astype(np.float64)
 
 
-def _brackets(coarse: np.ndarray) -> np.ndarray:
-    """(f, 2) low/high of each feature: the outer bounds of its first and last non-empty coarse cells."""
+def _brackets(coarse: np.ndarray, max_bin: int) -> np.ndarray:
+    """(f, 2) low/high of each feature: the outer bounds of its first and last non-empty coarse cells, or, for a
+    heavy-tailed feature, of the coarse cells that hold its central mass.
+
+    The sketch's `sketch_bins` cells are equal-width over the bracket. When the extreme 1/(4 max_bin) of a
+    feature's values at either end stretch its range more than OUTLIER_STRETCH times (incomes with outliers
+    at 10^6 times the median), the bulk would share a handful of cells and the bins could not separate it
+    (homo_secureboost was 0.074 AUC short on such data). Those extremes are then left out of the bracket and
+    fall in its end cells; no bin edge, a quantile k/max_bin, lies among them, so only the bulk's resolution
+    changes. Other features keep their full bracket, and so their bins."""
     width = 2 * COARSE_LIMIT / COARSE_CELLS
     out = np.zeros((len(coarse), 2))
     for j, counts in enumerate(coarse):
         filled = np.flatnonzero(counts)
-        if filled.size:
-            out[j] = np.sinh(-COARSE_LIMIT + width * np.array([filled[0], filled[-1] + 1]))
+        if not filled.size:
+            continue
+        cells = np.array([filled[0], filled[-1] + 1])
+        cumulative = np.cumsum(counts)
+        tail = cumulative[-1] / (4 * max_bin)
+        central = np.array([np.searchsorted(cumulative, tail, side="right"),
+                            np.searchsorted(cumulative, cumulative[-1] - tail, side="left") + 1])
+        full, bulk = np.sinh(-COARSE_LIMIT + width * cells), np.sinh(-COARSE_LIMIT + width * central)
+        stretched = np.ptp(full) > OUTLIER_STRETCH * max(np.ptp(bulk), np.finfo(float).tiny)
+        out[j] = bulk if stretched else full
     return out
 
 
@@ -205,7 +223,7 @@ def _aggregator_train(ctx: Context, p: HomoBoostParams) -> dict[str, Any]:
     n_rows, label_sum = round(first[0]), first[1]
     if n_rows < 1:
         raise ValueError("the clients hold no rows between them; give them training rows")
-    brackets = _brackets(np.rint(first[2:]).reshape(n_features, COARSE_CELLS))  # counts: whole numbers
+    brackets = _brackets(np.rint(first[2:]).reshape(n_features, COARSE_CELLS), p.max_bin)  # counts: whole numbers
     ctx.broadcast("hsb/brackets", brackets, clients)
     fine = _sum(ctx, p, None, float(p.max_client_rows), "hsb/sketch")
     assert fine is not None
