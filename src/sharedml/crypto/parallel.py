@@ -18,7 +18,7 @@ IPC between this process and the children it spawned, never network input: data 
 decoded with `sharedml.net.serialization` and never unpickled. Worker processes hold copies of the
 keys they were given (and their precomputed tables) until the pool is shut down; they run as the
 same user as the caller. Each worker also ends itself once the process that created the pool is gone
-(`flow.lifeline`): an idle worker waits on a queue whose write end the other workers hold open too, so
+(`sharedml.lifeline`): an idle worker waits on a queue whose write end the other workers hold open too, so
 a parent killed with SIGKILL would otherwise leave them (and the resource tracker that they keep
 alive) running with those keys until the machine reboots.
 """
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..flow.lifeline import exit_with
+from ..lifeline import exit_with
 
 __all__ = ["DEFAULT_MIN_SIZE", "configure", "enabled", "map_chunks", "run", "shutdown", "split", "workers"]
 

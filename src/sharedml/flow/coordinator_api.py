@@ -16,10 +16,10 @@ from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from ..lifeline import exit_with
 from .artifacts import PRIVATE_UMASK
 from .coordinator import Coordinator, CoordinatorError
 from .deploy_config import CoordinatorConfig, load_config
-from .lifeline import exit_with
 from .registry import RegistryError
 from .tls_http import peer_name, server
 

@@ -18,10 +18,10 @@ import warnings
 from multiprocessing.process import BaseProcess
 
 from ..crypto import parallel
+from ..lifeline import exit_with
 from . import worker
 from .artifacts import open_log
 from .components import BUILTIN_MODULES
-from .lifeline import exit_with
 
 NICENESS = 5
 _CONTEXT = multiprocessing.get_context("forkserver")
