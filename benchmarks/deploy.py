@@ -20,8 +20,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-from sharedml.flow.client import ApiError, CoordinatorClient
-from sharedml.flow.loopback import ADMIN, FINISHED, Deployment
+from sharedml.deploy.client import ApiError, CoordinatorClient
+from sharedml.deploy.loopback import ADMIN, FINISHED, Deployment
 
 JOB = """
 job: bench-sum

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import tempfile
@@ -29,14 +28,13 @@ import numpy as np
 import pandas as pd
 
 from sharedml.crypto import parallel
-from sharedml.flow.catalog import Catalog
-from sharedml.flow.runner import LocalRunner
-from sharedml.flow.spec import parse_job
+from sharedml.jobs.catalog import Catalog
+from sharedml.jobs.runner import LocalRunner
+from sharedml.jobs.spec import parse_job
 from sharedml.ml.linear.hetero import HeteroLRParams, hetero_lr
 from sharedml.ml.metrics import roc_auc
 from sharedml.runtime.simulate import simulate
 
-MODULE = "sharedml.ml.linear.hetero"
 JOB = """
 job: hetero-lr-bench
 timeout: 3600
@@ -80,9 +78,7 @@ def _cpu_seconds() -> float:
 
 
 def run_grpc(guest: pd.DataFrame, host: pd.DataFrame, folder: Path, params: dict) -> dict:
-    """The job runner's processes mode: one `sharedml.flow.worker` process per party, gRPC + mTLS."""
-    os.environ["SHAREDML_COMPONENT_MODULES"] = MODULE  # until hetero is in flow.components.BUILTIN_MODULES
-    __import__(MODULE)
+    """The job runner's processes mode: one `sharedml.jobs.worker` process per party, gRPC + mTLS."""
     catalogs = {}
     for party, frame in (("guest", guest), ("host", host)):
         path = folder / f"{party}.parquet"

@@ -21,7 +21,7 @@ Ours, how:
   dealer row's protocol, drawing from the pools instead of asking the dealer.
 - sim: every party a thread of one process over the in-memory transport (`simulate`).
 - grpc: every party, the dealer included, its own OS process talking gRPC with mutual TLS over
-  loopback, as the `sharedml.flow.worker` parties of a job do (certificates from `init_federation`).
+  loopback, as the `sharedml.jobs.worker` parties of a job do (certificates from `init_federation`).
 - Each measurement runs in fresh processes, so that peak RSS is that measurement's own.
 
 Columns:

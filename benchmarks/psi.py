@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sharedml.flow.catalog import Catalog
-from sharedml.flow.runner import LocalRunner
-from sharedml.flow.spec import parse_job
+from sharedml.jobs.catalog import Catalog
+from sharedml.jobs.runner import LocalRunner
+from sharedml.jobs.spec import parse_job
 
 PARTIES = ("alice", "bob")
 JOB = """

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sharedml.flow.catalog import Catalog
-from sharedml.flow.runner import LocalRunner
-from sharedml.flow.spec import parse_job
+from sharedml.jobs.catalog import Catalog
+from sharedml.jobs.runner import LocalRunner
+from sharedml.jobs.spec import parse_job
 from sharedml.ml.metrics import roc_auc
 from sharedml.ml.preprocess import QuantileBinner
 

@@ -32,9 +32,9 @@ try:
 except ImportError:
     uvloop = None
 
-from sharedml.flow.catalog import Catalog
-from sharedml.flow.runner import LocalRunner
-from sharedml.flow.spec import parse_job
+from sharedml.jobs.catalog import Catalog
+from sharedml.jobs.runner import LocalRunner
+from sharedml.jobs.spec import parse_job
 from sharedml.serving.loopback import LocalCluster
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

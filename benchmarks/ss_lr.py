@@ -22,7 +22,7 @@ Ours, how (the `ss_lr` component itself, each party's function called with its o
   `--dealer-free-rows 0`: all rows.
 - sim: every party a thread of one process, in-memory transport (`simulate`).
 - grpc: every party (the dealer too) its own OS process, gRPC with mutual TLS over loopback, as the
-  `sharedml.flow.worker` parties of a job talk (benchmarks/mpc.py's process runner and certificates).
+  `sharedml.jobs.worker` parties of a job talk (benchmarks/mpc.py's process runner and certificates).
 
 Columns: s/epoch: the online phase of an epoch (the slowest party; mean over the epochs after the
 first, as SecretFlow's figure, whose first epoch also shares the data and compiles; the note has the

@@ -50,7 +50,7 @@ def sk(paillier_keys):
 def write_catalogs(tmp_path):
     """`write_catalogs({party: table})`: each party gets a folder with its table as CSV and a catalog
     naming it "clients"; returns {party: Catalog}."""
-    from sharedml.flow.catalog import Catalog
+    from sharedml.jobs.catalog import Catalog
 
     def write(frames: dict, dataset: str = "clients") -> dict:
         catalogs = {}
@@ -70,9 +70,9 @@ def run_breast_homo_job(tmp_path, data_dir):
     breast_homo's two training files (alias `train`) and its test file (`test`); returns the JobResult."""
     import pandas as pd
 
-    from sharedml.flow.catalog import Catalog
-    from sharedml.flow.runner import LocalRunner
-    from sharedml.flow.spec import parse_job
+    from sharedml.jobs.catalog import Catalog
+    from sharedml.jobs.runner import LocalRunner
+    from sharedml.jobs.spec import parse_job
 
     def run(job: str, **options):
         test = pd.read_csv(data_dir / "breast_homo_test.csv")

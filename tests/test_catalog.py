@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sharedml.flow.artifacts import write_table_atomic
-from sharedml.flow.catalog import Catalog, DatasetEntry, DatasetError, read_table
+from sharedml.jobs.artifacts import write_table_atomic
+from sharedml.jobs.catalog import Catalog, DatasetEntry, DatasetError, read_table
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from sharedml.cli import app
-from sharedml.flow.catalog import Catalog
-from sharedml.flow.contract import ContractError, DataContract, prepare, task_defaults
-from sharedml.flow.runner import LocalRunner
-from sharedml.flow.spec import parse_job
+from sharedml.jobs.catalog import Catalog
+from sharedml.jobs.contract import ContractError, DataContract, prepare, task_defaults
+from sharedml.jobs.runner import LocalRunner
+from sharedml.jobs.spec import parse_job
 from sharedml.ml.tables import feature_matrix, label_column
 from sharedml.runtime.simulate import simulate
 

@@ -19,12 +19,12 @@ from pydantic import BaseModel
 from sqlalchemy import create_engine
 
 from sharedml.crypto import parallel
-from sharedml.flow.catalog import Catalog
-from sharedml.flow.loopback import Deployment
-from sharedml.flow.node_store import NodeStore
-from sharedml.flow.runner import JobResult, LocalRunner
-from sharedml.flow.spec import parse_job
-from sharedml.flow.store import JobStore
+from sharedml.deploy.loopback import Deployment
+from sharedml.deploy.node_store import NodeStore
+from sharedml.jobs.catalog import Catalog
+from sharedml.jobs.runner import JobResult, LocalRunner
+from sharedml.jobs.spec import parse_job
+from sharedml.jobs.store import JobStore
 from sharedml.runtime.component import component
 from sharedml.runtime.context import Context
 

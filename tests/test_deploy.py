@@ -16,13 +16,13 @@ import pytest
 from conftest import DATA, TESTS
 from sqlalchemy import create_engine
 
-from sharedml.flow.audit import AuditLog
-from sharedml.flow.catalog import Catalog
-from sharedml.flow.client import ApiError, CoordinatorClient
-from sharedml.flow.loopback import Deployment
-from sharedml.flow.node_store import NodeStore
-from sharedml.flow.runner import LocalRunner
-from sharedml.flow.spec import parse_job
+from sharedml.deploy.audit import AuditLog
+from sharedml.deploy.client import ApiError, CoordinatorClient
+from sharedml.deploy.loopback import Deployment
+from sharedml.deploy.node_store import NodeStore
+from sharedml.jobs.catalog import Catalog
+from sharedml.jobs.runner import LocalRunner
+from sharedml.jobs.spec import parse_job
 
 pytestmark = pytest.mark.slow
 

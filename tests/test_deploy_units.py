@@ -16,16 +16,16 @@ import pytest
 from fastapi import FastAPI, Request
 from sqlalchemy import create_engine, text
 
-from sharedml.flow.audit import AuditEntry, AuditLog
-from sharedml.flow.coordinator_store import CoordinatorStore
-from sharedml.flow.deploy_config import ConfigError, NodeConfig, load_config
-from sharedml.flow.loopback import free_port
-from sharedml.flow.node_store import NodeStore
-from sharedml.flow.policy import Policy, PolicyChecker, PolicyDenied, PolicyError, lineage
-from sharedml.flow.registry import Registry, RegistryError
-from sharedml.flow.spec import parse_job
-from sharedml.flow.tls_http import MtlsClient, TlsFiles, require_peer, serve_in_thread, server
+from sharedml.deploy.audit import AuditEntry, AuditLog
+from sharedml.deploy.config import ConfigError, NodeConfig, load_config
+from sharedml.deploy.coordinator_store import CoordinatorStore
+from sharedml.deploy.loopback import free_port
+from sharedml.deploy.model_registry import Registry, RegistryError
+from sharedml.deploy.node_store import NodeStore
+from sharedml.deploy.policy import Policy, PolicyChecker, PolicyDenied, PolicyError, lineage
+from sharedml.jobs.spec import parse_job
 from sharedml.net.certs import init_federation
+from sharedml.net.https import MtlsClient, TlsFiles, require_peer, serve_in_thread, server
 
 JOB = parse_job("""
 job: credit

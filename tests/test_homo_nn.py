@@ -246,7 +246,7 @@ def test_models_that_cannot_be_built_name_the_cause(plugins_on_path, model, matc
 
 
 def test_missing_torch_names_the_extra_to_install(monkeypatch):
-    loads_all = ("from sharedml.flow.components import load_builtin_components as load; load(); "
+    loads_all = ("from sharedml.jobs.components import load_builtin_components as load; load(); "
                  "import sys; print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", loads_all], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"  # registering homo_nn imports no torch

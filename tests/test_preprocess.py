@@ -387,8 +387,8 @@ tasks:
 
 @pytest.mark.slow
 def test_psi_split_binning_and_selection_as_a_job(tmp_path, data_dir, write_catalogs, monkeypatch):
-    from sharedml.flow.runner import LocalRunner
-    from sharedml.flow.spec import parse_job
+    from sharedml.jobs.runner import LocalRunner
+    from sharedml.jobs.spec import parse_job
 
     monkeypatch.setenv("SHAREDML_COMPONENT_MODULES", "sharedml.ml.preprocess.components")
     catalogs = write_catalogs({

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
-from sharedml.flow.node_store import NodeStore
-from sharedml.flow.runner import LocalRunner
-from sharedml.flow.spec import parse_job
+from sharedml.deploy.node_store import NodeStore
+from sharedml.jobs.runner import LocalRunner
+from sharedml.jobs.spec import parse_job
 from sharedml.psi import ecdh
 from sharedml.tee import cli as tee_cli
 

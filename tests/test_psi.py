@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sharedml.flow.runner import LocalRunner
-from sharedml.flow.spec import parse_job
-from sharedml.flow.store import JobStore, sqlite_url
+from sharedml.jobs.runner import LocalRunner
+from sharedml.jobs.spec import parse_job
+from sharedml.jobs.store import JobStore, sqlite_url
 from sharedml.psi import ecdh, intersect
 from sharedml.psi.checkpoint import BucketCheckpoint
 from sharedml.psi.component import PsiParams, psi

@@ -168,8 +168,8 @@ def test_plain_tcp_only_on_loopback(spu):
 def test_psi_job_with_the_spu_engine_over_mutual_tls(spu, tmp_path, write_catalogs):
     import pandas as pd
 
-    from sharedml.flow.runner import LocalRunner
-    from sharedml.flow.spec import parse_job
+    from sharedml.jobs.runner import LocalRunner
+    from sharedml.jobs.spec import parse_job
 
     catalogs = write_catalogs({
         party: pd.DataFrame({"id": [f"c{v}" for v in range(start, start + 600)], party: range(600)})

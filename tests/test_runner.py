@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from sharedml.flow.catalog import Catalog, DatasetError
-from sharedml.flow.components import check_components
-from sharedml.flow.runner import LocalRunner
-from sharedml.flow.spec import JobSpecError, parse_job
-from sharedml.flow.store import JobStore
+from sharedml.jobs.catalog import Catalog, DatasetError
+from sharedml.jobs.components import check_components
+from sharedml.jobs.runner import LocalRunner
+from sharedml.jobs.spec import JobSpecError, parse_job
+from sharedml.jobs.store import JobStore
 
 SECURE_SUM_JOB = """
 job: abc

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from sharedml.crypto import parallel
-from sharedml.flow.runner import LocalRunner
-from sharedml.flow.spec import parse_job
+from sharedml.jobs.runner import LocalRunner
+from sharedml.jobs.spec import parse_job
 from sharedml.ml.metrics import roc_auc
 from sharedml.ml.preprocess import QuantileBinner
 from sharedml.ml.tree import PlainBoost

@@ -13,10 +13,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sharedml.flow.catalog import Catalog
-from sharedml.flow.loopback import free_port
-from sharedml.flow.runner import LocalRunner
-from sharedml.flow.spec import parse_job
+from sharedml.deploy.loopback import free_port
+from sharedml.jobs.catalog import Catalog
+from sharedml.jobs.runner import LocalRunner
+from sharedml.jobs.spec import parse_job
 from sharedml.serving import Client
 from sharedml.serving.cli import app as serve_app
 from sharedml.serving.client import Rejected
@@ -322,8 +322,8 @@ def test_the_guests_host_calls_fail_fast_on_a_bad_host(tmp_path, behaviour):
     import asyncio
     import ssl
 
-    from sharedml.flow.tls_http import TlsFiles
     from sharedml.net.certs import init_federation
+    from sharedml.net.https import TlsFiles
     from sharedml.serving import http_pool
 
     init_federation(["bank", "shop"], tmp_path)

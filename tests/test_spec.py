@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sharedml.flow.spec import (
+from sharedml.jobs.spec import (
     DatasetRef,
     JobSpec,
     JobSpecError,

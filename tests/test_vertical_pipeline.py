@@ -11,9 +11,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from sharedml.flow.components import load_checked_job
-from sharedml.flow.runner import LocalRunner
-from sharedml.flow.spec import parse_job
+from sharedml.jobs.components import load_checked_job
+from sharedml.jobs.runner import LocalRunner
+from sharedml.jobs.spec import parse_job
 from sharedml.ml.metrics import roc_auc
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vertical_lr" / "job.yaml"

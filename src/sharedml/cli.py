@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .flow.catalog import Catalog, DatasetError
-from .flow.deploy_cli import coordinator_app, job_app, model_app, node_app
-from .flow.runner import MODES, JobResult, LocalRunner
-from .flow.spec import JobSpecError
-from .flow.store import ProgressRecord
+from .deploy.cli import coordinator_app, job_app, model_app, node_app
+from .jobs.catalog import Catalog, DatasetError
+from .jobs.runner import MODES, JobResult, LocalRunner
+from .jobs.spec import JobSpecError
+from .jobs.store import ProgressRecord
 from .serving.cli import app as serve_app
 from .tee.cli import app as tee_app
 
@@ -88,7 +88,7 @@ def _parse_catalogs(entries: list[str]) -> dict[str, Catalog]:
 @app.command()
 def validate(job: Path) -> None:
     """Check a job file: syntax, fields, references, DAG, components and their params."""
-    from .flow.components import load_checked_job
+    from .jobs.components import load_checked_job
 
     try:
         spec = load_checked_job(job)
@@ -111,7 +111,7 @@ def run(
         help="id of a failed run of this job to run again under that id, resuming saved work (PSI)")] = None,
 ) -> None:
     """Run a job with every party on this machine."""
-    from .flow.components import load_checked_job
+    from .jobs.components import load_checked_job
 
     _check_mode(mode)
     try:
@@ -133,7 +133,7 @@ def run(
 @app.command()
 def jobs(workdir: Annotated[Path, typer.Option(help="the runs directory")] = Path("sharedml-runs")) -> None:
     """List jobs run from this directory, newest first, with each task's state per party."""
-    from .flow.store import JobStore, sqlite_url
+    from .jobs.store import JobStore, sqlite_url
 
     db = workdir / "sharedml.db"
     if not db.exists():
@@ -149,7 +149,7 @@ def jobs(workdir: Annotated[Path, typer.Option(help="the runs directory")] = Pat
 @app.command()
 def components() -> None:
     """List the components a job can use."""
-    from .flow.components import load_builtin_components
+    from .jobs.components import load_builtin_components
     from .runtime.component import registered
 
     load_builtin_components()

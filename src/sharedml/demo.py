@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .flow.catalog import Catalog
-from .flow.runner import JobResult, LocalRunner
-from .flow.spec import load_job
+from .jobs.catalog import Catalog
+from .jobs.runner import JobResult, LocalRunner
+from .jobs.spec import load_job
 
 PARTY_FILES = {
     "bank": "default_credit_homo_guest.csv",

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .flow.runner import JobResult
+from .jobs.runner import JobResult
 from .serving import Client
 from .serving.loopback import LocalCluster
 

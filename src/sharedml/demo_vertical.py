@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .flow.catalog import Catalog
-from .flow.runner import JobResult, LocalRunner
-from .flow.spec import load_job
+from .jobs.catalog import Catalog
+from .jobs.runner import JobResult, LocalRunner
+from .jobs.spec import load_job
 from .ml.metrics import roc_auc
 from .ml.preprocess import QuantileBinner
 

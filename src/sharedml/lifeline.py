@@ -1,6 +1,6 @@
 """End a helper process when the service it works for is gone (killed, even with SIGKILL), so that
 neither a node's task workers, the coordinator's scheduler nor an HE worker pool outlive their service.
-Standard library only, at the package's top so that any layer (flow, crypto) may use it.
+Standard library only, at the package's top so that any layer (jobs, deploy, crypto) may use it.
 
 The service is watched by process id rather than as the parent: a node's workers are children of its
 fork server, and the fork server stays up as long as any worker does, so "parent gone" never happens.

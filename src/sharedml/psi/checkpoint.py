@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..flow.artifacts import make_private_dirs, write_bytes_atomic
+from ..jobs.artifacts import make_private_dirs, write_bytes_atomic
 
 _MANIFEST = "manifest.json"
 

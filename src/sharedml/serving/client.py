@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from ..flow.tls_http import TlsFiles
+from ..net.https import TlsFiles
 from ..net.replicas import ReplicaUnavailable, RequestRefused
 from .errors import HostUnavailable, ServingError
 from .registry import RegistryClient

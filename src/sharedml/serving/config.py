@@ -12,9 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..flow.deploy_config import Address, Name, load_config
-from ..flow.deploy_config import ConfigError as DeployConfigError
-from ..flow.tls_http import TlsFiles
+from ..deploy.config import Address, Name, load_config
+from ..deploy.config import ConfigError as DeployConfigError
+from ..net.https import TlsFiles
 from .errors import ConfigError
 
 Url = str

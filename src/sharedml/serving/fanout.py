@@ -11,7 +11,7 @@ import asyncio
 import json
 from typing import Any
 
-from ..flow.tls_http import TlsFiles
+from ..net.https import TlsFiles
 from ..net.replicas import ReplicaUnavailable, RequestRefused
 from .errors import HostUnavailable, ServingError
 from .http_pool import ConnectionPool

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ..flow.catalog import Catalog, DatasetError
+from ..jobs.catalog import Catalog, DatasetError
 from .errors import ConfigError
 
 SampleId = int | str

@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from ..flow.tls_http import require_peer
+from ..net.https import require_peer
 from .errors import BadRequest, ServingError
 from .hot_routes import HotRoute
 from .http_common import LoadRequest, add_unload_route, error_handler, health

@@ -17,7 +17,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
-from ..flow.tls_http import require_peer
+from ..net.https import require_peer
 from .errors import ServingError
 from .features import FeatureSource
 from .hot_routes import HotRoute

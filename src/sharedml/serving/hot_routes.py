@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..flow.tls_http import PEER_KEY
+from ..net.https import PEER_KEY
 from .errors import Forbidden, ServingError
 
 log = logging.getLogger(__name__)

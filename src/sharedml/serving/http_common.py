@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..flow.tls_http import require_peer
+from ..net.https import require_peer
 from .config import PartRef
 from .errors import ServingError
 from .versions import ModelBook

@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
-from ..flow.loopback import free_port, write_yaml
-from ..flow.tls_http import MtlsClient, TlsFiles
+from ..deploy.loopback import free_port, write_yaml
 from ..net.certs import init_federation
+from ..net.https import MtlsClient, TlsFiles
 
 SRC = Path(__file__).resolve().parents[2]  # so that the replicas import this very package
 APP = "app"  # the certificate name of the applications calling the guest

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..flow.artifacts import ArtifactError, PartyArtifacts
+from ..jobs.artifacts import ArtifactError, PartyArtifacts
 from ..ml.linear.hetero import glm_transform, joint_scores, send_scores
 from ..ml.tree.joint_predict import predict_guest, predict_host, transform
 from ..net.serialization import SerializationError, loads

@@ -21,7 +21,7 @@ import httpx
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..flow.tls_http import MtlsClient, TlsFiles, peer_name
+from ..net.https import MtlsClient, TlsFiles, peer_name
 from ..net.replicas import HealthTable, ReplicaUnavailable
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..flow.tls_http import server
+from ..net.https import server
 from .config import FeatureEntry, ServeConfig, load_serve_config
 from .errors import ConfigError
 from .fanout import HostFanout

@@ -25,7 +25,7 @@ app = typer.Typer(help="TEE route: attested enclaves, encrypted data, enclave tr
 console = Console()
 err_console = Console(stderr=True)
 # Owner-only files (0600; folders 0700 through the umask), like the rest of the project. Declared here rather
-# than imported from flow/: the enclave runs this module, and only tee/ code is measured (see measurement.py).
+# than imported from deploy/: the enclave runs this module, and only tee/ code is measured (see measurement.py).
 PRIVATE_MODE = 0o600
 PRIVATE_UMASK = 0o077
 

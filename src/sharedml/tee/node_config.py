@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..flow.yaml_errors import read_yaml
+from ..jobs.yaml_errors import read_yaml
 from .enclave import EnclaveConfig
 from .errors import TeeError
 from .sealed import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE

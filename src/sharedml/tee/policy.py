@@ -22,7 +22,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from ..flow.yaml_errors import read_yaml
+from ..jobs.yaml_errors import read_yaml
 from .attestation import TrustSettings
 from .errors import PolicyError
 

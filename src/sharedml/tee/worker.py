@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..flow.yaml_errors import read_yaml
+from ..jobs.yaml_errors import read_yaml
 from .enclave import Enclave
 from .errors import TeeError
 from .storage import is_url

@@ -1,4 +1,4 @@
-"""Importing this module registers every preprocessing component (for the flow's component list)."""
+"""Importing this module registers every preprocessing component (for the job engine's component list)."""
 
 from . import encoding, hetero_binning, impute, scaling, selection, split
 

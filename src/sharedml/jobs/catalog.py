@@ -20,9 +20,9 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from sharedml.flow.contract import DataContract, declared_columns, prepare, require_columns
-from sharedml.flow.spec import SafeName
-from sharedml.flow.yaml_errors import YamlDocument, read_yaml
+from sharedml.jobs.contract import DataContract, declared_columns, prepare, require_columns
+from sharedml.jobs.spec import SafeName
+from sharedml.jobs.yaml_errors import YamlDocument, read_yaml
 
 FileFormat = Literal["csv", "parquet"]
 _SUFFIX_FORMATS: dict[str, FileFormat] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}

@@ -11,9 +11,9 @@ from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from .store import sqlite_url
-from .tls_http import TlsFiles
-from .yaml_errors import read_yaml
+from ..jobs.store import sqlite_url
+from ..jobs.yaml_errors import read_yaml
+from ..net.https import TlsFiles
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
 Address = Annotated[str, StringConstraints(pattern=r"^[^:\s]+:\d{1,5}$")]

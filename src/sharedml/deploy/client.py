@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from .tls_http import MtlsClient, TlsFiles
+from ..net.https import MtlsClient, TlsFiles
 
 ENV = {"url": "SHAREDML_COORDINATOR", "certs": "SHAREDML_CERTS", "identity": "SHAREDML_IDENTITY",
        "server": "SHAREDML_COORDINATOR_NAME"}

@@ -22,16 +22,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..jobs.components import check_components, load_builtin_components
+from ..jobs.runner import new_job_id
+from ..jobs.spec import JobSpec, JobSpecError, parse_job
+from ..jobs.store import JobRecord, TaskRecord
 from ..runtime.component import get_component
 from .audit import AuditEntry, AuditLog
-from .components import check_components, load_builtin_components
+from .config import CoordinatorConfig
 from .coordinator_store import CoordinatorStore
-from .deploy_config import CoordinatorConfig
+from .model_registry import Registry
 from .node_client import NodeClient, NodeRefused, NodeUnreachable
-from .registry import Registry
-from .runner import new_job_id
-from .spec import JobSpec, JobSpecError, parse_job
-from .store import JobRecord, TaskRecord
 
 FINISHED = ("succeeded", "failed", "cancelled")
 MAX_REQUEST_TIMEOUT_S = 5.0

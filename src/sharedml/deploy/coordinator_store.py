@@ -1,4 +1,4 @@
-"""The coordinator's database: job and task states (flow/store.py's tables) plus what scheduling across
+"""The coordinator's database: job and task states (jobs/store.py's tables) plus what scheduling across
 nodes adds: who submitted a job, its attempt number, the protocol ports the nodes announced, and the
 logs and metrics each node reported for each finished task. Everything survives a coordinator restart.
 """
@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import DateTime, Integer, String, Text, func, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from .store import JobRecord, JobStore, TaskRecord
+from ..jobs.store import JobRecord, JobStore, TaskRecord
 
 
 def _now() -> dt.datetime:

@@ -16,12 +16,12 @@ from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from ..jobs.artifacts import PRIVATE_UMASK
 from ..lifeline import exit_with
-from .artifacts import PRIVATE_UMASK
+from ..net.https import peer_name, server
+from .config import CoordinatorConfig, load_config
 from .coordinator import Coordinator, CoordinatorError
-from .deploy_config import CoordinatorConfig, load_config
-from .registry import RegistryError
-from .tls_http import peer_name, server
+from .model_registry import RegistryError
 
 SCHEDULER_STOP_S = 5.0
 SCHEDULER_NICENESS = 5

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
+from ..jobs.artifacts import make_private_dirs, open_log, write_bytes_atomic
 from ..net.certs import init_federation
-from .artifacts import make_private_dirs, open_log, write_bytes_atomic
 from .client import ApiError, CoordinatorClient
 
 SRC = Path(__file__).resolve().parents[2]  # so that the services import this very package

@@ -13,7 +13,7 @@ from sqlalchemy import DateTime, Engine, Integer, String, Text, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from .store import private_sqlite
+from ..jobs.store import private_sqlite
 
 FINISHED = ("succeeded", "failed", "cancelled")
 

@@ -16,10 +16,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from ..jobs.components import load_builtin_components
+from ..jobs.spec import JobSpec, lineage
+from ..jobs.yaml_errors import read_yaml
 from ..runtime.component import CodeRef, code_references, get_component
-from .components import load_builtin_components
-from .spec import JobSpec, lineage
-from .yaml_errors import read_yaml
 
 ANY = "*"
 Name = Annotated[str, StringConstraints(min_length=1)]

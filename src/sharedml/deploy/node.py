@@ -22,18 +22,18 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 
+from ..jobs.artifacts import PartyArtifacts, make_private_dirs, write_json_atomic
+from ..jobs.catalog import Catalog, DatasetError
+from ..jobs.components import check_components
+from ..jobs.contract import ContractError
+from ..jobs.spec import JobSpec, JobSpecError, check_name
+from ..jobs.store import JobStore
+from ..jobs.worker import announce_death, died
 from . import node_worker
-from .artifacts import PartyArtifacts, make_private_dirs, write_json_atomic
 from .audit import AuditEntry, AuditLog
-from .catalog import Catalog, DatasetError
-from .components import check_components
-from .contract import ContractError
-from .deploy_config import NodeConfig
+from .config import NodeConfig
 from .node_store import NodeJob, NodeStore
 from .policy import Policy, PolicyChecker
-from .spec import JobSpec, JobSpecError, check_name
-from .store import JobStore
-from .worker import announce_death, died
 
 CANCEL_GRACE_S = 5.0
 REAP_INTERVAL_S = 0.2

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from .tls_http import MtlsClient, TlsFiles
+from ..net.https import MtlsClient, TlsFiles
 
 
 class NodeUnreachable(Exception):

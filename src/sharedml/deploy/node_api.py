@@ -14,11 +14,11 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from .artifacts import PRIVATE_UMASK
-from .deploy_config import NodeConfig, load_config
+from ..jobs.artifacts import PRIVATE_UMASK
+from ..net.https import require_peer, server
+from .config import NodeConfig, load_config
 from .node import Node, NodeError
 from .policy import PolicyDenied
-from .tls_http import require_peer, server
 
 
 class JobRequest(BaseModel):

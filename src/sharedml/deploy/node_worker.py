@@ -1,4 +1,4 @@
-"""A node's task worker: flow/worker.py (one party's share of a job, here restricted to the dispatched
+"""A node's task worker: jobs/worker.py (one party's share of a job, here restricted to the dispatched
 task) started from a fork server that has already imported the code and the components.
 
 Starting a fresh interpreter costs seconds of CPU for the imports alone (pandas, scipy, grpc, every
@@ -18,10 +18,10 @@ import warnings
 from multiprocessing.process import BaseProcess
 
 from ..crypto import parallel
+from ..jobs import worker
+from ..jobs.artifacts import open_log
+from ..jobs.components import BUILTIN_MODULES
 from ..lifeline import exit_with
-from . import worker
-from .artifacts import open_log
-from .components import BUILTIN_MODULES
 
 NICENESS = 5
 _CONTEXT = multiprocessing.get_context("forkserver")

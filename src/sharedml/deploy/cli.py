@@ -46,8 +46,8 @@ def _call(url: str | None, certs: Path | None, identity: str | None, method: str
 @node_app.command("start")
 def node_start(config: Annotated[Path, typer.Option(help="the node's node.yaml")]) -> None:
     """Run this institution's node until interrupted."""
-    from .catalog import DatasetError
-    from .deploy_config import ConfigError
+    from ..jobs.catalog import DatasetError
+    from .config import ConfigError
     from .node_api import serve
     from .policy import PolicyError
 
@@ -76,7 +76,7 @@ def node_export(config: Annotated[Path, typer.Option(help="the node's node.yaml"
                 job: Annotated[str, typer.Option(help="job id")], task: Annotated[str, typer.Option(help="task")],
                 out: Annotated[Path, typer.Option(help="new folder for the outputs")]) -> None:
     """Copy this party's outputs of a task (e.g. its model part) off the node, if its policy allows."""
-    from .deploy_config import ConfigError, NodeConfig, load_config
+    from .config import ConfigError, NodeConfig, load_config
     from .node import Node, NodeError
     from .policy import PolicyDenied
 
@@ -94,8 +94,8 @@ def node_export(config: Annotated[Path, typer.Option(help="the node's node.yaml"
 @coordinator_app.command("start")
 def coordinator_start(config: Annotated[Path, typer.Option(help="coordinator.yaml")]) -> None:
     """Run the coordinator (API + scheduler) until interrupted; API docs at https://LISTEN/docs."""
+    from .config import ConfigError
     from .coordinator_api import serve
-    from .deploy_config import ConfigError
 
     try:
         serve(config)

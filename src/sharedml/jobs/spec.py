@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from sharedml.flow.yaml_errors import YamlDocument, parse_yaml, read_yaml
+from sharedml.jobs.yaml_errors import YamlDocument, parse_yaml, read_yaml
 from sharedml.net.channel import DEFAULT_MAX_MESSAGE_BYTES
 
 _NAME = r"[A-Za-z][A-Za-z0-9_-]*"

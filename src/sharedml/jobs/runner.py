@@ -159,7 +159,7 @@ class LocalRunner:
             write_json_atomic(config_path, configs[party])
             log = open_log(run_dir / f"{party}.log")
             try:
-                procs[party] = subprocess.Popen([sys.executable, "-m", "sharedml.flow.worker", str(config_path)],
+                procs[party] = subprocess.Popen([sys.executable, "-m", "sharedml.jobs.worker", str(config_path)],
                                                 stdout=log, stderr=subprocess.STDOUT)
             finally:
                 os.close(log)

@@ -1,4 +1,4 @@
-"""One party as its own OS process: `python -m sharedml.flow.worker CONFIG.json`.
+"""One party as its own OS process: `python -m sharedml.jobs.worker CONFIG.json`.
 
 The local runner starts one of these per party; each listens on its own port with its own
 certificate and talks to its peers over gRPC with mutual TLS, exactly as separate nodes would.
