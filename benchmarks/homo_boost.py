@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import xgboost
 
-from sharedml.fl.homo_boost import HomoBoostParams, homo_secureboost
 from sharedml.ml.metrics import roc_auc
 from sharedml.ml.preprocess.binning import QuantileBinner
+from sharedml.ml.tree.homo import HomoBoostParams, homo_secureboost
 from sharedml.runtime.simulate import simulate
 
 CLIENTS = ["guest", "host_1", "host_2"]

@@ -40,9 +40,9 @@ import pandas as pd
 from flower_homo_lr import random_rows
 from sklearn.linear_model import LogisticRegression
 
-from sharedml.fl.homo_lr import HomoLRParams, LogisticClient, homo_lr
 from sharedml.fl.rounds import run_aggregator, run_client, signature
 from sharedml.fl.strategies import make_strategy
+from sharedml.ml.linear.homo import HomoLRParams, LogisticClient, homo_lr
 from sharedml.ml.metrics import roc_auc
 from sharedml.runtime.simulate import simulate
 

@@ -6,7 +6,7 @@
 For default_credit_homo (3 clients x 8,000 rows, 23 features, batch 64) and breast_homo (2 clients, 30
 features, batch 16): `homo_nn` with an MLP (ReLU after each `--hidden` width, one logit; Adam, lr 0.01, one
 local epoch per round, seed 0) in simulation (threads over the in-memory transport; clients in one process
-train one at a time, see sharedml/fl/nn_models.py), plain and with secure aggregation, every client evaluating
+train one at a time, see sharedml/ml/nn/models.py), plain and with secure aggregation, every client evaluating
 the test rows each round as its validation set. `central` is the same network, initial weights and seeding
 trained on the union of the clients' rows for `--rounds` epochs (homo_nn with one client holding the union, one
 round of `--rounds` local epochs): the same budget in epochs. Columns: test AUC at the first client, seconds
@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 from homo_lr import federated_run, fmt, ratio, run_flower
 
-from sharedml.fl.homo_nn import HomoNNParams, homo_nn
+from sharedml.ml.nn.homo import HomoNNParams, homo_nn
 
 DATASETS = {"default_credit_homo": (["guest", "host_1", "host_2"], 64), "breast_homo": (["guest", "host"], 16)}
 

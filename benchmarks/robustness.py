@@ -52,14 +52,14 @@ from sharedml.datasets.robustness import (
     impute_with_own_means,
     make,
 )
-from sharedml.fl.homo_boost import HomoBoostParams, homo_secureboost
-from sharedml.fl.homo_lr import HomoLRParams, homo_lr
 from sharedml.ml.linear.hetero import HeteroGLMParams, HeteroLRParams, hetero_linr, hetero_lr, hetero_lr_predict
+from sharedml.ml.linear.homo import HomoLRParams, homo_lr
 from sharedml.ml.linear.ss_component import SSLRParams, ss_lr, ss_lr_predict
 from sharedml.ml.metrics import rmse, roc_auc
 from sharedml.ml.preprocess import QuantileBinner
 from sharedml.ml.tables import PredictParams
-from sharedml.ml.tree.component import SecureBoostParams, hetero_secureboost, hetero_secureboost_predict
+from sharedml.ml.tree.hetero import SecureBoostParams, hetero_secureboost, hetero_secureboost_predict
+from sharedml.ml.tree.homo import HomoBoostParams, homo_secureboost
 from sharedml.runtime.simulate import simulate
 
 FAST_KEY_BITS = 1024  # --fast only: HE keys below the 2048-bit default
@@ -194,7 +194,7 @@ def ours_homo_lr(data: Dataset, extra: dict[str, Any]) -> float:
 
 
 def ours_homo_nn(data: Dataset, extra: dict[str, Any]) -> float:
-    from sharedml.fl.homo_nn import HomoNNParams, homo_nn  # torch is imported only when asked for
+    from sharedml.ml.nn.homo import HomoNNParams, homo_nn  # torch is imported only when asked for
 
     return score("binary", run_horizontal(homo_nn, build(HomoNNParams, extra), horizontal(data, MODELS["homo_nn"])))
 
@@ -283,7 +283,7 @@ def ref_homo_nn(data: Dataset, extra: dict[str, Any]) -> float:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from sharedml.fl.homo_nn import HomoNNParams
+    from sharedml.ml.nn.homo import HomoNNParams
 
     p = HomoNNParams(**NAMES)
     split = horizontal(data, MODELS["homo_nn"])

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import xgboost
 
-from sharedml.fl.homo_boost import HomoBoostParams, frac_bits, homo_secureboost, homo_secureboost_predict
 from sharedml.ml.metrics import roc_auc
 from sharedml.ml.preprocess.binning import QuantileBinner
 from sharedml.ml.tables import PredictParams
 from sharedml.ml.tree import PlainBoost
+from sharedml.ml.tree.homo import HomoBoostParams, frac_bits, homo_secureboost, homo_secureboost_predict
 from sharedml.net.serialization import loads
 from sharedml.runtime.simulate import SimulationError, simulate
 

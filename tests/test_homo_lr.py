@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from sharedml.fl.homo_lr import HomoLRParams, homo_lr, homo_lr_predict
 from sharedml.fl.strategies import FedAdam, FedAvg, FedYogi, make_strategy
+from sharedml.ml.linear.homo import HomoLRParams, homo_lr, homo_lr_predict
 from sharedml.ml.metrics import roc_auc
 from sharedml.ml.tables import PredictParams
 from sharedml.net.serialization import loads

@@ -17,8 +17,8 @@ import torch
 from opacus.accountants import RDPAccountant
 
 import sharedml.fl
-from sharedml.fl.homo_nn import HomoNNParams, homo_nn, homo_nn_predict
 from sharedml.ml.metrics import roc_auc
+from sharedml.ml.nn.homo import HomoNNParams, homo_nn, homo_nn_predict
 from sharedml.ml.tables import PredictParams
 from sharedml.net.serialization import dumps_bytes, loads
 from sharedml.runtime.simulate import SimulationError, simulate
@@ -251,7 +251,7 @@ def test_missing_torch_names_the_extra_to_install(monkeypatch):
     done = subprocess.run([sys.executable, "-c", loads_all], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"  # registering homo_nn imports no torch
     monkeypatch.setitem(sys.modules, "torch", None)
-    monkeypatch.delitem(sys.modules, "sharedml.fl.nn_models", raising=False)
+    monkeypatch.delitem(sys.modules, "sharedml.ml.nn.models", raising=False)
     monkeypatch.delattr(sharedml.fl, "nn_models", raising=False)
     with pytest.raises(SimulationError, match=r"pip install 'sharedml\[nn\]'"):
         _train(_breast(), rounds=1, timeout=5)

@@ -10,8 +10,8 @@ import pytest
 from sklearn.preprocessing import StandardScaler
 
 from sharedml.datasets.robustness import ID, LABEL, make
-from sharedml.fl.homo_scale import HomoScaleParams, homo_scale
 from sharedml.fl.stats import federated_scaler
+from sharedml.ml.preprocess.homo_scale import HomoScaleParams, homo_scale
 from sharedml.runtime.peer_values import BadPeerValue
 from sharedml.runtime.simulate import SimulationError, simulate
 

@@ -14,7 +14,7 @@ from sharedml.jobs.spec import parse_job
 from sharedml.jobs.store import JobStore, sqlite_url
 from sharedml.psi import ecdh, intersect
 from sharedml.psi.checkpoint import BucketCheckpoint
-from sharedml.psi.component import PsiParams, psi
+from sharedml.psi.components import PsiParams, psi
 from sharedml.psi.curve import BlindingError
 from sharedml.psi.ecdh import PsiProtocolError, ecdh_psi
 from sharedml.psi.ids import hash_to_points

@@ -20,7 +20,7 @@ from multiprocessing.process import BaseProcess
 from ..crypto import parallel
 from ..jobs import worker
 from ..jobs.artifacts import open_log
-from ..jobs.components import BUILTIN_MODULES
+from ..jobs.components import builtin_modules
 from ..lifeline import exit_with
 
 NICENESS = 5
@@ -30,7 +30,7 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _MAIN = getattr(sys.modules["__main__"], "__spec__", None)
 # ... and runpy would warn, in every child, that the module it re-runs is already imported: expected here.
 warnings.filterwarnings("ignore", message=r".* found in sys\.modules after import of package", category=RuntimeWarning)
-_CONTEXT.set_forkserver_preload([__name__, *BUILTIN_MODULES, *([_MAIN.name] if _MAIN is not None else [])])
+_CONTEXT.set_forkserver_preload([__name__, *builtin_modules(), *([_MAIN.name] if _MAIN is not None else [])])
 
 
 def warm_up() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from pathlib import Path
@@ -12,19 +13,24 @@ from ..runtime.component import Component, get_component
 from .spec import JobSpec, JobSpecError, OutputRef, parse_ref, validate_document
 from .yaml_errors import YamlDocument, read_yaml
 
-BUILTIN_MODULES = ("sharedml.fl.secure_sum", "sharedml.fl.stats", "sharedml.psi.component",
-                   "sharedml.ml.tree.component", "sharedml.ml.evaluate",
-                   "sharedml.ml.preprocess.components", "sharedml.ml.linear.ss_component",
-                   "sharedml.ml.linear.hetero", "sharedml.fl.homo_lr",
-                   "sharedml.fl.homo_boost", "sharedml.fl.homo_nn", "sharedml.fl.homo_scale")
 PLUGINS_ENV = "SHAREDML_COMPONENT_MODULES"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the installed `sharedml` package
+
+
+@functools.cache
+def builtin_modules() -> tuple[str, ...]:
+    """Every `components.py` under the package (this module excepted): each package registers its own
+    components there, so a new one needs no list kept here."""
+    here = Path(__file__).resolve()
+    found = (p for p in PACKAGE_ROOT.rglob("components.py") if p.resolve() != here)
+    return tuple(sorted("sharedml." + ".".join(p.relative_to(PACKAGE_ROOT).with_suffix("").parts) for p in found))
 
 
 def load_builtin_components() -> None:
     """Import the modules whose `@component` decorators register components: the built-in ones,
     then any listed (comma-separated) in $SHAREDML_COMPONENT_MODULES, for a site's own components."""
     extra = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
-    for module in (*BUILTIN_MODULES, *extra):
+    for module in (*builtin_modules(), *extra):
         try:
             importlib.import_module(module)
         except ImportError as err:

@@ -1,7 +1,7 @@
 """Private set intersection: which IDs do the parties share, without showing any other ID.
 
 `intersect(ctx, ids)` is the call for Python code running as one party; the `psi` job component
-(`sharedml.psi.component`) wraps the same protocol for tables.
+(`sharedml.psi.components`) wraps the same protocol for tables.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Importing this module registers every preprocessing component (for the job engine's component list)."""
+"""Importing this module registers every preprocessing component.
 
-from . import encoding, hetero_binning, impute, scaling, selection, split
+The job engine imports every `components.py` in the package (`jobs.components.builtin_modules`)."""
 
-__all__ = ["encoding", "hetero_binning", "impute", "scaling", "selection", "split"]
+from . import encoding, hetero_binning, homo_scale, impute, scaling, selection, split
+
+__all__ = ["encoding", "hetero_binning", "homo_scale", "impute", "scaling", "selection", "split"]

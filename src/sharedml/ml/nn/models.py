@@ -30,12 +30,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..ml.metrics import accuracy, log_loss, mae, roc_auc
-from ..runtime.component import require_allowed
-from ..runtime.context import Context
+from ...runtime.component import require_allowed
+from ...runtime.context import Context
+from ..metrics import accuracy, log_loss, mae, roc_auc
 
 if TYPE_CHECKING:
-    from .homo_nn import CNNSpec, DPSGDParams, HomoNNParams, ModelSpec
+    from .homo import CNNSpec, DPSGDParams, HomoNNParams, ModelSpec
 
 METRICS = {"binary": ("loss", "auc", "accuracy"), "multiclass": ("loss", "accuracy"), "regression": ("loss", "mae")}
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}

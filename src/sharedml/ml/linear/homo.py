@@ -23,13 +23,13 @@ import pandas as pd
 from pydantic import Field
 from scipy.special import expit
 
-from ..ml.metrics import accuracy, log_loss, roc_auc
-from ..ml.tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
-from ..runtime.component import ColumnList, component
-from ..runtime.context import Context
-from .rounds import FederationParams, require_client_copy, run_aggregator, run_client, signature
-from .secagg import AGGREGATOR, CLIENT
-from .stats import apply_scaler, federated_scaler
+from ...fl.rounds import FederationParams, require_client_copy, run_aggregator, run_client, signature
+from ...fl.secagg import AGGREGATOR, CLIENT
+from ...fl.stats import apply_scaler, federated_scaler
+from ...runtime.component import ColumnList, component
+from ...runtime.context import Context
+from ..metrics import accuracy, log_loss, roc_auc
+from ..tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
 
 
 class HomoLRParams(FederationParams):

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..ml.preprocess.columns import fitted_model, numeric_block
-from ..runtime.component import ColumnList, component
-from ..runtime.context import Context
-from .secagg import AGGREGATOR, CLIENT
-from .stats import apply_scaler, federated_scaler
+from ...fl.secagg import AGGREGATOR, CLIENT
+from ...fl.stats import apply_scaler, federated_scaler
+from ...runtime.component import ColumnList, component
+from ...runtime.context import Context
+from .columns import fitted_model, numeric_block
 
 COMPONENT = "homo_scale"
 

@@ -37,17 +37,17 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..ml.preprocess.binning import QuantileBinner
-from ..ml.tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
-from ..ml.tree.histogram import build_histogram
-from ..ml.tree.joint_predict import transform
-from ..ml.tree.objectives import get_objective, initial_margin
-from ..ml.tree.plain import Tree, TreeBuilder
-from ..ml.tree.split import Split, SplitParams, find_best_split, leaf_weight
-from ..runtime.component import ColumnList, component
-from ..runtime.context import Context
-from .rounds import aggregator_of, check_hello, require_client_copy, signature
-from .secagg import AGGREGATOR, CLIENT, secure_aggregate
+from ...fl.rounds import aggregator_of, check_hello, require_client_copy, signature
+from ...fl.secagg import AGGREGATOR, CLIENT, secure_aggregate
+from ...runtime.component import ColumnList, component
+from ...runtime.context import Context
+from ..preprocess.binning import QuantileBinner
+from ..tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
+from .histogram import build_histogram
+from .joint_predict import transform
+from .objectives import get_objective, initial_margin
+from .plain import Tree, TreeBuilder
+from .split import Split, SplitParams, find_best_split, leaf_weight
 
 COARSE_CELLS = 1024  # cells of the fixed asinh grid that brackets each feature's range
 OUTLIER_STRETCH = 64  # a feature's extremes stretching its range more than this get trimmed (see _brackets)

@@ -33,13 +33,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from ..ml.tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
-from ..runtime.component import CodeRef, ColumnList, component
-from ..runtime.context import Context
-from ..runtime.peer_values import peer_int
-from .rounds import FederationParams, aggregator_of, require_client_copy, run_aggregator, run_client, signature
-from .secagg import AGGREGATOR, CLIENT
-from .stats import apply_scaler, federated_scaler
+from ...fl.rounds import FederationParams, aggregator_of, require_client_copy, run_aggregator, run_client, signature
+from ...fl.secagg import AGGREGATOR, CLIENT
+from ...fl.stats import apply_scaler, federated_scaler
+from ...runtime.component import CodeRef, ColumnList, component
+from ...runtime.context import Context
+from ...runtime.peer_values import peer_int
+from ..tables import PredictParams, feature_matrix, label_column, model_columns, prediction_table
 
 MAX_FEATURES = 1 << 20  # input width of a network: bounds what a client's claim makes the aggregator build
 
@@ -120,7 +120,7 @@ class HomoNNParams(FederationParams):
 def _torch_side() -> ModuleType:
     """nn_models, or an error naming the extra to install when torch is missing."""
     try:
-        from . import nn_models
+        from . import models as nn_models
     except ImportError as err:
         if err.name != "torch":
             raise
