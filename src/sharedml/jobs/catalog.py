@@ -26,6 +26,7 @@ from sharedml.jobs.yaml_errors import YamlDocument, read_yaml
 
 FileFormat = Literal["csv", "parquet"]
 _SUFFIX_FORMATS: dict[str, FileFormat] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")  # CSV compressions Arrow undoes by the file's suffix
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 
@@ -69,7 +70,7 @@ class DatasetEntry(DataContract):
             return None
         if self.query is not None:
             return "query", "'query' needs a 'url'; a 'path' dataset is read whole"
-        if self.format is None and Path(self.path or "").suffix.lower() not in _SUFFIX_FORMATS:
+        if self.format is None and _implied_format(self.path or "") is None:
             return (
                 "path",
                 "cannot infer the file format from the suffix; add 'format: csv' or 'format: parquet'",
@@ -79,7 +80,17 @@ class DatasetEntry(DataContract):
     @property
     def file_format(self) -> FileFormat:
         """Explicit ``format``, else the one implied by the path suffix (only for ``path`` entries)."""
-        return self.format or _SUFFIX_FORMATS[Path(self.path or "").suffix.lower()]
+        implied = _implied_format(self.path or "")
+        assert self.format is not None or implied is not None, "checked by _source_problem"
+        return self.format or implied
+
+
+def _implied_format(path: str) -> FileFormat | None:
+    """The format a file's suffix names: `.csv` (also compressed: `.csv.gz`, `.csv.zst`, ...), `.parquet`."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if len(suffixes) >= 2 and suffixes[-1] in _COMPRESSED and suffixes[-2] == ".csv":
+        return "csv"
+    return _SUFFIX_FORMATS.get(suffixes[-1]) if suffixes else None
 
 
 class CatalogFile(BaseModel):
