@@ -1,5 +1,9 @@
 """A party's LOCAL dataset catalog: the names a job spec may use, mapped to files or SQL queries.
 
+Besides tables, an entry may name a saved model part (`.msgpack`, an earlier job's `model` output):
+a later job then scores new rows with it (`inputs: {model: $model}`), and each party still decides
+which of its own model files it offers.
+
 Job specs never carry paths, so the same spec runs unchanged at every party; each party resolves names
 through its own catalog. Relative paths (and relative SQLite database files) are resolved against the
 catalog file's folder, so a catalog means the same thing whatever directory the runtime starts in.
@@ -23,9 +27,11 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sharedml.jobs.contract import DataContract, declared_columns, prepare, require_columns
 from sharedml.jobs.spec import SafeName
 from sharedml.jobs.yaml_errors import YamlDocument, read_yaml
+from sharedml.net.serialization import SerializationError, loads
 
-FileFormat = Literal["csv", "parquet"]
-_SUFFIX_FORMATS: dict[str, FileFormat] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+FileFormat = Literal["csv", "parquet", "model"]
+_SUFFIX_FORMATS: dict[str, FileFormat] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+                                           ".msgpack": "model"}
 _COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")  # CSV compressions Arrow undoes by the file's suffix
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
@@ -75,6 +81,8 @@ class DatasetEntry(DataContract):
                 "path",
                 "cannot infer the file format from the suffix; add 'format: csv' or 'format: parquet'",
             )
+        if self.file_format == "model" and declared_columns(self):
+            return None, "a model entry takes no data contract (id_columns, label, ...): declare it on the data"
         return None
 
     @property
@@ -148,10 +156,14 @@ class Catalog:
             raise DatasetError(f"dataset '{name}' in catalog {self.source} is a SQL query, not a file")
         return self.base_dir / Path(entry.path).expanduser()
 
-    def read(self, name: str, party: str | None = None) -> pd.DataFrame:
-        """Read a dataset as its contract describes it (see contract.py); every failure names the dataset
-        (and `party`, when given), and a contract failure also the file and the column."""
+    def read(self, name: str, party: str | None = None) -> Any:
+        """Read a dataset as its contract describes it (see contract.py), or a model entry's saved model part;
+        every failure names the dataset (and `party`, when given), and a contract failure also the file and
+        the column."""
         entry = self.entry(name)
+        if entry.path is not None and entry.file_format == "model":
+            return _read_model(self.resolve_path(name), f"{'party ' + repr(party) + ', ' if party else ''}"
+                                                        f"model {name!r}")
         if entry.url is not None and entry.query is not None:
             table = self._read_sql(name, self._resolve_url(entry.url), entry.query)
             source = entry.url
@@ -224,6 +236,15 @@ def _read_file(path: Path, file_format: FileFormat, what: str) -> pd.DataFrame:
         return pq.read_table(path).to_pandas()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DatasetError(f"{what}: cannot read {file_format} file {path}: {exc}") from exc
+
+
+def _read_model(path: Path, what: str) -> Any:
+    if not path.exists():
+        raise DatasetError(f"{what}: file not found: {path}")
+    try:
+        return loads(path.read_bytes())
+    except (SerializationError, OSError) as exc:
+        raise DatasetError(f"{what}: {path} is not a saved model part: {exc}") from exc
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -125,6 +126,11 @@ class JobSpec(_StrictModel):
                 [_job_error(loc, message) for loc, message in problems],
             )
         return self
+
+    def to_yaml(self) -> str:
+        """The spec as YAML that `parse_job` reads back to an equal spec: a job built in Python (the API)
+        is the same thing as a job file, and can be saved as one."""
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
 
     def parties_for(self, task: str) -> list[str]:
         """Parties that run ``task``, in job order."""
