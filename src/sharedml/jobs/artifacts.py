@@ -1,7 +1,8 @@
 """Each party's task outputs on its own disk: `<root>/<job id>/<party>/<task>/`.
 
-Tables are Parquet, everything else (models, small results) uses the project's safe
-serialization, metrics are JSON. A task directory counts as complete only once its `_SUCCESS`
+Tables are Parquet; an output named `report` (evaluate's, or any component's record for people) is
+JSON, so any tool can read it; everything else (models, small results) uses the project's safe
+serialization; metrics are JSON. A task directory counts as complete only once its `_SUCCESS`
 marker exists, written last; a failed task gets `_FAILED` with the error instead, so a partial
 output can never be mistaken for a finished one.
 
@@ -92,6 +93,21 @@ def open_log(path: Path | str) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
 
 
+OUTPUT_SUFFIXES = (".parquet", ".json", ".msgpack")
+
+
+JSON_OUTPUTS = ("report",)
+
+
+def _json(name: str, value: Any) -> str:
+    """`value` as JSON text (an ROC curve's first threshold, +inf, is written `Infinity`, as Python and pandas
+    read it); a component whose report is not plain data has a bug."""
+    try:
+        return json.dumps(value, indent=1)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"output {name!r} must be plain JSON (dicts, lists, str, numbers): {err}") from err
+
+
 class PartyArtifacts:
     """Outputs of one party in one job."""
 
@@ -120,6 +136,9 @@ class PartyArtifacts:
             if isinstance(value, pd.DataFrame):
                 target = path / f"{name}.parquet"
                 write_table_atomic(value, target)
+            elif name in JSON_OUTPUTS:
+                target = path / f"{name}.json"
+                write_bytes_atomic(target, _json(name, value).encode())
             else:
                 target = path / f"{name}.msgpack"
                 write_bytes_atomic(target, dumps_bytes(value))
@@ -139,8 +158,9 @@ class PartyArtifacts:
         if not (path / SUCCESS).exists():
             raise ArtifactError(f"task {task!r} has no complete outputs in {path}")
         for candidate, reader in ((path / f"{output}.parquet", read_table),
+                                  (path / f"{output}.json", lambda p: json.loads(p.read_bytes())),
                                   (path / f"{output}.msgpack", lambda p: loads(p.read_bytes()))):
             if candidate.exists():
                 return reader(candidate)
-        produced = sorted(p.stem for p in path.iterdir() if p.suffix in (".parquet", ".msgpack"))
+        produced = sorted(p.stem for p in path.iterdir() if p.suffix in OUTPUT_SUFFIXES)
         raise ArtifactError(f"task {task!r} produced no output {output!r}; it produced: {', '.join(produced)}")
