@@ -46,6 +46,8 @@ class FederatedModel:
         self.model_parts_: dict[str, Path] = {}
         self.roles_: dict[str, str] = {}
         self.federation_: Federation | None = None
+        self.importance_: dict[str, pd.DataFrame] = {}  # party -> its own features' importance (where the model has it)
+        self.report_: dict[str, Any] | None = None  # the last `evaluate`'s report
 
     def get_params(self) -> dict[str, Any]:
         return dict(self.params)
@@ -96,8 +98,10 @@ class FederatedModel:
         spec = self._job("fit", roles, entries, tasks, federation)
         result = federation.run(spec, entries)
         self.job_, self.roles_, self.federation_ = spec, roles, federation
-        self.model_parts_ = {party: Path(outputs["fit"]["model"]) for party, outputs in
-                             ((p, r.outputs) for p, r in result.parties.items()) if "model" in outputs.get("fit", {})}
+        fitted = {party: r.outputs.get("fit", {}) for party, r in result.parties.items()}
+        self.model_parts_ = {party: Path(out["model"]) for party, out in fitted.items() if "model" in out}
+        self.importance_ = {party: result.output(party, "fit", "importance") for party, out in fitted.items()
+                            if "importance" in out}
         return self
 
     # -- scoring ----------------------------------------------------------------------------------
@@ -116,7 +120,8 @@ class FederatedModel:
         the label; for horizontal data at several parties, {party: report}."""
         result, spec = self._run_scoring(data, evaluate=True)
         reports = {p: result.output(p, "report", "report") for p in spec.tasks["report"].parties or []}
-        return _one_or_all(reports)
+        self.report_ = _one_or_all(reports)
+        return self.report_
 
     def _score(self, data: FederatedData, columns: Any) -> pd.DataFrame | dict[str, pd.DataFrame]:
         result, spec = self._run_scoring(data, evaluate=False)
@@ -157,6 +162,29 @@ class FederatedModel:
         if self.kind == "horizontal":
             return data.parties
         return [p for p, r in self.roles_.items() if r == "guest"]
+
+    # -- pictures (matplotlib, the `viz` extra) ----------------------------------------------------
+    def plot(self, kind: str = "roc") -> Any:
+        """A figure of the last `evaluate` report: roc, precision_recall, ks, lift_gain or confusion."""
+        from ..viz import figures
+
+        if self.report_ is None or "task_type" not in self.report_:
+            raise RuntimeError("call evaluate(data) first (for data at several parties, plot each report with "
+                               "sharedml.viz.figures)")
+        if kind not in figures.REPORT_FIGURES:
+            raise ValueError(f"unknown plot {kind!r}; choose one of {', '.join(figures.REPORT_FIGURES)}")
+        return figures.REPORT_FIGURES[kind](self.report_)
+
+    def plot_roc(self) -> Any:
+        return self.plot("roc")
+
+    def plot_importance(self, party: str | None = None) -> Any:
+        """`party`'s own features by importance (default: the only or first party with a table)."""
+        from ..viz import figures
+
+        if not self.importance_:
+            raise RuntimeError(f"{type(self).__name__} keeps no feature importance (fit first; SecureBoost has it)")
+        return figures.importance(self.importance_[party or next(iter(self.importance_))])
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
