@@ -16,7 +16,7 @@ import pytest
 import torch
 from opacus.accountants import RDPAccountant
 
-import sharedml.fl
+import sharedml.ml.nn
 from sharedml.ml.metrics import roc_auc
 from sharedml.ml.nn.homo import HomoNNParams, homo_nn, homo_nn_predict
 from sharedml.ml.tables import PredictParams
@@ -252,7 +252,7 @@ def test_missing_torch_names_the_extra_to_install(monkeypatch):
     assert done.stdout.strip() == "False"  # registering homo_nn imports no torch
     monkeypatch.setitem(sys.modules, "torch", None)
     monkeypatch.delitem(sys.modules, "sharedml.ml.nn.models", raising=False)
-    monkeypatch.delattr(sharedml.fl, "nn_models", raising=False)
+    monkeypatch.delattr(sharedml.ml.nn, "models", raising=False)  # else `from . import models` finds it
     with pytest.raises(SimulationError, match=r"pip install 'sharedml\[nn\]'"):
         _train(_breast(), rounds=1, timeout=5)
 

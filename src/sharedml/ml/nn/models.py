@@ -23,7 +23,7 @@ import importlib
 import math
 import secrets
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,9 +33,7 @@ from torch.nn import functional as F
 from ...runtime.component import require_allowed
 from ...runtime.context import Context
 from ..metrics import accuracy, log_loss, mae, roc_auc
-
-if TYPE_CHECKING:
-    from .homo import CNNSpec, DPSGDParams, HomoNNParams, ModelSpec
+from .specs import CNNSpec, DPSGDParams, HomoNNParams, ModelSpec
 
 METRICS = {"binary": ("loss", "auc", "accuracy"), "multiclass": ("loss", "accuracy"), "regression": ("loss", "mae")}
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
