@@ -53,7 +53,7 @@ def enclave_setup(files: list[Path], folder: Path, chunk_size: int):
     from sharedml.tee.attestation import InsecureAttestationWarning, SimulatedProvider
     from sharedml.tee.enclave import Enclave
     from sharedml.tee.owner import encrypt_file
-    from sharedml.tee.policy import OwnerPolicy
+    from sharedml.tee.owner_policy import OwnerPolicy
 
     warnings.simplefilter("ignore", InsecureAttestationWarning)
     enclave = Enclave(SimulatedProvider())

@@ -19,13 +19,13 @@ from sqlalchemy import create_engine, text
 from sharedml.deploy.audit import AuditEntry, AuditLog
 from sharedml.deploy.config import ConfigError, NodeConfig, load_config
 from sharedml.deploy.coordinator_store import CoordinatorStore
-from sharedml.deploy.loopback import free_port
 from sharedml.deploy.model_registry import Registry, RegistryError
 from sharedml.deploy.node_store import NodeStore
 from sharedml.deploy.policy import Policy, PolicyChecker, PolicyDenied, PolicyError, lineage
 from sharedml.jobs.spec import parse_job
 from sharedml.net.certs import init_federation
 from sharedml.net.https import MtlsClient, TlsFiles, require_peer, serve_in_thread, server
+from sharedml.net.loopback import free_port
 
 JOB = parse_job("""
 job: credit

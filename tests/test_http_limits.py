@@ -14,11 +14,11 @@ from fastapi import FastAPI, Request
 from sharedml.deploy.config import CoordinatorConfig
 from sharedml.deploy.coordinator import Coordinator
 from sharedml.deploy.coordinator_api import create_app
-from sharedml.deploy.loopback import free_port
 from sharedml.jobs.spec import JobSpecError, parse_job
 from sharedml.jobs.yaml_errors import MAX_YAML_BYTES
 from sharedml.net.certs import init_federation
 from sharedml.net.https import MAX_BODY_BYTES, MtlsClient, TlsFiles, serve_in_thread, server
+from sharedml.net.loopback import free_port
 
 HUGE = 200 << 20
 

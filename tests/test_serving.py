@@ -13,10 +13,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sharedml.deploy.loopback import free_port
 from sharedml.jobs.catalog import Catalog
 from sharedml.jobs.runner import LocalRunner
 from sharedml.jobs.spec import parse_job
+from sharedml.net.loopback import free_port
 from sharedml.serving import Client
 from sharedml.serving.cli import app as serve_app
 from sharedml.serving.client import Rejected
@@ -266,18 +266,18 @@ def test_small_batch_binning_gives_the_binners_codes():
 
 def test_a_party_the_registry_stops_listing_keeps_its_last_replicas():
     """Heartbeats late on a starved machine must not empty the guest's host list while hosts still answer."""
-    from sharedml.serving.registry import Member
+    from sharedml.serving.registration import ServingMember
     from sharedml.serving.replicas import ReplicaSet
 
     class Registry:
         url = "https://registry"
-        listing: list[Member] = []
+        listing: list[ServingMember] = []
 
-        def replicas(self, role: str) -> list[Member]:
-            return [m for m in self.listing if m.role == role]
+        def replicas(self, role: str) -> list[dict]:
+            return [m.model_dump() for m in self.listing if m.role == role]
 
-    def member(name: str) -> Member:
-        return Member(party="shop", role="host", name=name, url=f"https://{name}:1", versions=["boost:1"])
+    def member(name: str) -> ServingMember:
+        return ServingMember(party="shop", role="host", name=name, url=f"https://{name}:1", versions=["boost:1"])
 
     registry = Registry()
     registry.listing = [member("shop-1"), member("shop-2")]
@@ -322,9 +322,9 @@ def test_the_guests_host_calls_fail_fast_on_a_bad_host(tmp_path, behaviour):
     import asyncio
     import ssl
 
+    from sharedml.net import https_pool
     from sharedml.net.certs import init_federation
     from sharedml.net.https import TlsFiles
-    from sharedml.serving import http_pool
 
     init_federation(["bank", "shop"], tmp_path)
     host = TlsFiles.in_dir(tmp_path, "shop")
@@ -334,7 +334,7 @@ def test_the_guests_host_calls_fail_fast_on_a_bad_host(tmp_path, behaviour):
         if behaviour == "garbage":
             writer.write(b"NOT HTTP AT ALL\r\n\r\n")
         elif behaviour == "oversize":
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (http_pool.MAX_ANSWER_BYTES + 1))
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (https_pool.MAX_ANSWER_BYTES + 1))
             writer.write(b"x" * (1 << 20) * 2)
         elif behaviour == "close":
             writer.close()
@@ -347,8 +347,8 @@ def test_the_guests_host_calls_fail_fast_on_a_bad_host(tmp_path, behaviour):
         server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls)
         port = server.sockets[0].getsockname()[1]
         if behaviour == "oversize":
-            http_pool.MAX_ANSWER_BYTES = 1 << 20  # a smaller bound, so the test sends little
-        pool = http_pool.ConnectionPool(TlsFiles.in_dir(tmp_path, "bank").client_context())
+            https_pool.MAX_ANSWER_BYTES = 1 << 20  # a smaller bound, so the test sends little
+        pool = https_pool.ConnectionPool(TlsFiles.in_dir(tmp_path, "bank").client_context())
         party = "bank" if behaviour == "wrong_party" else "shop"  # the certificate must carry the party's name
         try:
             await pool.post(f"https://127.0.0.1:{port}", party, "/v1/partial", b"{}", "application/x-test", 1.0)
@@ -358,12 +358,12 @@ def test_the_guests_host_calls_fail_fast_on_a_bad_host(tmp_path, behaviour):
             server.close()
         raise AssertionError("the call succeeded")
 
-    original = http_pool.MAX_ANSWER_BYTES
+    original = https_pool.MAX_ANSWER_BYTES
     started = time.monotonic()
     try:
         error = asyncio.run(main())
     finally:
-        http_pool.MAX_ANSWER_BYTES = original
+        https_pool.MAX_ANSWER_BYTES = original
     assert time.monotonic() - started < 3
     expected = {"garbage": ConnectionError, "close": ConnectionError, "silent": TimeoutError,
                 "oversize": ConnectionError, "wrong_party": ssl.SSLCertVerificationError}[behaviour]

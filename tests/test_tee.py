@@ -15,27 +15,22 @@ import xgboost as xgb
 from sharedml.crypto import kex
 from sharedml.ml.metrics import roc_auc
 from sharedml.tee import measurement
-from sharedml.tee.attestation import (
-    InsecureAttestationWarning,
-    Quote,
-    SimulatedProvider,
-    TrustSettings,
-    verify_quote,
-)
+from sharedml.tee.attestation import InsecureAttestationWarning, SimulatedProvider, verify_quote
 from sharedml.tee.enclave import Enclave, EnclaveConfig
 from sharedml.tee.envelope import bind, unwrap, wrap
 from sharedml.tee.errors import (
     AttestationError,
     EnclaveNotReady,
     EnvelopeError,
-    PolicyError,
+    OwnerPolicyError,
     ReleaseError,
     StorageError,
 )
 from sharedml.tee.gramine import GramineProvider
 from sharedml.tee.models import xgboost_params
 from sharedml.tee.owner import encrypt_file
-from sharedml.tee.policy import OwnerPolicy, load_policy
+from sharedml.tee.owner_policy import OwnerPolicy, load_policy
+from sharedml.tee.quotes import Quote, TrustSettings
 from sharedml.tee.release import decrypt_model
 from sharedml.tee.sealed import iter_plaintext, read_header
 from sharedml.tee.storage import open_input
@@ -329,7 +324,7 @@ def test_enclave_refuses_work_before_attestation(encrypted):
 def test_policy_errors_name_the_field(tmp_path):
     path = tmp_path / "policy.yaml"
     path.write_text("dataset_id: bank\nid_column: id\nallowed_measurements: [abc]\nallow_simulate: true\n")
-    with pytest.raises(PolicyError) as error:
+    with pytest.raises(OwnerPolicyError) as error:
         load_policy(path)
     text = str(error.value)
     assert "line 3, allowed_measurements.0: Value error, must be 64 hexadecimal" in text

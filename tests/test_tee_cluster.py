@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 
 from sharedml.crypto import kex
-from sharedml.tee.attestation import SimulatedProvider, TrustSettings
+from sharedml.tee.attestation import SimulatedProvider
 from sharedml.tee.cluster import ClusterManager, Heartbeat, Replica
 from sharedml.tee.enclave import Enclave, EnclaveConfig
 from sharedml.tee.errors import AttestationError, ClusterError, EnvelopeError, RequestRejected
 from sharedml.tee.owner import encrypt_file
-from sharedml.tee.policy import OwnerPolicy
+from sharedml.tee.owner_policy import OwnerPolicy
 from sharedml.tee.predict import PredictionClient, PredictionService
+from sharedml.tee.quotes import TrustSettings
 from sharedml.tee.train import TrainJob, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::sharedml.tee.attestation.InsecureAttestationWarning")

@@ -6,9 +6,7 @@ requests while a replica is killed; the manager stops listing a replica that mis
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,27 +22,22 @@ import pytest
 
 from sharedml.crypto import kex
 from sharedml.net.certs import init_federation
-from sharedml.tee.attestation import TrustSettings
+from sharedml.net.https import bound_url
+from sharedml.net.loopback import child_env, free_port
 from sharedml.tee.client import ClusterClient, ReplicaAdmin
 from sharedml.tee.enclave import EnclaveConfig
 from sharedml.tee.errors import ClusterError, RequestRejected
 from sharedml.tee.manager import manager_app
 from sharedml.tee.measurement import code_measurement
 from sharedml.tee.owner import encrypt_file
-from sharedml.tee.policy import OwnerPolicy
+from sharedml.tee.owner_policy import OwnerPolicy
+from sharedml.tee.quotes import TrustSettings
 from sharedml.tee.release import decrypt_model
-from sharedml.tee.transport import TlsOptions, bound_url, server
+from sharedml.tee.tls_options import TlsOptions, server_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::sharedml.tee.attestation.InsecureAttestationWarning")
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 HEARTBEAT_TIMEOUT = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(check: Callable[[], object], what: str, seconds: float = 25.0) -> object:
@@ -62,10 +55,9 @@ def wait_for(check: Callable[[], object], what: str, seconds: float = 25.0) -> o
 
 
 def tee_process(args: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     with log.open("w") as handle:
         return subprocess.Popen([sys.executable, "-m", "sharedml.tee.cli", *args], stdout=handle,
-                                stderr=subprocess.STDOUT, env=env)
+                                stderr=subprocess.STDOUT, env=child_env())
 
 
 def replica_config(folder: Path, name: str, manager: str, listen: str, **extra: object) -> Path:
@@ -229,12 +221,12 @@ def test_manager_and_replica_over_mutual_tls(tmp_path):
     tls = {name: TlsOptions(cert=tmp_path / "certs" / f"{name}.crt", key=tmp_path / "certs" / f"{name}.key",
                             ca=tmp_path / "certs" / "ca.crt", require_client_cert=name != "client")
            for name in certs}
-    srv = server(manager_app(HEARTBEAT_TIMEOUT), "127.0.0.1:0", tls["manager"])
+    srv = server_for(manager_app(HEARTBEAT_TIMEOUT), "127.0.0.1:0", tls["manager"])
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     replica = None
     try:
-        manager = bound_url(srv, tls["manager"])
+        manager = bound_url(srv)
         assert manager.startswith("https://")
         config = replica_config(tmp_path, "r9", manager, "127.0.0.1:0", workdir=None,
                                 tls=json.loads(tls["r9"].model_dump_json()))

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .cli_errors import err_console, fail, show_tracebacks
 from .deploy.cli import coordinator_app, job_app, model_app, node_app
 from .jobs.catalog import Catalog, DatasetError
 from .jobs.runner import MODES, JobResult, LocalRunner
@@ -28,8 +29,10 @@ certs_app = typer.Typer(help="Federation certificates for mutual TLS.", no_args_
 @app.callback()
 def _options(debug: Annotated[bool, typer.Option("--debug", help="show log records and tracebacks of failures")]
              = False) -> None:
-    """Without --debug a failed job prints its error once, with no traceback; with it, every party's log."""
+    """Without --debug a failed job prints its error once, with no traceback; with it, every party's log and
+    the traceback behind an error message."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, force=True)
+    show_tracebacks(debug)
     # Without --debug the job's result names a failure; the parties' own records would repeat it.
     logging.getLogger("sharedml.party").setLevel(logging.NOTSET if debug else logging.CRITICAL)
 
@@ -42,17 +45,11 @@ app.add_typer(model_app, name="model")
 app.add_typer(tee_app, name="tee")
 app.add_typer(serve_app, name="serve")
 console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 def _check_mode(mode: str) -> str:
     if mode not in MODES:
-        _fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+        fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     return mode
 
 
@@ -66,11 +63,11 @@ def certs_init(
 
     names = [p.strip() for p in parties.split(",") if p.strip()]
     if not names:
-        _fail("--parties needs at least one name")
+        fail("--parties needs at least one name")
     try:
         init_federation(names, out)
     except ValueError as err:
-        _fail(str(err))
+        fail(str(err))
     console.print(f"CA and certificates for {', '.join(names)} written to {out}")
     console.print("Keep each <party>.key at that party only; ca.key signs new members — guard it.")
 
@@ -80,7 +77,7 @@ def _parse_catalogs(entries: list[str]) -> dict[str, Catalog]:
     for entry in entries:
         party, sep, path = entry.partition("=")
         if not sep or not party or not path:
-            _fail(f"--catalog takes PARTY=FILE, got {entry!r}")
+            fail(f"--catalog takes PARTY=FILE, got {entry!r}")
         catalogs[party] = Catalog.load(path)
     return catalogs
 
@@ -93,7 +90,7 @@ def validate(job: Path) -> None:
     try:
         spec = load_checked_job(job)
     except JobSpecError as err:
-        _fail(str(err))
+        fail(str(err))
     console.print(f"{job}: job {spec.job!r} is valid; task order: {' -> '.join(spec.topological_order())}")
 
 
@@ -122,9 +119,9 @@ def run(
                                               spec_text=job.read_text(), on_progress=bars.update_all,
                                               allowed_code=allow_code or (), rerun=rerun)
     except (JobSpecError, DatasetError, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
     except KeyboardInterrupt:
-        _fail("cancelled (Ctrl-C); every party was stopped", 130)
+        fail("cancelled (Ctrl-C); every party was stopped", 130)
     _print_result(result)
     if result.state != "succeeded":
         raise typer.Exit(1)
@@ -137,7 +134,7 @@ def jobs(workdir: Annotated[Path, typer.Option(help="the runs directory")] = Pat
 
     db = workdir / "sharedml.db"
     if not db.exists():
-        _fail(f"no job database at {db}; run a job first or pass --workdir")
+        fail(f"no job database at {db}; run a job first or pass --workdir")
     store = JobStore(sqlite_url(db))
     table = Table("job", "state", "started", "finished", "tasks")
     for record in store.jobs():
@@ -197,9 +194,9 @@ def demo(
         with console.status("running secure_sum, then federated_stats..."):
             outcome = run_demo(workdir.resolve() / "horizontal", data, mode, timeout)
     except DemoDataError as err:
-        _fail(str(err))
+        fail(str(err))
     except KeyboardInterrupt:
-        _fail("cancelled (Ctrl-C); every party was stopped", 130)
+        fail("cancelled (Ctrl-C); every party was stopped", 130)
     result = outcome.result
     _print_result(result)
     if result.state != "succeeded":

@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..cli_errors import err_console, fail
+
 console = Console()
-err_console = Console(stderr=True)
 node_app = typer.Typer(help="A node: one institution's agent next to its data.", no_args_is_help=True)
 coordinator_app = typer.Typer(help="The coordinator: schedules jobs, never sees data.", no_args_is_help=True)
 job_app = typer.Typer(help="Jobs on a deployment, through the coordinator's API.", no_args_is_help=True)
@@ -22,11 +23,6 @@ Url = Annotated[str | None, typer.Option("--coordinator", help="coordinator URL 
 Certs = Annotated[Path | None, typer.Option(help="folder with ca.crt and <identity>.crt/.key [$SHAREDML_CERTS]")]
 Identity = Annotated[str | None, typer.Option(help="certificate name to present [$SHAREDML_IDENTITY]")]
 FINISHED = ("succeeded", "failed", "cancelled")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 def _call(url: str | None, certs: Path | None, identity: str | None, method: str, path: str, **kwargs: Any) -> Any:
@@ -40,7 +36,7 @@ def _call(url: str | None, certs: Path | None, identity: str | None, method: str
         finally:
             client.close()
     except ApiError as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 @node_app.command("start")
@@ -54,7 +50,7 @@ def node_start(config: Annotated[Path, typer.Option(help="the node's node.yaml")
     try:
         serve(config)
     except (ConfigError, DatasetError, PolicyError, FileNotFoundError) as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 @node_app.command("status")
@@ -87,7 +83,7 @@ def node_export(config: Annotated[Path, typer.Option(help="the node's node.yaml"
         finally:
             node.close()
     except (ConfigError, NodeError, PolicyDenied, FileExistsError) as err:
-        _fail(str(err))
+        fail(str(err))
     console.print(f"outputs of {task} in job {job} copied to {out}")
 
 
@@ -100,7 +96,7 @@ def coordinator_start(config: Annotated[Path, typer.Option(help="coordinator.yam
     try:
         serve(config)
     except (ConfigError, FileNotFoundError) as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 @job_app.command("submit")
@@ -108,7 +104,7 @@ def job_submit(job: Path, wait: Annotated[bool, typer.Option(help="wait for the 
                coordinator: Url = None, certs: Certs = None, identity: Identity = None) -> None:
     """Submit a job file; every node involved must approve it under its policy."""
     if not job.is_file():
-        _fail(f"job file not found: {job}")
+        fail(f"job file not found: {job}")
     job_id = _call(coordinator, certs, identity, "POST", "/jobs", json={"spec": job.read_text()})["id"]
     console.print(job_id)
     if wait:
@@ -188,7 +184,7 @@ def model_import(file: Path, coordinator: Url = None, certs: Certs = None, ident
     try:
         document = json.loads(file.read_text())
     except (OSError, ValueError) as err:
-        _fail(f"cannot read model export {file}: {err}")
+        fail(f"cannot read model export {file}: {err}")
     model = _call(coordinator, certs, identity, "POST", "/models/import", json=document)
     console.print(f"imported as {model['name']}:{model['version']} (id {model['id']})")
 

@@ -6,8 +6,6 @@ exactly as across institutions (only the addresses are loopback ones).
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +17,12 @@ import yaml
 
 from ..jobs.artifacts import make_private_dirs, open_log, write_bytes_atomic
 from ..net.certs import init_federation
+from ..net.loopback import child_env, free_port, stop
 from .client import ApiError, CoordinatorClient
 
-SRC = Path(__file__).resolve().parents[2]  # so that the services import this very package
 FINISHED = ("succeeded", "failed", "cancelled")
 ADMIN = "admin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+STOP_GRACE_S = 10.0
 
 
 def write_yaml(path: Path, data: Any) -> Path:
@@ -68,9 +61,7 @@ class Deployment:
             "max_concurrent_jobs": max_concurrent_jobs, "node_timeout": node_timeout,
             "poll_interval": poll_interval})
         self.procs: dict[str, subprocess.Popen] = {}
-        # Fixed now, so that services restarted later see the same environment (e.g. component plugins).
-        self.env = {**os.environ,
-                    "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+        self.env = child_env()  # fixed now, so that services restarted later see the same one (component plugins)
         self._client: CoordinatorClient | None = None
 
     # ---- processes ----------------------------------------------------------------------------
@@ -117,13 +108,7 @@ class Deployment:
     def stop(self) -> None:
         if self._client is not None:
             self._client.close()
-        for proc in self.procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(self.procs.values(), STOP_GRACE_S)
         self.procs.clear()
 
     def log_tails(self, lines: int = 15) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from ..net.https import MtlsClient, TlsFiles
+from ..net.https import MtlsClient, TlsFiles, error_detail
 
 
 class NodeUnreachable(Exception):
@@ -38,11 +38,7 @@ class NodeClient:
             raise NodeUnreachable(f"node {self.party!r} at {self.url} did not answer: "
                                   f"{type(err).__name__}: {err}") from err
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise NodeRefused(self.party, response.status_code, str(detail))
+            raise NodeRefused(self.party, response.status_code, error_detail(response.content))
         return response.json()
 
     def health(self) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Point YAML validation errors at the file, line and field path that caused them.
 
-Job specs and dataset catalogs are hand-written YAML. A bare pydantic error ("tasks.bins.params: Extra
-inputs are not permitted") makes the author hunt for the spot; this module keeps the line of every
-mapping key and sequence item so each error can say ``job.yaml, line 7, tasks.bins.params: ...``.
+Job specs, dataset catalogs, policies and every service's config file are hand-written YAML. A bare
+pydantic error ("tasks.bins.params: Extra inputs are not permitted") makes the author hunt for the spot;
+this module keeps the line of every mapping key and sequence item so each error can say
+``job.yaml, line 7, tasks.bins.params: ...``. `load_config` is how deploy, serving and the TEE route
+read their config files, so they all report problems the same way.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, get_args, get_origin
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 Loc = Sequence[str | int]
 
@@ -23,6 +25,24 @@ _MAX_INPUT_REPR = 60
 # even with libyaml, and a job spec arrives from another member, so anything larger is refused unread.
 MAX_YAML_BYTES = 256 << 10
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it: ~2x faster
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be loaded; the message names the file, the line and the field."""
+
+
+class ConfigFile(BaseModel):
+    """A config file's model whose relative paths mean relative to the file, wherever the service starts:
+    `load_config` sets `base_dir` to the file's folder and `path` resolves against it."""
+
+    model_config = ConfigDict(extra="forbid")
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    def path(self, value: str) -> Path:
+        return (self.base_dir / Path(value).expanduser()).resolve()
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -57,6 +77,23 @@ class YamlDocument:
         """Every error of ``exc`` (from validating ``model``) located, one per line, in file order."""
         errors = sorted(exc.errors(include_url=False), key=lambda error: self.line_of(error["loc"]) or 0)
         return "\n".join(self.locate(error["loc"], _describe(error, model)) for error in errors)
+
+
+def load_config(path: str | Path, model: type[M], error: type[Exception] = ConfigError,
+                not_a_mapping: str = "expected a mapping of fields") -> M:
+    """Read the YAML file at `path` and validate it as `model`; every problem raises `error` naming the
+    file, the line and the field (`not_a_mapping` says what the file should be when it is not a mapping).
+    A `ConfigFile` model gets the file's folder as its `base_dir`."""
+    document = read_yaml(path, error)
+    if not isinstance(document.data, dict):
+        raise error(f"{path}: {not_a_mapping}, got {type(document.data).__name__}")
+    data = document.data
+    if issubclass(model, ConfigFile):
+        data = {**data, "base_dir": Path(path).resolve().parent}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(document.explain(exc, model)) from None
 
 
 def read_yaml(path: str | Path, error: type[Exception]) -> YamlDocument:

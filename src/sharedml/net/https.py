@@ -1,9 +1,15 @@
-"""HTTPS with mutual TLS for the control plane (coordinator <-> node, CLI -> coordinator).
+"""HTTPS with mutual TLS: the one HTTP layer of every service (deploy's coordinator and nodes, serving's
+replicas and registry, the TEE route's replicas and cluster manager) and of their clients.
 
-Both ends present a certificate signed by the federation CA (``sharedml certs init``). A client
-checks the server's certificate names the party it meant to reach (the TLS server name is set to
-that name, which only that party's certificate carries as a DNS name); a server reads the client's
-common name from its certificate and lets a route accept only the names it expects.
+Why one module: a TLS setting, a body bound or a peer check is a security fix that must be made once. Both
+ends present a certificate signed by the federation CA (``sharedml certs init``). A client checks that the
+server's certificate names the party it meant to reach (the TLS server name is set to that name, which
+only that party's certificate carries as a DNS name); a server reads the client's common name from its
+certificate and lets a route accept only the names it expects. The TEE route may also run without client
+certificates, or over plain HTTP on loopback (every payload that matters there is already encrypted end to
+end to an attested enclave), so `server` takes TLS as an option; the federation services always pass it.
+
+The guest's calls to its hosts, on every prediction's path, use the faster asyncio client in `https_pool`.
 """
 
 from __future__ import annotations
@@ -13,28 +19,42 @@ import json
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import uvicorn
 from fastapi import HTTPException, Request
+from pydantic import StringConstraints
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .certs import PARTY_NAME
 
 PEER_KEY = "sharedml_peer"
 GRACEFUL_SHUTDOWN_S = 3.0  # then open requests (e.g. a long poll from a stopped peer) are cut
-MAX_BODY_BYTES = 4 << 20  # a request body any of our APIs accepts; control messages are a few KB
+KEEP_ALIVE_S = 30
+MAX_BODY_BYTES = 4 << 20  # a request body any of our APIs accepts by default; control messages are a few KB
 MAX_CONNECTIONS = 256  # open connections per server; uvicorn answers 503 beyond it
+OCTETS = "application/octet-stream"
+_DETAIL_CHARS = 500
+
+# Config fields of every service: a federation member's name (its certificate's), and where a server listens.
+PartyName = Annotated[str, StringConstraints(pattern=PARTY_NAME.pattern)]
+ListenAddress = Annotated[str, StringConstraints(pattern=r"^[^:\s]+:\d{1,5}$")]
 
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """A party's certificate, its key and the federation CA, as files (what ssl and uvicorn read)."""
+    """A certificate, its key and the CA that verifies the other side, as files (what ssl and uvicorn read).
+
+    Federation members always have all three (`in_dir`). `ca` is None only for a TEE server that asks no
+    client certificate and was given no CA."""
 
     cert: Path
     key: Path
-    ca: Path
+    ca: Path | None
 
     @classmethod
     def in_dir(cls, cert_dir: Path, name: str) -> TlsFiles:
@@ -47,9 +67,10 @@ class TlsFiles:
         return files
 
     def client_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ca))
-        context.load_cert_chain(str(self.cert), str(self.key))
-        return context
+        return client_context(self.ca, self.cert, self.key)
+
+
+# ---- server ---------------------------------------------------------------------------------------------
 
 
 class _PeerCertProtocol(HttpToolsProtocol):
@@ -129,20 +150,42 @@ async def _answer(send: Any, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def server(app: Any, listen: str, tls: TlsFiles, max_body: int = MAX_BODY_BYTES,
-           callers: set[str] | None = None) -> uvicorn.Server:
-    """A uvicorn server that requires a CA-signed client certificate on every connection, bounds request
-    bodies to `max_body` and, if `callers` is given, refuses other certificates before reading a body.
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds `limit`, for a route that takes less than
+    the server's bound (never buffered beyond it)."""
+    parts, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise HTTPException(413, f"request body over {limit} bytes")
+        parts.append(part)
+    return b"".join(parts)
 
+
+def server(app: Any, listen: str, tls: TlsFiles | None, *, verify_clients: bool = True,
+           max_body: int = MAX_BODY_BYTES, callers: set[str] | None = None) -> uvicorn.Server:
+    """A uvicorn server on `listen` (``host:port``; port 0 picks a free one) that bounds request bodies to
+    `max_body` and, if `callers` is given, refuses other certificates before reading a body.
+
+    With `tls`, it serves HTTPS and, with `verify_clients` (always, for the federation services), requires a
+    client certificate signed by `tls.ca`; `tls=None` is plain HTTP (the TEE route on loopback only).
     uvloop and httptools (C) instead of asyncio and h11 (pure Python): on this machine they cut the CPU
     of a kept-alive HTTPS request to about half, which online serving needs at 500 requests/s."""
     host, _, port = listen.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"listen address {listen!r} must be host:port, e.g. 127.0.0.1:8700")
+    options: dict[str, Any] = {}
+    if tls is not None:
+        if verify_clients and tls.ca is None:
+            raise ValueError("verifying client certificates needs a CA file (ca)")
+        options = {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key),
+                   "ssl_ca_certs": None if tls.ca is None else str(tls.ca),
+                   "ssl_cert_reqs": ssl.CERT_REQUIRED if verify_clients else ssl.CERT_NONE}
     config = uvicorn.Config(BoundedBody(app, max_body, callers), host=host or "127.0.0.1", port=int(port),
                             http=_PeerCertProtocol, loop="uvloop", limit_concurrency=MAX_CONNECTIONS,
-                            ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key), ssl_ca_certs=str(tls.ca),
-                            ssl_cert_reqs=ssl.CERT_REQUIRED, log_level="warning", lifespan="off",
-                            timeout_keep_alive=30, proxy_headers=False, access_log=False,
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+                            log_level="warning", lifespan="off", timeout_keep_alive=KEEP_ALIVE_S,
+                            proxy_headers=False, access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+                            **options)
     return uvicorn.Server(config)
 
 
@@ -150,12 +193,57 @@ def serve_in_thread(srv: uvicorn.Server, timeout: float = 10.0) -> threading.Thr
     """Start `srv` in a daemon thread and return once it listens (tests and benchmarks)."""
     thread = threading.Thread(target=srv.run, daemon=True, name="https")
     thread.start()
+    _wait_started(srv, timeout, thread.is_alive)
+    return thread
+
+
+def bound_url(srv: uvicorn.Server, timeout: float = 30.0) -> str:
+    """Once `srv` (started elsewhere) listens, its base URL with the port actually bound (for port 0)."""
+    _wait_started(srv, timeout)
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    return f"{'https' if srv.config.is_ssl else 'http'}://{srv.config.host}:{port}"
+
+
+def _wait_started(srv: uvicorn.Server, timeout: float, alive: Callable[[], bool] = lambda: True) -> None:
     deadline = time.monotonic() + timeout
     while not srv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
+        if time.monotonic() > deadline or not alive():
             raise TimeoutError(f"HTTPS server on {srv.config.host}:{srv.config.port} did not start within {timeout} s")
-        time.sleep(0.05)
-    return thread
+        time.sleep(0.02)
+
+
+# ---- client ---------------------------------------------------------------------------------------------
+
+
+def client_context(ca: Path | None, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    """Verify servers against `ca` (the system's CAs if None) and present `cert` (with `key`) if given."""
+    context = ssl.create_default_context(cafile=None if ca is None else str(ca))
+    if cert is not None and key is not None:
+        context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+def http_client(context: ssl.SSLContext | None, timeout: float, base_url: str = "") -> httpx.Client:
+    """A client whose every request gives up after `timeout` seconds (connect, read, write, pool) and that
+    verifies servers with `context` (the system's CAs if None); it never follows redirects."""
+    return httpx.Client(base_url=base_url, verify=True if context is None else context,
+                        timeout=httpx.Timeout(timeout), follow_redirects=False)
+
+
+def expect_server(name: str) -> dict[str, Any]:
+    """Request extensions that make TLS accept only a server certificate naming `name` (the TLS server name
+    is set to it), whatever address the URL has: how a client makes sure it reached that party."""
+    return {"sni_hostname": name}
+
+
+def error_detail(body: bytes) -> str:
+    """The message of an error answer: FastAPI's ``detail``, else the text (its start), for error messages."""
+    text = body.decode(errors="replace")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text[:_DETAIL_CHARS]
+    return str(parsed.get("detail", text)) if isinstance(parsed, dict) else text[:_DETAIL_CHARS]
 
 
 class MtlsClient:
@@ -164,10 +252,10 @@ class MtlsClient:
     def __init__(self, base_url: str, tls: TlsFiles, server_name: str, timeout: float = 10.0) -> None:
         self.server_name = server_name
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.Client(base_url=self.base_url, verify=tls.client_context(), timeout=timeout)
+        self._client = http_client(tls.client_context(), timeout, self.base_url)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return self._client.request(method, path, extensions={"sni_hostname": self.server_name}, **kwargs)
+        return self._client.request(method, path, extensions=expect_server(self.server_name), **kwargs)
 
     def close(self) -> None:
         self._client.close()

@@ -5,9 +5,10 @@ of the model once, concurrently (`fanout`), for its partial result on those ids 
 nodes (SecureBoost) or its partial scores (hetero LR) — and combines them with the batch prediction code
 itself (`parts`), so online and batch predictions are equal. Modules, in the order a request flows:
 `client` (SDK) -> `guest` (HTTP) -> `predictor` (batching, fallback) -> `versions` (gray release) ->
-`fanout` + `replicas` (balancing, failover) + `http_pool` -> `wire` -> `host` -> `features` (sources)
-and `parts` (with `fastpath`, vectorised SecureBoost loops).
-`registry` keeps the replicas and their heartbeats; `config`, `service` and `cli` start a replica.
+`fanout` + `replicas` (balancing, failover) + `net.https_pool` -> `wire` -> `host` -> `features`
+(sources) and `parts` (with `fastpath`, vectorised SecureBoost loops); `hot_routes` and `model_admin`
+are what the guest's and the host's apps share. The replica registry is `net.replica_registry` with
+serving's `registration` (member type, heartbeat loop); `config`, `service` and `cli` start a replica.
 What each party learns: docs/serving.md.
 """
 

@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from .errors import ConfigError
+from ..cli_errors import fail
+from .errors import ServeConfigError
 
 app = typer.Typer(help="Online joint prediction: run a guest, host or registry replica.",
                   pretty_exceptions_enable=False)
-err_console = Console(stderr=True)
 
 
 @app.callback(invoke_without_command=True)
@@ -25,6 +24,5 @@ def serve(config: Annotated[Path, typer.Option("--config", "-c", help="the repli
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         run(config)
-    except (ConfigError, FileNotFoundError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+    except (ServeConfigError, FileNotFoundError) as exc:
+        fail(str(exc))

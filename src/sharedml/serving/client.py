@@ -13,12 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from ..net.https import TlsFiles
+from ..net.https import TlsFiles, error_detail, expect_server, http_client
+from ..net.replica_registry import RegistryClient
 from ..net.replicas import ReplicaUnavailable, RequestRefused
 from .errors import HostUnavailable, ServingError
-from .registry import RegistryClient
 from .replicas import Replica, ReplicaSet
 
 
@@ -46,15 +44,13 @@ class Client:
         if not urls and registry is None:
             raise ValueError("Client needs the guest replicas' `urls` or a `registry` URL")
         self.guest = guest
-        self._registry = None if registry is None else RegistryClient(registry, tls, registry_name, timeout)
-        self.replicas = ReplicaSet({guest: list(urls or [])}, self._registry, "guest", refresh=refresh).start()
-        self._http = httpx.Client(verify=tls.client_context(), timeout=timeout)
+        self._http = http_client(tls.client_context(), timeout)
+        registry_client = None if registry is None else RegistryClient(registry, self._http, registry_name)
+        self.replicas = ReplicaSet({guest: list(urls or [])}, registry_client, "guest", refresh=refresh).start()
 
     def close(self) -> None:
         self.replicas.stop()
         self._http.close()
-        if self._registry is not None:
-            self._registry.close()
 
     def __enter__(self) -> Client:
         return self
@@ -78,14 +74,10 @@ class Client:
             raise HostUnavailable(f"no replica of guest {self.guest!r} answered: {exc}") from None
 
     def _post(self, replica: Replica, body: dict[str, Any]) -> dict[str, Any]:
-        response = self._http.post(f"{replica.url}/v1/predict", json=body,
-                                   extensions={"sni_hostname": replica.party})
+        response = self._http.post(f"{replica.url}/v1/predict", json=body, extensions=expect_server(replica.party))
         if response.status_code == 200:
             return response.json()
-        try:
-            detail = str(response.json().get("detail", response.text))
-        except ValueError:
-            detail = response.text
+        detail = error_detail(response.content)
         if response.status_code < 500 or response.status_code == 503:
             raise _Answer(response.status_code, detail)
         raise RuntimeError(f"guest replica {replica.name} answered {response.status_code}: {detail[:500]}")

@@ -2,7 +2,7 @@
 
 Why one file: a replica is a party's identity (certificates), where it listens, where it registers, its
 feature source and the model versions it serves. Relative paths are relative to the file; errors name the
-file, line and field (the deployment configs' loader).
+file, line and field (`jobs.yaml_errors.load_config`, as for every service's config).
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..deploy.config import Address, Name, load_config
-from ..deploy.config import ConfigError as DeployConfigError
-from ..net.https import TlsFiles
-from .errors import ConfigError
+from ..jobs.yaml_errors import ConfigFile, load_config
+from ..net.https import ListenAddress, PartyName, TlsFiles
+from .errors import ServeConfigError
 
 Url = str
 
@@ -77,24 +76,23 @@ class FeatureEntry(_Strict):
         return self
 
 
-class ServeConfig(_Strict):
+class ServeConfig(ConfigFile):
     """A serving replica."""
 
-    base_dir: Path = Field(Path("."), exclude=True)
     role: Literal["guest", "host", "registry"]
-    party: Name = Field(description="this replica's party (its certificate name); the registry's own name")
+    party: PartyName = Field(description="this replica's party (its certificate name); the registry's own name")
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,99}$",
                              description="replica name, unique per party (default: party@listen)")
     certs: str = Field(description="folder with ca.crt, <party>.crt and <party>.key")
-    listen: Address
+    listen: ListenAddress
     advertise: Url | None = Field(None, pattern=r"^https://", description="URL others reach this replica at")
     registry: Url | None = Field(None, pattern=r"^https://", description="the replica registry's URL")
-    registry_name: Name = Field("registry", description="the registry's certificate name")
+    registry_name: PartyName = Field("registry", description="the registry's certificate name")
     heartbeat_interval: float = Field(0.5, gt=0)
     heartbeat_timeout: float = Field(1.5, gt=0, description="registry: a replica silent this long is not listed")
     refresh: float = Field(0.5, gt=0, description="guest/client: seconds between re-reads of the registry")
-    guest: Name | None = Field(None, description="host: the guest party allowed to ask for partial results")
-    hosts: dict[Name, list[Url]] = Field(default_factory=dict, description="guest: host party -> static "
+    guest: PartyName | None = Field(None, description="host: the guest party allowed to ask for partial results")
+    hosts: dict[PartyName, list[Url]] = Field(default_factory=dict, description="guest: host party -> static "
                                          "replica URLs (an empty list: replicas come from the registry)")
     features: FeatureEntry | None = None
     models: list[ModelEntry] = Field(default_factory=list)
@@ -103,7 +101,7 @@ class ServeConfig(_Strict):
     timeout: float = Field(2.0, gt=0, description="seconds for one remote call (host answer, registry call)")
     clients: list[str] = Field(default_factory=lambda: ["*"], description="guest: certificate names that may "
                                "call /v1/predict ('*': any federation certificate)")
-    admins: list[Name] = Field(default_factory=list, description="certificate names that may load versions and "
+    admins: list[PartyName] = Field(default_factory=list, description="certificate names that may load versions and "
                                "shift traffic (default: this party)")
     workers: int = Field(4, ge=1, le=64, description="guest: batches predicted at once")
     max_batch: int = Field(256, ge=1, description="guest: rows combined into one call to each host")
@@ -126,9 +124,6 @@ class ServeConfig(_Strict):
             raise ValueError(f"`models` lists a name:version twice: {keys}")
         return self
 
-    def path(self, value: str) -> Path:
-        return (self.base_dir / Path(value).expanduser()).resolve()
-
     @property
     def tls(self) -> TlsFiles:
         return TlsFiles.in_dir(self.path(self.certs), self.party)
@@ -147,8 +142,5 @@ class ServeConfig(_Strict):
 
 
 def load_serve_config(path: str | Path) -> ServeConfig:
-    """Read and validate serve.yaml; every problem names the file, line and field."""
-    try:
-        return load_config(path, ServeConfig)  # type: ignore[type-var]
-    except DeployConfigError as exc:
-        raise ConfigError(str(exc)) from None
+    """Read and validate serve.yaml; every problem raises ServeConfigError naming the file, line and field."""
+    return load_config(path, ServeConfig, ServeConfigError)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..jobs.yaml_errors import ConfigError
+
 
 class ServingError(Exception):
     """Base class of every error raised by `sharedml.serving`; `status` is the HTTP status it answers with."""
@@ -9,7 +11,7 @@ class ServingError(Exception):
     status = 500
 
 
-class ConfigError(ServingError, ValueError):
+class ServeConfigError(ServingError, ConfigError):
     """A serve.yaml (or a model part or feature source it names) that cannot be loaded; names file and field.
     Over HTTP (loading a version live) it is the request's fault: 400."""
 

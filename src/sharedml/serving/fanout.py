@@ -8,13 +8,12 @@ checking that the answering certificate is the host party's own (TLS server name
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
-from ..net.https import TlsFiles
+from ..net.https import TlsFiles, error_detail
+from ..net.https_pool import ConnectionPool
 from ..net.replicas import ReplicaUnavailable, RequestRefused
 from .errors import HostUnavailable, ServingError
-from .http_pool import ConnectionPool
 from .replicas import Replica, ReplicaSet
 from .wire import CONTENT_TYPE, decode_answer, encode
 
@@ -54,15 +53,7 @@ class HostFanout:
                                                self.timeout)
         if status == 200:
             return decode_answer(answer, replica.party, rows)
-        detail = _detail(answer)
+        detail = error_detail(answer)[:500]
         if status in (400, 403):
             raise RequestRefused(f"host replica {replica.name} refused the request: {detail}")
         raise RuntimeError(f"host replica {replica.name} answered {status}: {detail}")
-
-
-def _detail(answer: bytes) -> str:
-    text = answer.decode(errors="replace")
-    try:
-        return str(json.loads(text).get("detail", text))[:500]
-    except (ValueError, AttributeError):
-        return text[:500]

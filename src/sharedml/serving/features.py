@@ -18,7 +18,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ..jobs.catalog import Catalog, DatasetError
-from .errors import ConfigError
+from .errors import ServeConfigError
 
 SampleId = int | str
 
@@ -45,15 +45,15 @@ class SnapshotSource:
 
     def __init__(self, table: pd.DataFrame, id_column: str, what: str) -> None:
         if id_column not in table.columns:
-            raise ConfigError(f"feature source {what}: id column {id_column!r} not found; columns are: "
-                              f"{', '.join(map(str, table.columns))}; set `id_column`")
+            raise ServeConfigError(f"feature source {what}: id column {id_column!r} not found; columns are: "
+                                   f"{', '.join(map(str, table.columns))}; set `id_column`")
         keys = [_key(v) for v in table[id_column].tolist()]
         self._index = {key: i for i, key in enumerate(keys)}
         if len(self._index) != len(keys):
             seen: set[str] = set()
             duplicate = next(k for k in keys if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-            raise ConfigError(f"feature source {what}: id {duplicate!r} appears more than once in column "
-                              f"{id_column!r}; a snapshot needs one row per id")
+            raise ServeConfigError(f"feature source {what}: id {duplicate!r} appears more than once in column "
+                                   f"{id_column!r}; a snapshot needs one row per id")
         self._table, self._what = table, what
         self._matrices: dict[tuple[str, ...], np.ndarray] = {}
 
@@ -64,7 +64,7 @@ class SnapshotSource:
         try:
             table = Catalog.from_mapping({"datasets": {"features": entry}}, str(path), path.parent).read("features")
         except DatasetError as exc:
-            raise ConfigError(f"feature source {path}: {exc}") from exc
+            raise ServeConfigError(f"feature source {path}: {exc}") from exc
         return cls(table, id_column, str(path))
 
     def _matrix(self, columns: Sequence[str]) -> np.ndarray:
@@ -72,7 +72,7 @@ class SnapshotSource:
         if key not in self._matrices:
             missing = [c for c in columns if c not in self._table.columns]
             if missing:
-                raise ConfigError(f"feature source {self._what} lacks the model's column(s) {missing}")
+                raise ServeConfigError(f"feature source {self._what} lacks the model's column(s) {missing}")
             self._matrices[key] = self._table[list(columns)].to_numpy(dtype=np.float64)
         return self._matrices[key]
 
@@ -100,10 +100,10 @@ class SqlSource:
             self._engine = sa.create_engine(url, pool_pre_ping=True)
             self._table = sa.Table(table, sa.MetaData(), autoload_with=self._engine)
         except (sa.exc.SQLAlchemyError, ImportError) as exc:
-            raise ConfigError(f"feature source {self._what}: cannot open it: {exc}") from exc
+            raise ServeConfigError(f"feature source {self._what}: cannot open it: {exc}") from exc
         if id_column not in self._table.c:
-            raise ConfigError(f"feature source {self._what}: id column {id_column!r} not found; columns are: "
-                              f"{', '.join(self._table.c.keys())}; set `id_column`")
+            raise ServeConfigError(f"feature source {self._what}: id column {id_column!r} not found; columns are: "
+                                   f"{', '.join(self._table.c.keys())}; set `id_column`")
         self._id = self._table.c[id_column]
         self._numeric_ids = self._python_type(self._id) is int
 
@@ -125,7 +125,7 @@ class SqlSource:
     def rows(self, ids: Sequence[SampleId], columns: Sequence[str]) -> tuple[np.ndarray, list[int]]:
         missing = [c for c in columns if c not in self._table.c]
         if missing:
-            raise ConfigError(f"feature source {self._what} lacks the model's column(s) {missing}")
+            raise ServeConfigError(f"feature source {self._what} lacks the model's column(s) {missing}")
         bound = [b for b in (self._bind(i) for i in ids) if b is not None]
         query = sa.select(self._id, *[self._table.c[c] for c in columns]).where(
             self._id.in_(sa.bindparam("ids", expanding=True)))

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from ..net.https import require_peer
 from .errors import BadRequest, ServingError
 from .hot_routes import HotRoute
-from .http_common import LoadRequest, add_unload_route, error_handler, health
+from .model_admin import LoadRequest, add_unload_route, error_handler, health
 from .parts import GuestPart, load_model
 from .predictor import GuestModel, GuestPredictor, Outcome
 from .replicas import ReplicaSet

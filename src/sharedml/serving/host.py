@@ -21,7 +21,7 @@ from ..net.https import require_peer
 from .errors import ServingError
 from .features import FeatureSource
 from .hot_routes import HotRoute
-from .http_common import LoadRequest, add_unload_route, error_handler, health
+from .model_admin import LoadRequest, add_unload_route, error_handler, health
 from .parts import HostPart, load_model
 from .versions import ModelBook
 from .wire import CONTENT_TYPE, decode_request, encode_answer

@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
-from ..deploy.loopback import free_port, write_yaml
+from ..jobs.artifacts import make_private_dirs, write_bytes_atomic
 from ..net.certs import init_federation
 from ..net.https import MtlsClient, TlsFiles
+from ..net.loopback import child_env, free_port, stop
 
-SRC = Path(__file__).resolve().parents[2]  # so that the replicas import this very package
 APP = "app"  # the certificate name of the applications calling the guest
 REGISTRY = "registry"
+STOP_GRACE_S = 5.0
 
 
 @dataclass
@@ -53,11 +55,11 @@ class LocalCluster:
         """Start replica `name` and wait until it answers /v1/health."""
         port = free_port()
         config = {**config, "certs": str(self.certs), "listen": f"127.0.0.1:{port}", "name": name}
-        path = write_yaml(self.root / name / "serve.yaml", config)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+        path = make_private_dirs(self.root / name) / "serve.yaml"
+        write_bytes_atomic(path, yaml.safe_dump(config, sort_keys=False).encode())
         with open(self.root / name / "replica.log", "wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "sharedml.serving", "--config", str(path),
-                                     "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, env=child_env(),
                                     preexec_fn=(lambda: os.nice(self.niceness)) if self.niceness else None)
         process = Process(name, config["party"], f"https://127.0.0.1:{port}", path, proc)
         self.processes[name] = process
@@ -101,15 +103,7 @@ class LocalCluster:
         process.proc.wait()
 
     def close(self) -> None:
-        for process in self.processes.values():
-            if process.alive():
-                process.proc.terminate()
-        for process in self.processes.values():
-            try:
-                process.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                process.proc.kill()
-                process.proc.wait()
+        stop((process.proc for process in self.processes.values()), STOP_GRACE_S)
 
     def __enter__(self) -> LocalCluster:
         return self

@@ -24,7 +24,7 @@ from ..jobs.artifacts import ArtifactError, PartyArtifacts
 from ..ml.linear.hetero import glm_transform, joint_scores, send_scores
 from ..ml.tree.joint_predict import predict_guest, predict_host, transform
 from ..net.serialization import SerializationError, loads
-from .errors import ConfigError
+from .errors import ServeConfigError
 from .fastpath import GuestForest, HostSplits
 
 TREE, LINEAR = "tree", "linear"
@@ -39,12 +39,12 @@ def load_model(location: dict[str, str], party: str, base_dir: Path = Path("."))
             path = (base_dir / location["path"]).resolve()
             file = path / "model.msgpack" if path.is_dir() else path
             if path.is_dir() and not (path / "_SUCCESS").exists():
-                raise ConfigError(f"model part {path} has no _SUCCESS marker: the task did not finish")
+                raise ServeConfigError(f"model part {path} has no _SUCCESS marker: the task did not finish")
             return loads(file.read_bytes())  # type: ignore[return-value]
         root = (base_dir / location["artifacts"]).resolve()
         return PartyArtifacts(root, location["job"], party).load(location["task"], "model")  # type: ignore[return-value]
     except (OSError, ArtifactError, SerializationError) as exc:
-        raise ConfigError(f"cannot load the model part of party {party!r} from {location}: {exc}") from exc
+        raise ServeConfigError(f"cannot load the model part of party {party!r} from {location}: {exc}") from exc
 
 
 def model_kind(model: dict[str, Any], where: str) -> str:
@@ -52,8 +52,8 @@ def model_kind(model: dict[str, Any], where: str) -> str:
         return TREE
     if "coef" in model:
         return LINEAR
-    raise ConfigError(f"{where}: not a hetero_secureboost or hetero_lr/linr/poisson model part (it has keys "
-                      f"{sorted(model)[:8]})")
+    raise ServeConfigError(f"{where}: not a hetero_secureboost or hetero_lr/linr/poisson model part (it has keys "
+                           f"{sorted(model)[:8]})")
 
 
 @dataclass
@@ -84,8 +84,8 @@ class HostPart:
 
     def __init__(self, model: dict[str, Any], party: str, where: str, fast: bool = True) -> None:
         if model.get("role") != "host":
-            raise ConfigError(f"{where}: a {model.get('role')!r} model part, but party {party!r} serves as a host; "
-                              "load this party's own part of the model")
+            raise ServeConfigError(f"{where}: a {model.get('role')!r} model part, but party {party!r} serves as a "
+                                   "host; load this party's own part of the model")
         self.model, self.party, self.kind = model, party, model_kind(model, where)
         self.features: list[str] = list(model["features"])
         self._splits = HostSplits(model) if fast and self.kind == TREE else None
@@ -107,14 +107,14 @@ class GuestPart:
 
     def __init__(self, model: dict[str, Any], party: str, hosts: list[str], where: str, fast: bool = True) -> None:
         if model.get("role") != "guest":
-            raise ConfigError(f"{where}: a {model.get('role')!r} model part, but party {party!r} serves as the "
-                              "guest; load this party's own part of the model")
+            raise ServeConfigError(f"{where}: a {model.get('role')!r} model part, but party {party!r} serves as the "
+                                   "guest; load this party's own part of the model")
         self.model, self.party, self.kind = model, party, model_kind(model, where)
         self.hosts = list(model["hosts"]) if self.kind == TREE else list(hosts)
         absent = [h for h in self.hosts if h not in hosts]
         if absent:
-            raise ConfigError(f"{where}: the model needs host(s) {absent}, which serve.yaml does not list under "
-                              "`hosts` (and no registry is set)")
+            raise ServeConfigError(f"{where}: the model needs host(s) {absent}, which serve.yaml does not list under "
+                                   "`hosts` (and no registry is set)")
         self.features: list[str] = list(model["features"])
         exposure = model.get("exposure")
         self.columns = self.features + ([exposure] if exposure else [])

@@ -22,8 +22,9 @@ from typing import TypeVar
 
 import httpx
 
+from ..net.replica_registry import RegistryClient
 from ..net.replicas import Balancer, HealthTable, ReplicaUnavailable, RequestRefused
-from .registry import RegistryClient
+from .registration import ServingMember
 
 R = TypeVar("R")
 _FOREVER = 1e18  # HealthTable timeout: health here comes from mark_down, not from the age of an entry
@@ -76,8 +77,8 @@ class ReplicaSet:
         listed: list[Replica] = []
         if self.registry is not None:
             try:
-                listed = [Replica(m.party, m.name, m.url.rstrip("/"), frozenset(m.versions))
-                          for m in self.registry.replicas(role=self.role)]
+                members = [ServingMember.model_validate(m) for m in self.registry.replicas(role=self.role)]
+                listed = [Replica(m.party, m.name, m.url.rstrip("/"), frozenset(m.versions)) for m in members]
                 self.status = "ok"
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 self.status = f"registry at {self.registry.url} unreachable: {exc!r}"

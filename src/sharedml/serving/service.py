@@ -12,16 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..net.https import server
+from ..net.https import http_client, server
+from ..net.replica_registry import RegistryClient, registry_app
 from .config import FeatureEntry, ServeConfig, load_serve_config
-from .errors import ConfigError
+from .errors import ServeConfigError
 from .fanout import HostFanout
 from .features import FeatureSource, SnapshotSource, SqlSource
 from .guest import GuestService, guest_app
 from .host import HostService, host_app
 from .parts import load_model
 from .predictor import GuestPredictor
-from .registry import Heartbeat, Member, RegistryClient, registry_app
+from .registration import RegistryHeartbeat, ServingMember, ServingRoster
 from .replicas import ReplicaSet
 from .versions import ModelBook
 
@@ -39,7 +40,7 @@ def feature_source(entry: FeatureEntry, base_dir: Path) -> FeatureSource:
 
 
 @dataclass
-class Replica:
+class BuiltReplica:
     """A built replica: its app and the background loops to start with it and stop after it."""
 
     config: ServeConfig
@@ -55,14 +56,14 @@ class Replica:
             loop.stop()
 
 
-def build(config: ServeConfig) -> Replica:
+def build(config: ServeConfig) -> BuiltReplica:
     """The app and loops of the replica `config` describes; loads every model part and the feature source."""
     base = config.base_dir
     if config.role == "registry":
-        return Replica(config, registry_app(config.heartbeat_timeout))
+        return BuiltReplica(config, registry_app(ServingRoster(config.heartbeat_timeout)))
     tls = config.tls
-    registry = None if config.registry is None else RegistryClient(config.registry, tls, config.registry_name,
-                                                                    config.timeout)
+    registry = None if config.registry is None else RegistryClient(
+        config.registry, http_client(tls.client_context(), config.timeout), config.registry_name)
     source = None if config.features is None else feature_source(config.features, base)
     if config.role == "host":
         assert source is not None and config.guest is not None
@@ -70,7 +71,7 @@ def build(config: ServeConfig) -> Replica:
         for entry in config.models:
             host.load(entry.name, entry.version, load_model(entry.part.location(), config.party, base),
                       f"{config.base_dir}: models[{entry.key}]")
-        replica = Replica(config, host_app(host))
+        replica = BuiltReplica(config, host_app(host))
         versions = host.book.keys
     else:
         hosts = ReplicaSet(config.hosts, registry, "host", refresh=config.refresh,
@@ -84,11 +85,11 @@ def build(config: ServeConfig) -> Replica:
             fallback = None if entry.fallback is None else load_model(entry.fallback.location(), config.party, base)
             guest.load(entry.name, entry.version, load_model(entry.part.location(), config.party, base), fallback)
         _initial_traffic(config, book)
-        replica = Replica(config, guest_app(guest), [hosts])
+        replica = BuiltReplica(config, guest_app(guest), [hosts])
         versions = book.keys
     if registry is not None:
-        member = Member(party=config.party, role=config.role, name=config.replica_name, url=config.url)
-        replica.loops.append(Heartbeat(registry, member, versions, config.heartbeat_interval))
+        member = ServingMember(party=config.party, role=config.role, name=config.replica_name, url=config.url)
+        replica.loops.append(RegistryHeartbeat(registry, member, versions, config.heartbeat_interval))
     return replica
 
 
@@ -102,7 +103,7 @@ def _initial_traffic(config: ServeConfig, book: ModelBook) -> None:
         try:
             book.set_traffic(name, split)
         except Exception as exc:
-            raise ConfigError(f"{config.base_dir}: traffic.{name}: {exc}") from exc
+            raise ServeConfigError(f"{config.base_dir}: traffic.{name}: {exc}") from exc
 
 
 def run(config_path: str | Path) -> None:

@@ -5,41 +5,38 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from .attestation import Quote, TrustSettings, VerificationResult, provider_named, verify_quote
+from ..cli_errors import fail
+from .attestation import provider_named, verify_quote
 from .enclave import Enclave, EnclaveConfig
 from .errors import TeeError
 from .keys import read_private_key, write_keypair
 from .measurement import code_measurement, measured_files
 from .owner import encrypt_file
-from .policy import load_policy
+from .owner_policy import load_policy
+from .quotes import Quote, TrustSettings, VerificationResult
 from .release import decrypt_model
 from .sealed import DEFAULT_CHUNK_SIZE
 
 app = typer.Typer(help="TEE route: attested enclaves, encrypted data, enclave training.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 console = Console()
-err_console = Console(stderr=True)
 # Owner-only files (0600; folders 0700 through the umask), like the rest of the project. Declared here rather
-# than imported from deploy/: the enclave runs this module, and only tee/ code is measured (see measurement.py).
+# than imported from jobs/: they decide who may read what the enclave writes, so they belong in measured code
+# (only tee/ is measured, see measurement.py).
 PRIVATE_MODE = 0o600
 PRIVATE_UMASK = 0o077
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 def _read_quote(path: Path) -> Quote:
     try:
         return Quote.from_json(path.read_text(), str(path))
     except FileNotFoundError:
-        _fail(f"{path}: quote file not found; the enclave worker writes quote.json into its work folder")
+        fail(f"{path}: quote file not found; the enclave worker writes quote.json into its work folder")
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -64,7 +61,7 @@ def keygen(name: Annotated[str, typer.Argument(help="recipient name, e.g. risk-t
     try:
         private, public = write_keypair(out, name)
     except TeeError as err:
-        _fail(str(err))
+        fail(str(err))
     console.print(f"{private} (secret, keep it here) and {public}: {public.read_text().strip()}")
 
 
@@ -87,7 +84,7 @@ def quote(path: Annotated[Path, typer.Argument(help="quote.json from an enclave 
         if policy is not None:
             _report(verify_quote(parsed, load_policy(policy).trust()))
     except TeeError as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 @app.command()
@@ -100,7 +97,7 @@ def encrypt(data: Annotated[str, typer.Argument(help="CSV file (local path or st
     try:
         report = encrypt_file(load_policy(policy), _read_quote(quote), data, output, chunk_size)
     except (TeeError, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
     _report(report.verification)
     console.print(f"{data} ({report.plaintext_bytes} bytes) -> {output}, key id {report.key_id.hex()}")
 
@@ -119,7 +116,7 @@ def decrypt_model_command(
                               allow_simulated=allow_simulated)
         opened = decrypt_model(release.read_bytes(), read_private_key(key), trust, str(release))
     except (TeeError, ValueError, OSError) as err:
-        _fail(str(err))
+        fail(str(err))
     _report(opened.verification)
     _write_private(output, opened.model.native_bytes())
     console.print(f"{opened.model.algorithm} model {opened.model_id.hex()} on {', '.join(opened.datasets)} "
@@ -142,21 +139,21 @@ def worker(workdir: Annotated[Path, typer.Option(help="folder for quote.json, jo
         except KeyboardInterrupt:
             stop.set()
     except TeeError as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 @app.command()
-def serve(config: Annotated[Path, typer.Option(help="replica configuration YAML (see sharedml.tee.node_config)")]
+def serve(config: Annotated[Path, typer.Option(help="replica configuration YAML (see sharedml.tee.replica_config)")]
           ) -> None:
     """Run an enclave replica as a network service: HTTP API, cluster membership, key sync (Ctrl-C stops)."""
-    from .node_config import load_node_config
+    from .replica_config import load_replica_config
     from .service import run_replica
 
     os.umask(PRIVATE_UMASK)  # whatever the replica writes is owner-only
     try:
-        run_replica(load_node_config(config))
+        run_replica(load_replica_config(config))
     except TeeError as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 @app.command()
@@ -171,16 +168,16 @@ def cluster(listen: Annotated[str, typer.Option(help="host:port to listen on")] 
     from pydantic import ValidationError
 
     from .service import run_manager
-    from .transport import TlsOptions
+    from .tls_options import TlsOptions
 
     try:
         tls = TlsOptions(cert=tls_cert, key=tls_key, ca=tls_ca, require_client_cert=require_client_cert)
         tls.check_files("sharedml tee cluster")
-        run_manager(listen, heartbeat_timeout, tls if tls.serves_tls else None)
+        run_manager(listen, heartbeat_timeout, tls)
     except ValidationError as err:
-        _fail("; ".join(error["msg"] for error in err.errors()))
+        fail("; ".join(error["msg"] for error in err.errors()))
     except TeeError as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 if __name__ == "__main__":  # `python -m sharedml.tee.cli worker ...`, the Gramine entrypoint

@@ -17,13 +17,16 @@ import httpx
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from ..net.https import OCTETS, error_detail
+from ..net.replica_registry import RegistryClient
 from ..net.replicas import Balancer, HealthTable
-from .attestation import Quote, TrustSettings, verify_quote
+from .attestation import verify_quote
 from .errors import AttestationError, ClusterError, RequestRejected
 from .predict import PredictionClient
+from .quotes import Quote, TrustSettings
 from .sealed import header_bytes, read_header
 from .storage import open_input
-from .transport import OCTETS, TlsOptions, detail, http_client
+from .tls_options import TlsOptions, http_client_for
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,10 @@ class RemoteReplica:
         response = self.http.post(f"{self.url}/v1/predict/{self.model}", content=request,
                                   headers={"content-type": OCTETS})
         if response.status_code == 403:
-            raise RequestRejected(f"replica {self.name}: {detail(response)}")
+            raise RequestRejected(f"replica {self.name}: {error_detail(response.content)}")
         if response.status_code != 200:
-            raise ClusterError(f"replica {self.name} answered {response.status_code}: {detail(response)}")
+            raise ClusterError(f"replica {self.name} answered {response.status_code}: "
+                               f"{error_detail(response.content)}")
         return response.content
 
 
@@ -56,7 +60,8 @@ class ClusterClient:
         self.failovers: list[str] = []  # replicas that failed a request (which was retried elsewhere)
         self._predictor = PredictionClient(key, trust, model_id)
         self._trust = trust
-        self._http = http_client(tls, timeout)
+        self._http = http_client_for(tls, timeout)
+        self._manager = RegistryClient(self.manager_url, self._http)
         self._refresh = refresh
         self._table: HealthTable[RemoteReplica] = HealthTable(float("inf"), error=ClusterError)
         self._balancer = Balancer(ClusterError)
@@ -81,9 +86,7 @@ class ClusterClient:
 
     def _list(self) -> None:
         try:
-            response = self._http.get(f"{self.manager_url}/v1/replicas")
-            response.raise_for_status()
-            listed = response.json()["replicas"]
+            listed = self._manager.replicas()
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             if self._table.healthy():
                 return  # keep serving from the last list while the manager is unreachable
@@ -118,7 +121,7 @@ class ReplicaAdmin:
 
     def __init__(self, url: str, tls: TlsOptions | None = None, timeout: float = 5.0) -> None:
         self.url = url.rstrip("/")
-        self._http = http_client(tls, timeout)
+        self._http = http_client_for(tls, timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -130,7 +133,7 @@ class ReplicaAdmin:
             raise ClusterError(f"replica at {self.url} unreachable: {exc!r}") from None
         if response.status_code != 200:
             raise ClusterError(f"replica at {self.url}: {method} {path} answered {response.status_code}: "
-                               f"{detail(response)}")
+                               f"{error_detail(response.content)}")
         return response
 
     def quote(self) -> Quote:

@@ -7,9 +7,9 @@ quote itself (`Enclave.export_keys` / `import_keys`), so a manager that groups r
 cannot get a key to different code. Every relayed key ring is logged in `releases` for audit.
 
 In-process (objects and threads); the network form of the same protocol is `manager` (the manager
-service), `node` (a replica process) and `client` (the SDK). Health and selection rules are shared with
-it (`replicas`): replicas stop being served when they miss heartbeats for `heartbeat_timeout` seconds or
-fail a request; a later heartbeat brings them back.
+service), `enclave_host` and `enclave_api` (a replica process) and `client` (the SDK). Health and
+selection rules are shared with it (`net.replicas`): replicas stop being served when they miss heartbeats
+for `heartbeat_timeout` seconds or fail a request; a later heartbeat brings them back.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..net.replicas import Balancer, HealthTable
-from .attestation import Quote
 from .enclave import Enclave
 from .errors import ClusterError
 from .predict import PredictionService
+from .quotes import Quote
 
 T = TypeVar("T")
 

@@ -21,11 +21,12 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..crypto import aead, kex
-from .attestation import Quote, QuoteProvider, TrustSettings, verify_quote
+from .attestation import verify_quote
 from .envelope import bind, unwrap, wrap
 from .errors import AttestationError, EnclaveNotReady, EnvelopeError
 from .keyring import KeyEntry, KeyRing
 from .owner import KEY_ID_SIZE
+from .quotes import Quote, QuoteProvider, TrustSettings
 from .sealed import (
     DEFAULT_CHUNK_SIZE,
     SealedHeader,

@@ -13,7 +13,7 @@ class AttestationError(TeeError):
     """A quote could not be produced, or does not verify against the verifier's trust settings."""
 
 
-class PolicyError(TeeError):
+class OwnerPolicyError(TeeError):
     """An owner policy file is missing, malformed, or forbids what was asked."""
 
 

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .attestation import Quote, TrustSettings, report_data_for
 from .errors import AttestationError
+from .quotes import Quote, TrustSettings, report_data_for
 
 ATTESTATION_DIR = Path("/dev/attestation")
 _ATTRIBUTE_FLAGS = 96  # report body offset 48: attributes; flag bit 1 = DEBUG

@@ -1,11 +1,13 @@
-"""The cluster manager service: replicas register and heartbeat; peers and clients ask who is up.
+"""The cluster manager: the TEE route's replica registry, with enclave replicas as its members.
 
 Why: replicas on different machines need to find each other and clients need a list of healthy
 replicas. The manager is untrusted: it stores and relays public facts only (names, URLs, quotes, key
 ring digests) and never sees a key. It groups replicas by the measurement their quote claims, which it
 cannot verify, so the grouping is only a hint: a replica gives its key ring only to a requester whose
 quote its own enclave verifies as the same measurement, and clients verify quotes themselves. A lying
-manager can deny service or hide replicas; it cannot route a key to other code.
+manager can deny service or hide replicas; it cannot route a key to other code. The service (routes,
+heartbeats, health) is `net.replica_registry`, shared with online serving's registry; here is what the
+TEE's members are and what the manager answers.
 
     POST /v1/replicas                   {name, url, quote, digest} -> {peers, heartbeat_timeout}
     POST /v1/replicas/{name}/heartbeat  {digest} -> {peers}; 404 if unknown (register again)
@@ -17,17 +19,20 @@ manager can deny service or hide replicas; it cannot route a key to other code.
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import Any
+
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..net.replicas import HealthTable
-from .attestation import Quote
-from .errors import AttestationError, ClusterError
+from ..net.replica_registry import Roster, registry_app
+from .errors import AttestationError
+from .quotes import Quote
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
-class Member(BaseModel):
+class EnclaveMember(BaseModel):
     """A registered replica as the manager relays it (public facts only)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -37,64 +42,38 @@ class Member(BaseModel):
     quote: str = Field(max_length=1 << 16)
     digest: str = Field("", max_length=64)
 
+    @cached_property
     def measurement(self) -> str:
+        """The measurement its quote claims (hex), unverified; AttestationError for a malformed quote."""
         return Quote.from_json(self.quote, f"replica {self.name}").measurement.hex()
 
 
-class Beat(BaseModel):
+class DigestBeat(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     digest: str = Field("", max_length=64)
 
 
-class Directory:
-    """The manager's state: a health table of members, grouped by the measurement their quote claims."""
+class ManagerRoster(Roster[EnclaveMember]):
+    """Replicas by name, grouped by the measurement their quote claims."""
 
-    def __init__(self, heartbeat_timeout: float) -> None:
-        self.table: HealthTable[tuple[Member, str]] = HealthTable(heartbeat_timeout, error=ClusterError)
+    title = "sharedml enclave cluster manager"
+    member = EnclaveMember
+    beat = DigestBeat
+    filters = ("measurement",)
 
-    def register(self, member: Member) -> list[Member]:
+    def admit(self, member: EnclaveMember, caller: str | None) -> str:
         try:
-            measurement = member.measurement()
+            member.measurement  # noqa: B018  (parses the quote once, for listings and peers)
         except AttestationError as exc:
             raise HTTPException(422, f"registration of {member.name!r}: {exc}") from None
-        self.table.put(member.name, (member, measurement))
-        return self.peers(member.name, measurement)
+        return member.name
 
-    def heartbeat(self, name: str, beat: Beat) -> list[Member]:
-        try:
-            member, measurement = self.table.beat(name)
-        except ClusterError as exc:
-            raise HTTPException(404, str(exc)) from None
-        member.digest = beat.digest
-        return self.peers(name, measurement)
-
-    def peers(self, name: str, measurement: str) -> list[Member]:
-        return [m for m, claimed in self.table.healthy() if claimed == measurement and m.name != name]
-
-    def healthy(self, measurement: str | None) -> list[Member]:
-        return [m for m, claimed in self.table.healthy() if measurement in (None, claimed)]
+    def answer(self, member: EnclaveMember) -> dict[str, Any]:
+        peers = self.table.healthy(lambda m: m.measurement == member.measurement and m.name != member.name)
+        return {"peers": [m.model_dump() for m in peers]}
 
 
 def manager_app(heartbeat_timeout: float) -> FastAPI:
-    """The manager's FastAPI app; replicas missing heartbeats for `heartbeat_timeout` s are not listed."""
-    directory = Directory(heartbeat_timeout)
-    app = FastAPI(title="sharedml enclave cluster manager", docs_url=None, redoc_url=None, openapi_url=None)
-
-    @app.post("/v1/replicas")
-    def register(member: Member) -> dict:
-        return {"peers": directory.register(member), "heartbeat_timeout": heartbeat_timeout}
-
-    @app.post("/v1/replicas/{name}/heartbeat")
-    def heartbeat(name: str, beat: Beat) -> dict:
-        return {"peers": directory.heartbeat(name, beat)}
-
-    @app.get("/v1/replicas")
-    def replicas(measurement: str | None = None) -> dict:
-        return {"replicas": directory.healthy(measurement)}
-
-    @app.get("/v1/health")
-    def health() -> dict:
-        return {"healthy": len(directory.healthy(None))}
-
-    return app
+    """The manager's app; replicas missing heartbeats for `heartbeat_timeout` s are not listed."""
+    return registry_app(ManagerRoster(heartbeat_timeout))

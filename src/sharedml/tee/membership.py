@@ -16,10 +16,12 @@ import time
 
 import httpx
 
+from ..net.https import error_detail
+from ..net.replica_registry import Registration, RegistryClient
+from .enclave_host import EnclaveHost
 from .errors import TeeError
-from .node import ReplicaNode
-from .node_config import NodeConfig
-from .transport import detail
+from .manager import DigestBeat, EnclaveMember
+from .replica_config import ReplicaConfig
 
 MANAGER = "manager"
 
@@ -27,16 +29,18 @@ MANAGER = "manager"
 class Membership:
     """The heartbeat-and-sync loop of one replica (run it in a thread)."""
 
-    def __init__(self, node: ReplicaNode, config: NodeConfig, http: httpx.Client) -> None:
-        self.node, self.config, self.http = node, config, http
-        self._registered = False
+    def __init__(self, host: EnclaveHost, config: ReplicaConfig, http: httpx.Client) -> None:
+        self.host, self.config, self.http = host, config, http
 
     def run(self, url: str, stop: threading.Event) -> None:
-        """Until `stop`: heartbeat (registering first), pull from peers whose ring differs, poll static peers."""
+        """Until `stop`: heartbeat (registering first), pull from peers whose ring differs, poll static peers;
+        `url` is where peers and clients reach this replica."""
+        registration = None if self.config.manager is None else Registration(
+            RegistryClient(self.config.manager, self.http), lambda: self._member(url), DigestBeat)
         next_static = 0.0
         while not stop.is_set():
-            for peer in self._manager_peers(url):
-                if peer["digest"] != self.node.enclave.keyring.digest():
+            for peer in self._manager_peers(registration):
+                if peer["digest"] != self.host.enclave.keyring.digest():
                     self.pull(peer["url"], peer["name"])
             if self.config.peers and time.monotonic() >= next_static:
                 for peer_url in self.config.peers:
@@ -44,43 +48,38 @@ class Membership:
                 next_static = time.monotonic() + self.config.sync_interval
             stop.wait(self.config.heartbeat_interval)
 
-    def _manager_peers(self, url: str) -> list[dict]:
-        """Register or heartbeat; the peers the manager lists (none if it is unreachable)."""
-        if self.config.manager is None:
+    def _member(self, url: str) -> EnclaveMember:
+        enclave = self.host.enclave
+        return EnclaveMember(name=enclave.name, url=url, quote=enclave.quote.to_json(), digest=enclave.keyring.digest())
+
+    def _manager_peers(self, registration: Registration | None) -> list[dict]:
+        """Register or heartbeat; the peers the manager lists (none if it is unreachable or refused us)."""
+        if registration is None:
             return []
-        base, digest = self.config.manager.rstrip("/"), self.node.enclave.keyring.digest()
         try:
-            if self._registered:
-                response = self.http.post(f"{base}/v1/replicas/{self.node.enclave.name}/heartbeat",
-                                          json={"digest": digest})
-                if response.status_code == 404:  # the manager restarted or dropped us: register again
-                    self._registered = False
-            if not self._registered:
-                response = self.http.post(f"{base}/v1/replicas", json={
-                    "name": self.node.enclave.name, "url": url, "quote": self.node.enclave.quote.to_json(),
-                    "digest": digest})
-            if response.status_code != 200:
-                self.node.record_sync(MANAGER, f"refused ({response.status_code}): {detail(response)}")
-                return []
-            self._registered = True
-            self.node.record_sync(MANAGER, "ok")
-            return response.json()["peers"]
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
-            self.node.record_sync(MANAGER, f"unreachable at {base}: {exc!r}")
+            peers = registration.renew()["peers"]
+        except httpx.HTTPStatusError as exc:
+            self.host.record_sync(MANAGER, f"refused ({exc.response.status_code}): "
+                                           f"{error_detail(exc.response.content)}")
             return []
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            self.host.record_sync(MANAGER, f"unreachable at {registration.registry.url}: {exc!r}")
+            return []
+        self.host.record_sync(MANAGER, "ok")
+        return peers
 
     def pull(self, peer_url: str, peer: str) -> None:
         """Ask `peer` for its key ring and merge it; the outcome goes to `health()['sync'][peer]`."""
         try:
             response = self.http.post(f"{peer_url.rstrip('/')}/v1/keys/export",
-                                      content=self.node.enclave.quote.to_json().encode())
+                                      content=self.host.enclave.quote.to_json().encode())
             if response.status_code != 200:
-                self.node.record_sync(peer, f"refused ({response.status_code}): {detail(response)}")
+                self.host.record_sync(peer, f"refused ({response.status_code}): {error_detail(response.content)}")
                 return
-            new = self.node.import_keys(response.content, peer)
+            new = self.host.import_keys(response.content, peer)
         except httpx.HTTPError as exc:
-            self.node.record_sync(peer, f"unreachable at {peer_url}: {exc!r}")
+            self.host.record_sync(peer, f"unreachable at {peer_url}: {exc!r}")
         except TeeError as exc:
-            self.node.record_sync(peer, f"answer rejected: {exc}")
+            self.host.record_sync(peer, f"answer rejected: {exc}")
         else:
-            self.node.record_sync(peer, f"ok: {new} new keys")
+            self.host.record_sync(peer, f"ok: {new} new keys")

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..crypto import aead
-from .attestation import Quote, VerificationResult, verify_quote
+from .attestation import verify_quote
 from .envelope import wrap
-from .policy import OwnerPolicy
+from .owner_policy import OwnerPolicy
+from .quotes import Quote, VerificationResult
 from .sealed import DEFAULT_CHUNK_SIZE, key_context, make_header, write_sealed
 from .storage import open_input, open_output
 

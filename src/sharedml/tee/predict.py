@@ -19,11 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..crypto import aead, kex
 from ..net.serialization import SerializationError, dumps_bytes, loads
-from .attestation import Quote, TrustSettings, verify_quote
+from .attestation import verify_quote
 from .enclave import Enclave
 from .envelope import bind, wrap
 from .errors import EnvelopeError, RequestRejected
 from .models import TrainedModel, model_name
+from .quotes import Quote, TrustSettings
 
 
 def _request_context(measurement: bytes, model_id: str, client: bytes) -> bytes:

@@ -19,10 +19,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..crypto import kex
 from ..net.serialization import SerializationError, dumps_bytes, loads
-from .attestation import Quote, TrustSettings, VerificationResult, verify_quote
+from .attestation import verify_quote
 from .envelope import bind, unwrap
 from .errors import EnvelopeError, ReleaseError
 from .models import TrainedModel
+from .quotes import Quote, TrustSettings, VerificationResult
 
 FORMAT = "sharedml-tee-release-v1"
 

@@ -9,30 +9,31 @@ from __future__ import annotations
 
 import threading
 
+from ..net.https import bound_url
 from .attestation import provider_named
 from .enclave import Enclave
+from .enclave_api import MAX_BODY, replica_app
+from .enclave_host import EnclaveHost
 from .manager import manager_app
 from .membership import Membership
-from .node import ReplicaNode
-from .node_api import replica_app
-from .node_config import NodeConfig
-from .transport import TlsOptions, bound_url, http_client, server
+from .replica_config import ReplicaConfig
+from .tls_options import TlsOptions, http_client_for, server_for
 from .worker import publish, run_jobs
 
 
-def run_replica(config: NodeConfig) -> None:
+def run_replica(config: ReplicaConfig) -> None:
     """Start the enclave, serve its API, keep it registered and synced; returns when the server stops."""
     enclave = Enclave(provider_named(config.provider), config.enclave_config(), name=config.name)
     enclave.start()
-    node = ReplicaNode(enclave)
-    srv = server(replica_app(node), config.listen, config.tls)
+    host = EnclaveHost(enclave)
+    srv = server_for(replica_app(host), config.listen, config.tls, MAX_BODY)
     stop = threading.Event()
     threads = []
-    with http_client(config.tls, config.timeout) as http:
-        membership = Membership(node, config, http)
+    with http_client_for(config.tls, config.timeout) as http:
+        membership = Membership(host, config, http)
 
         def keep_in_cluster() -> None:
-            membership.run(config.advertise_url or bound_url(srv, config.tls), stop)
+            membership.run(config.advertise_url or bound_url(srv), stop)
 
         threads.append(threading.Thread(target=keep_in_cluster, name="membership", daemon=True))
         if config.workdir is not None:
@@ -51,4 +52,5 @@ def run_replica(config: NodeConfig) -> None:
 
 def run_manager(listen: str, heartbeat_timeout: float, tls: TlsOptions | None) -> None:
     """Serve the cluster manager until interrupted."""
-    server(manager_app(heartbeat_timeout), listen, tls).run()
+    server_for(manager_app(heartbeat_timeout), listen, tls).run()
+

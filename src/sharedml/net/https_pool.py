@@ -1,11 +1,12 @@
-"""Kept-alive HTTPS connections from the guest to host replicas, on the guest's event loop.
+"""Kept-alive HTTPS connections on an event loop: the client of the one call on every online prediction's
+path (the serving guest asking its hosts), the fast path of `https`.
 
-Why not a thread per call (http.client) or httpx: this call is on every prediction's path. Handing each
-call to a thread and back cost more CPU than the prediction, and httpx spent about 1.3 ms of CPU per call
-on this machine. Here a call is an asyncio protocol parsing the answer with httptools (the parser uvicorn
-uses), so a guest doing 500 requests/s spends its CPU on predictions. The TLS server name is the host
-party's name, so the answering certificate must be that party's own; the guest presents its own.
-Connections are reused (a TLS handshake costs about 4 ms of CPU here, with OpenSSL 3.0).
+Why not a thread per call (http.client) or httpx: handing each call to a thread and back cost more CPU than
+the prediction, and httpx spent about 1.3 ms of CPU per call on this machine. Here a call is an asyncio
+protocol parsing the answer with httptools (the parser uvicorn uses), so a guest doing 500 requests/s
+spends its CPU on predictions. The TLS server name is the called party's name, so the answering
+certificate must be that party's own; the caller presents its own. Connections are reused (a TLS handshake
+costs about 4 ms of CPU here, with OpenSSL 3.0).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-MAX_ANSWER_BYTES = 256 << 20  # a host's answer for 100,000 ids is a few MB; beyond this it is garbage
+MAX_ANSWER_BYTES = 256 << 20  # a serving host's answer for 100,000 ids is a few MB; beyond this it is garbage
 
 
 class PeerClosed(ConnectionError):

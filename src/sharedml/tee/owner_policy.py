@@ -20,11 +20,11 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from ..jobs.yaml_errors import read_yaml
-from .attestation import TrustSettings
-from .errors import PolicyError
+from ..jobs.yaml_errors import load_config
+from .errors import OwnerPolicyError
+from .quotes import TrustSettings
 
 
 def _hex_bytes(size: int):
@@ -69,10 +69,5 @@ class OwnerPolicy(BaseModel):
 
 def load_policy(path: str | Path) -> OwnerPolicy:
     """Read and validate a policy YAML; errors name the file, the line and the field."""
-    document = read_yaml(path, PolicyError)
-    if not isinstance(document.data, dict):
-        raise PolicyError(f"{path}: a policy is a YAML mapping with dataset_id, id_column, allowed_measurements, ...")
-    try:
-        return OwnerPolicy.model_validate(document.data)
-    except ValidationError as exc:
-        raise PolicyError(document.explain(exc, OwnerPolicy)) from None
+    return load_config(path, OwnerPolicy, OwnerPolicyError, not_a_mapping="a policy is a YAML mapping with "
+                       "dataset_id, id_column, allowed_measurements, ...")

@@ -1,4 +1,5 @@
-"""What the guest's and the host's HTTP apps share: error answers, health, the load-a-version request."""
+"""What the guest's and the host's apps share besides their hot route: the model-version admin requests
+(load a version, unload one), health, and how a ServingError answers over HTTP."""
 
 from __future__ import annotations
 

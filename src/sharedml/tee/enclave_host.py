@@ -1,6 +1,7 @@
-"""A replica as a service: its enclave, the models it serves, and an audit of the key rings it gave or refused.
+"""The host of a replica's enclave: the enclave, the models it serves, and an audit of the key rings it gave
+or refused.
 
-Why: this is what the replica's HTTP API (`node_api`) calls. Every decision about keys stays in the
+Why: this is what the replica's HTTP API (`enclave_api`) calls. Every decision about keys stays in the
 enclave (`Enclave.export_keys` verifies the requester's quote, `import_keys` the sender's), so this
 layer only frames messages and records what happened. Key-ring messages are msgpack maps decoded by
 `net.serialization` (never pickle):
@@ -17,10 +18,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..net.serialization import SerializationError, dumps_bytes, loads
-from .attestation import Quote
 from .enclave import Enclave
 from .errors import AttestationError, ClusterError, EnvelopeError
 from .predict import PredictionService
+from .quotes import Quote
 from .sealed import read_header
 
 AUDIT_LENGTH = 100  # most recent exports and refusals kept for `health()`
@@ -35,7 +36,7 @@ class KeyEvent:
     detail: str
 
 
-class ReplicaNode:
+class EnclaveHost:
     """The enclave of one replica process and what it serves."""
 
     def __init__(self, enclave: Enclave) -> None:

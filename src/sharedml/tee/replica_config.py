@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..jobs.yaml_errors import read_yaml
+from ..jobs.yaml_errors import load_config
 from .enclave import EnclaveConfig
 from .errors import TeeError
 from .sealed import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE
-from .transport import TlsOptions
+from .tls_options import TlsOptions
 
 
 class EnclaveSettings(BaseModel):
@@ -42,7 +42,7 @@ class EnclaveSettings(BaseModel):
     chunk_size: int = Field(DEFAULT_CHUNK_SIZE, ge=1, le=MAX_CHUNK_SIZE)
 
 
-class NodeConfig(BaseModel):
+class ReplicaConfig(BaseModel):
     """A replica's configuration file, validated; see the module docstring for the YAML."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -65,15 +65,10 @@ class NodeConfig(BaseModel):
                              chunk_size=self.enclave.chunk_size)
 
 
-def load_node_config(path: str | Path) -> NodeConfig:
+def load_replica_config(path: str | Path) -> ReplicaConfig:
     """Read and validate a replica configuration; relative paths are relative to the file."""
-    document = read_yaml(path, TeeError)
-    if not isinstance(document.data, dict):
-        raise TeeError(f"{path}: a replica configuration is a YAML mapping with name, provider, listen, ...")
-    try:
-        config = NodeConfig.model_validate(document.data)
-    except ValidationError as exc:
-        raise TeeError(document.explain(exc, NodeConfig)) from None
+    config = load_config(path, ReplicaConfig, TeeError, not_a_mapping="a replica configuration is a YAML mapping "
+                         "with name, provider, listen, ...")
     base = Path(path).parent
     updates: dict[str, object] = {}
     if config.workdir is not None:
