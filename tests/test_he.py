@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sharedml.crypto import he, paillier
+from sharedml.crypto.fixed_point import FixedPoint
 from sharedml.net.serialization import dumps_bytes, loads
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*for tests only:UserWarning")
@@ -18,14 +19,14 @@ floats = st.floats(-1e6, 1e6, allow_nan=False)
 @PROPERTY
 @given(x=st.floats(-1e12, 1e12, allow_nan=False), frac_bits=st.integers(0, 60))
 def test_fixed_point_round_trip_within_half_ulp(x, frac_bits):
-    fixed = he.FixedPoint(frac_bits)
+    fixed = FixedPoint(frac_bits)
     encoded = fixed.encode(x)
     assert encoded.shape == () and type(encoded.item()) is int
     assert abs(fixed.decode(encoded) - x) <= 2.0 ** -(frac_bits + 1) * (1 + 1e-9) + abs(x) * 2.0**-52
 
 
 def test_fixed_point_edges():
-    fixed = he.FixedPoint(32)
+    fixed = FixedPoint(32)
     values = np.array([0.0, -0.0, 1.0, -1.0, 2.0**-32, -(2.0**-32), 2.0**-33, 3 * 2.0**-33, 1e15, -1e15])
     assert fixed.encode(values).tolist() == [0, 0, 2**32, -(2**32), 1, -1, 0, 2, 10**15 * 2**32, -(10**15) * 2**32]
     assert np.array_equal(fixed.decode(fixed.encode(values[:6])), values[:6])
@@ -33,9 +34,9 @@ def test_fixed_point_edges():
         with pytest.raises(ValueError, match="NaN or infinity"):
             fixed.encode([1.0, bad])
     with pytest.raises(OverflowError):
-        he.FixedPoint(1000).encode(1e300)
+        FixedPoint(1000).encode(1e300)
     with pytest.raises(ValueError):
-        he.FixedPoint(-1)
+        FixedPoint(-1)
 
 
 @PROPERTY
@@ -44,7 +45,7 @@ def test_encrypt_round_trip(pk, sk, xs, frac_bits):
     x = np.array(xs)
     for key in (pk, sk):
         enc = he.encrypt(key, x, frac_bits=frac_bits)
-        assert enc.frac_bits == frac_bits and enc.bound >= np.abs(he.FixedPoint(frac_bits).encode(x)).max()
+        assert enc.frac_bits == frac_bits and enc.bound >= np.abs(FixedPoint(frac_bits).encode(x)).max()
         assert np.abs(enc.decrypt(sk) - x).max() <= 2.0 ** -(frac_bits + 1) + np.abs(x).max() * 2.0**-52
 
 
@@ -258,7 +259,7 @@ def test_packed_encryption_at_the_headroom_limit(pk, sk):
 
 def test_packed_rows_and_wire(pk, sk):
     packer = he.Packer.for_key(pk, value_bound=2**20, max_terms=100)
-    fixed = he.FixedPoint(10)
+    fixed = FixedPoint(10)
     grads = np.random.default_rng(5).uniform(-100, 100, size=(100, 2))
     enc = packer.encrypt(pk, fixed.encode(grads))
     bucket = enc[np.arange(0, 100, 3)].sum()

@@ -11,18 +11,19 @@ import pandas as pd
 import pytest
 import xgboost
 
+from sharedml import datasets
 from sharedml.ml.metrics import roc_auc
 from sharedml.ml.preprocess.binning import QuantileBinner
 from sharedml.ml.tables import PredictParams
-from sharedml.ml.tree import PlainBoost
+from sharedml.ml.tree import BoostParams, PlainBoost
 from sharedml.ml.tree.homo import HomoBoostParams, frac_bits, homo_secureboost, homo_secureboost_predict
 from sharedml.net.serialization import loads
 from sharedml.runtime.simulate import SimulationError, simulate
 
-DATA = "/work/shared/data/"
-BREAST = {"guest": "breast_homo_guest.csv", "host": "breast_homo_host.csv"}
-CREDIT = {"guest": "default_credit_homo_guest.csv", "host_1": "default_credit_homo_host_1.csv",
-          "host_2": "default_credit_homo_host_2.csv"}
+DATA = str(datasets.folder()) + "/"
+BREAST = {"guest": "breast_homo_guest.csv.gz", "host": "breast_homo_host.csv.gz"}
+CREDIT = {"guest": "default_credit_homo_guest.csv.gz", "host_1": "default_credit_homo_host_1.csv.gz",
+          "host_2": "default_credit_homo_host_2.csv.gz"}
 CREDIT_ROWS = 1500  # per client: keeps the 3-client tests fast
 
 
@@ -72,15 +73,15 @@ def test_trees_equal_plain_boost_on_the_union(files, rows, trees, depth):
     tables = _clients(files, rows)
     model = _train(tables, secure_aggregation=False, n_estimators=trees, max_depth=depth)["guest"]["model"]
     codes, y = _union_codes(tables, model)
-    plain = PlainBoost(n_estimators=trees, max_depth=depth, max_bin=32).fit(codes, y)
+    plain = PlainBoost(BoostParams(n_estimators=trees, max_depth=depth, max_bin=32)).fit(codes, y)
     assert _structure(model) == [(t.feature.tolist(), t.bin.tolist(), t.default_left.tolist(), t.left.tolist(),
                                   t.right.tolist()) for t in plain.trees]
     assert np.allclose(_values(model), np.concatenate([t.value for t in plain.trees]), atol=1e-12)
     assert np.isclose(model["base_margin"][0], plain.base_margin_[0])
 
 
-@pytest.mark.parametrize(("files", "rows", "test"), [(BREAST, None, "breast_homo_test.csv"),
-                                                     (CREDIT, CREDIT_ROWS, "default_credit_homo_test.csv")])
+@pytest.mark.parametrize(("files", "rows", "test"), [(BREAST, None, "breast_homo_test.csv.gz"),
+                                                     (CREDIT, CREDIT_ROWS, "default_credit_homo_test.csv.gz")])
 def test_secure_predictions_equal_xgboost_hist_on_the_union_with_the_same_bins(files, rows, test):
     tables, test_table = _clients(files, rows), _table(test)
     out = _train(tables, test_table, n_estimators=5, max_depth=3)
@@ -104,7 +105,7 @@ def test_missing_values_learn_a_default_direction_like_plain_boost():
               for c, t in _clients(BREAST, None).items()}
     model = _train(tables, n_estimators=4, max_depth=4)["guest"]["model"]
     codes, y = _union_codes(tables, model)
-    plain = PlainBoost(n_estimators=4, max_depth=4, max_bin=32).fit(codes, y)
+    plain = PlainBoost(BoostParams(n_estimators=4, max_depth=4, max_bin=32)).fit(codes, y)
     assert _structure(model) == [(t.feature.tolist(), t.bin.tolist(), t.default_left.tolist(), t.left.tolist(),
                                   t.right.tolist()) for t in plain.trees]
     assert any(any(t["default_left"]) for t in model["trees"])
@@ -125,7 +126,8 @@ def test_regression_equals_plain_boost():
     model = _train(tables, secure_aggregation=False, objective="reg:squarederror", n_estimators=3,
                    max_depth=3)["guest"]["model"]
     codes, y = _union_codes(tables, model)
-    plain = PlainBoost("reg:squarederror", n_estimators=3, max_depth=3, max_bin=32).fit(codes, y)
+    reference = BoostParams(objective="reg:squarederror", n_estimators=3, max_depth=3, max_bin=32)
+    plain = PlainBoost(reference).fit(codes, y)
     assert _structure(model) == [(t.feature.tolist(), t.bin.tolist(), t.default_left.tolist(), t.left.tolist(),
                                   t.right.tolist()) for t in plain.trees]
 
@@ -197,7 +199,7 @@ def test_homo_secureboost_runs_as_a_job_with_an_aggregator_that_holds_no_data(ru
 
 
 def test_predict_matches_training_predictions_and_refuses_the_aggregators_copy():
-    test = _table("breast_homo_test.csv")
+    test = _table("breast_homo_test.csv.gz")
     out = _train(_clients(BREAST, None), test, n_estimators=3, max_depth=3)
     model = out["host"]["model"]
     predicted = simulate(lambda ctx: homo_secureboost_predict(ctx, PredictParams(), model, test),

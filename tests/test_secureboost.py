@@ -13,10 +13,11 @@ from sharedml.jobs.runner import LocalRunner
 from sharedml.jobs.spec import parse_job
 from sharedml.ml.metrics import roc_auc
 from sharedml.ml.preprocess import QuantileBinner
-from sharedml.ml.tree import PlainBoost
+from sharedml.ml.tree import BoostParams, PlainBoost
+from sharedml.ml.tree.host_model import HostSplit, NodeKey, splits_of, splits_to_model
 from sharedml.ml.tree.joint_predict import predict_guest, predict_host
-from sharedml.ml.tree.sampling import Sampling
-from sharedml.ml.tree.secureboost import BoostParams, fit_guest, fit_host
+from sharedml.ml.tree.params import SecureBoostParams
+from sharedml.ml.tree.secureboost import fit_guest, fit_host
 from sharedml.runtime.simulate import simulate
 
 xgb = pytest.importorskip("xgboost")
@@ -31,15 +32,15 @@ def one_process():
 
 @pytest.fixture(scope="module")
 def breast(data_dir):
-    guest = pd.read_csv(data_dir / "breast_hetero_guest.csv")
-    host = pd.read_csv(data_dir / "breast_hetero_host.csv")
+    guest = pd.read_csv(data_dir / "breast_hetero_guest.csv.gz")
+    host = pd.read_csv(data_dir / "breast_hetero_host.csv.gz")
     joined = guest.merge(host, on="id", suffixes=("_g", "_h"))
     guest_x = joined[[c for c in joined.columns if c.endswith("_g")]].to_numpy(np.float64)
     host_x = joined[[c for c in joined.columns if c.endswith("_h")]].to_numpy(np.float64)
     return guest_x, host_x, joined["y"].to_numpy(np.float64)
 
 
-def secure_fit(guest_x, hosts_x: dict[str, np.ndarray], y, params: BoostParams, recorder=None, valid=None):
+def secure_fit(guest_x, hosts_x: dict[str, np.ndarray], y, params: SecureBoostParams, recorder=None, valid=None):
     """Fit as guest + hosts in threads; `valid`: (guest's validation X, hosts' validation Xs, y)."""
     roles = {"guest": "guest", **{h: "host" for h in hosts_x}}
 
@@ -50,12 +51,11 @@ def secure_fit(guest_x, hosts_x: dict[str, np.ndarray], y, params: BoostParams, 
     return simulate(fn, roles, timeout=120, recorder=recorder)
 
 
-def reference(guest_x, hosts_x, y, params: BoostParams) -> tuple[PlainBoost, np.ndarray]:
+def reference(guest_x, hosts_x, y, params: SecureBoostParams) -> tuple[PlainBoost, np.ndarray]:
+    """The plaintext learner on the joined codes, with the very parameters the secure fit took."""
     blocks = [guest_x, *hosts_x.values()]
     codes = np.hstack([QuantileBinner(params.max_bin).fit_transform(x) for x in blocks])
-    plain = PlainBoost(params.objective, params.n_estimators, params.max_depth, params.learning_rate,
-                       params.reg_lambda, params.gamma, params.min_child_weight, params.max_bin,
-                       params.num_class, params.sampling, [x.shape[1] for x in blocks]).fit(codes, y)
+    plain = PlainBoost(params, column_blocks=[x.shape[1] for x in blocks]).fit(codes, y)
     return plain, codes
 
 
@@ -84,7 +84,7 @@ def assert_same_trees(out, plain: PlainBoost, widths: dict[str, int]) -> None:
 
 def test_breast_same_trees_as_the_plaintext_reference_and_xgboost_auc(breast):
     guest_x, host_x, y = breast
-    params = BoostParams(n_estimators=5, max_depth=4, key_bits=KEY_BITS)
+    params = SecureBoostParams(n_estimators=5, max_depth=4, key_bits=KEY_BITS)
     out = secure_fit(guest_x, {"host": host_x}, y, params)
     plain, codes = reference(guest_x, {"host": host_x}, y, params)
     assert_same_trees(out, plain, {"guest": guest_x.shape[1], "host": host_x.shape[1]})
@@ -102,7 +102,7 @@ def test_two_hosts_missing_values_and_paillier(breast):
     host_x = host_x.copy()
     host_x[np.random.default_rng(3).random(host_x.shape) < 0.1] = np.nan  # learned default directions
     hosts = {"h1": host_x[:, :8], "h2": host_x[:, 8:]}
-    params = BoostParams(n_estimators=2, max_depth=3, key_bits=KEY_BITS, he_scheme="paillier",
+    params = SecureBoostParams(n_estimators=2, max_depth=3, key_bits=KEY_BITS, he_scheme="paillier",
                          reg_lambda=2.0, gamma=0.1, min_child_weight=2.0)
     out = secure_fit(guest_x, hosts, y, params)
     plain, codes = reference(guest_x, hosts, y, params)
@@ -116,32 +116,33 @@ def test_other_objectives_match_the_reference(objective):
     X = rng.normal(size=(300, 6))
     y = (np.digitize(X[:, 0] + X[:, 4], [-0.5, 0.5]) if objective == "multi:softmax"
          else 3 * X[:, 1] - 2 * X[:, 5] + rng.normal(size=300))
-    params = BoostParams(objective=objective, n_estimators=2, max_depth=3, key_bits=KEY_BITS)
+    params = SecureBoostParams(objective=objective, n_estimators=2, max_depth=3, key_bits=KEY_BITS)
     out = secure_fit(X[:, :3], {"host": X[:, 3:]}, y, params)
     plain, codes = reference(X[:, :3], {"host": X[:, 3:]}, y, params)
     assert_same_trees(out, plain, {"guest": 3, "host": 3})
     np.testing.assert_allclose(out["guest"]["margin"], plain.predict_margin(codes), atol=1e-9)
 
 
-@pytest.mark.parametrize("sampling", [Sampling(subsample=0.7, colsample_bytree=0.5, seed=7),
-                                      Sampling(goss=True, top_rate=0.2, other_rate=0.3, colsample_bytree=0.8, seed=3)],
+@pytest.mark.parametrize("sampling", [{"subsample": 0.7, "colsample_bytree": 0.5, "seed": 7},
+                                      {"goss": True, "top_rate": 0.2, "other_rate": 0.3, "colsample_bytree": 0.8,
+                                       "seed": 3}],
                          ids=["uniform", "goss"])
 def test_row_and_column_sampling_match_the_reference(breast, sampling):
     guest_x, host_x, y = breast
     hosts = {"h1": host_x[:, :8], "h2": host_x[:, 8:]}
-    params = BoostParams(n_estimators=3, max_depth=3, key_bits=KEY_BITS, sampling=sampling)
+    params = SecureBoostParams(n_estimators=3, max_depth=3, key_bits=KEY_BITS, **sampling)
     out = secure_fit(guest_x, hosts, y, params)
     plain, codes = reference(guest_x, hosts, y, params)
     assert_same_trees(out, plain, {"guest": guest_x.shape[1], "h1": 8, "h2": host_x.shape[1] - 8})
     np.testing.assert_allclose(out["guest"]["margin"], plain.predict_margin(codes), atol=1e-9)
-    unsampled = BoostParams(n_estimators=3, max_depth=3)
+    unsampled = SecureBoostParams(n_estimators=3, max_depth=3)
     assert not np.allclose(plain.predict_margin(codes), reference(guest_x, hosts, y, unsampled)[0].predict_margin(
         codes)), "sampling changed nothing: the test would not notice it being ignored"
 
 
 def test_guest_only_first_round_involves_no_host(breast):
     guest_x, host_x, y = breast
-    params = BoostParams(n_estimators=2, max_depth=3, key_bits=KEY_BITS, guest_only_rounds=1)
+    params = SecureBoostParams(n_estimators=2, max_depth=3, key_bits=KEY_BITS, guest_only_rounds=1)
     records = []
     out = secure_fit(guest_x, {"host": host_x}, y, params, recorder=records.append)
     first, second = out["guest"]["model"]["trees"]
@@ -150,7 +151,7 @@ def test_guest_only_first_round_involves_no_host(breast):
     to_host_first_tree = [r for r in records if r.dst == "host" and r.key.tag.startswith("sb/0/")]
     assert [r.key.tag for r in to_host_first_tree] == ["sb/0/gh"]
     assert len(to_host_first_tree[0].payload) < 100  # "guest only": no ciphertexts
-    plain = PlainBoost(n_estimators=1, max_depth=3, max_bin=params.max_bin).fit(
+    plain = PlainBoost(BoostParams(n_estimators=1, max_depth=3, max_bin=params.max_bin)).fit(
         QuantileBinner(params.max_bin).fit_transform(guest_x), y)
     assert first["feature"] == plain.trees[0].feature.tolist()
     assert first["bin"] == plain.trees[0].bin.tolist()
@@ -159,7 +160,8 @@ def test_guest_only_first_round_involves_no_host(breast):
 def test_early_stopping_keeps_the_best_round_as_xgboost_does(breast):
     guest_x, host_x, y = breast
     train, valid = np.arange(len(y)) % 3 != 0, np.arange(len(y)) % 3 == 0
-    params = BoostParams(n_estimators=40, max_depth=3, learning_rate=0.5, key_bits=KEY_BITS, early_stopping_rounds=2)
+    params = SecureBoostParams(n_estimators=40, max_depth=3, learning_rate=0.5, key_bits=KEY_BITS,
+                               early_stopping_rounds=2)
     out = secure_fit(guest_x[train], {"host": host_x[train]}, y[train], params,
                      valid=(guest_x[valid], {"host": host_x[valid]}, y[valid]))
     model = out["guest"]["model"]
@@ -182,7 +184,7 @@ def test_early_stopping_keeps_the_best_round_as_xgboost_does(breast):
 
 def test_hosts_receive_only_ciphertexts_and_prediction_reproduces_training(breast):
     guest_x, host_x, y = breast
-    params = BoostParams(n_estimators=2, max_depth=3, key_bits=KEY_BITS)
+    params = SecureBoostParams(n_estimators=2, max_depth=3, key_bits=KEY_BITS)
     records = []
     out = secure_fit(guest_x, {"host": host_x}, y, params, recorder=records.append)
     to_host = b"".join(r.payload for r in records if r.dst == "host")
@@ -197,6 +199,15 @@ def test_hosts_receive_only_ciphertexts_and_prediction_reproduces_training(breas
         return predict_host(ctx, out["host"]["model"], host_x)
     margins = simulate(predict, {"guest": "guest", "host": "host"}, timeout=30)["guest"]
     np.testing.assert_allclose(margins, out["guest"]["margin"], atol=1e-12)
+
+
+def test_saved_host_splits_keep_their_text_keys_and_load_as_node_keys():
+    """Host models store splits under "tree:node" (as models saved before NodeKey did); both directions agree."""
+    saved = {"splits": {"0:2": [3, 5, True], "1:0": [0, -1, False], "0:10": [1, 7, False]}}
+    splits = splits_of(saved)
+    assert list(splits) == [NodeKey(0, 10), NodeKey(0, 2), NodeKey(1, 0)]  # the stored keys' text order
+    assert splits[NodeKey(0, 2)] == HostSplit(feature=3, bin=5, default_left=True)
+    assert splits_to_model(splits) == saved["splits"]
 
 
 JOB = """
@@ -216,7 +227,7 @@ tasks:
 @pytest.mark.slow
 def test_psi_then_secureboost_then_prediction_as_a_job(tmp_path, data_dir, write_catalogs):
     catalogs = write_catalogs({
-        party: pd.read_csv(data_dir / f"breast_hetero_{name}.csv").iloc[rows]
+        party: pd.read_csv(data_dir / f"breast_hetero_{name}.csv.gz").iloc[rows]
         for party, name, rows in (("bank", "guest", slice(0, 500)), ("shop", "host", slice(60, None)))})
     result = LocalRunner(tmp_path / "runs").run(parse_job(JOB), catalogs)
     assert result.state == "succeeded", result.error

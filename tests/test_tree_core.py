@@ -18,8 +18,9 @@ import pytest
 
 from sharedml.ml.preprocess import QuantileBinner
 from sharedml.ml.tree import (
+    BoostParams,
     PlainBoost,
-    SplitParams,
+    Regularization,
     best_of,
     build_histogram,
     find_best_split,
@@ -38,8 +39,8 @@ PARAMS = {"learning_rate": 0.3, "reg_lambda": 1.0, "gamma": 0.0, "min_child_weig
 
 def load_hetero(data_dir, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Guest and host columns joined on ``id`` (what PSI alignment gives), and the guest's label."""
-    guest = pd.read_csv(data_dir / f"{name}_hetero_guest.csv")
-    host = pd.read_csv(data_dir / f"{name}_hetero_host.csv")
+    guest = pd.read_csv(data_dir / f"{name}_hetero_guest.csv.gz")
+    host = pd.read_csv(data_dir / f"{name}_hetero_host.csv.gz")
     joined = guest.merge(host, on="id", suffixes=("_guest", "_host"))
     return joined.drop(columns=["id", "y"]).to_numpy(np.float64), joined["y"].to_numpy(np.float64)
 
@@ -75,7 +76,8 @@ def xgb_matrix(binner: QuantileBinner, codes, y=None):
 
 def fit_both(binner, codes, y, objective="binary:logistic", n_estimators=10, max_depth=6, **overrides):
     params = PARAMS | overrides
-    plain = PlainBoost(objective, n_estimators, max_depth, max_bin=binner.max_bin, **params).fit(codes, y)
+    plain = PlainBoost(BoostParams(objective=objective, n_estimators=n_estimators, max_depth=max_depth,
+                                   max_bin=binner.max_bin, **params)).fit(codes, y)
     booster = xgb_train(binner, codes, y, objective, n_estimators, max_depth, **params)
     return plain, booster
 
@@ -235,7 +237,7 @@ def test_best_split_over_party_blocks_equals_best_over_all_features():
     g = rng.normal(size=n) + (bins[:, 1] < 3)
     h = np.full(n, 0.25)
     G, H = build_histogram(bins, np.arange(n), g, h, n_bins)
-    params = SplitParams(reg_lambda=1.0, gamma=0.0, min_child_weight=1.0)
+    params = Regularization(reg_lambda=1.0, gamma=0.0, min_child_weight=1.0)
     whole = find_best_split(G, H, params)
     assert whole.feature == 1
     guest, host = np.array([5, 0, 3]), np.array([1, 2, 4, 6])
@@ -243,7 +245,7 @@ def test_best_split_over_party_blocks_equals_best_over_all_features():
     per_party = [find_best_split(G[ids], H[ids], params, totals, features=ids) for ids in (guest, host)]
     assert per_party[0].feature == 5 and per_party[0].gain == whole.gain
     assert best_of(per_party) == whole
-    assert find_best_split(G, H, SplitParams(gamma=whole.gain + 1)) is None
+    assert find_best_split(G, H, Regularization(gamma=whole.gain + 1)) is None
 
 
 def test_binner_codes_edges_thresholds_and_persistence():

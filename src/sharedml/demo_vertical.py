@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import datasets
 from .jobs.catalog import Catalog
 from .jobs.runner import JobResult, LocalRunner
 from .jobs.spec import load_job
 from .ml.metrics import roc_auc
 from .ml.preprocess import QuantileBinner
 
-FILES = {"bank": "default_credit_hetero_guest.csv", "insurer": "default_credit_hetero_host.csv"}
+PARTS = {"bank": "guest", "insurer": "host"}  # their parts of default_credit_hetero
 
 JOB_YAML = """\
 job: demo-vertical
@@ -58,9 +59,8 @@ class VerticalOutcome:
     reference: str
 
 
-def run_vertical(workdir: Path, data_dir: Path, mode: str, timeout: float, rows: int, trees: int,
-                 depth: int) -> VerticalOutcome:
-    frames = {party: pd.read_csv(data_dir / name) for party, name in FILES.items()}
+def run_vertical(workdir: Path, mode: str, timeout: float, rows: int, trees: int, depth: int) -> VerticalOutcome:
+    frames = {party: datasets.load("default_credit_hetero", part) for party, part in PARTS.items()}
     total = len(frames["bank"])
     rows = min(rows, total)
     frames["bank"] = frames["bank"].iloc[:rows]
@@ -97,8 +97,8 @@ def plaintext_reference(frames: dict[str, pd.DataFrame], trees: int, depth: int)
     try:
         import xgboost as xgb
     except ImportError:
-        from .ml.tree import PlainBoost
-        model = PlainBoost(n_estimators=trees, max_depth=depth, max_bin=32).fit(codes, y)
+        from .ml.tree import BoostParams, PlainBoost
+        model = PlainBoost(BoostParams(n_estimators=trees, max_depth=depth, max_bin=32)).fit(codes, y)
         return roc_auc(y, model.predict_proba(codes)), "plaintext reference (xgboost not installed)"
     threads = int(os.environ.get("SHAREDML_DEMO_THREADS", "1"))
     booster = xgb.train({"objective": "binary:logistic", "tree_method": "hist", "max_depth": depth, "eta": 0.3,

@@ -7,7 +7,7 @@ floats as fixed-point integers, carries a public bound on the magnitude of every
 each operation, and refuses (`OverflowError`, before computing) any operation whose result could
 exceed `max_plaintext`, instead of returning garbage after decryption.
 
-* `FixedPoint(frac_bits)`: x ↦ round(x·2^frac_bits) (round half to even), NaN/inf refused.
+* `fixed_point.FixedPoint(frac_bits)` encodes: x ↦ round(x·2^frac_bits) (round half to even), NaN/inf refused.
 * `EncryptedArray`: ciphertexts + `frac_bits` + `bound` (|plaintext integer| ≤ bound for every
   element). `+` and `-` (with another EncryptedArray or floats), `*` (floats or ints; a float
   multiplier is encoded with its own fractional bits, which add up), `sum`, `@` (plaintext matrix on
@@ -40,9 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from sharedml.crypto.fixed_point import FixedPoint
 from sharedml.crypto.he_scheme import HEPrivateKey, HEPublicKey
 
-__all__ = ["DEFAULT_FRAC_BITS", "EncryptedArray", "FixedPoint", "PackedArray", "Packer", "encrypt"]
+__all__ = ["DEFAULT_FRAC_BITS", "EncryptedArray", "PackedArray", "Packer", "encrypt"]
 
 DEFAULT_FRAC_BITS = 32
 _to_int = np.frompyfunc(int, 1, 1)
@@ -71,34 +72,6 @@ def _magnitude(x: int) -> str:
 
 def _same_key(a: HEPublicKey, b: HEPublicKey) -> bool:
     return a is b or a.to_dict() == b.to_dict()
-
-
-@dataclass(frozen=True)
-class FixedPoint:
-    """Signed fixed-point encoding x ↦ round(x·2^frac_bits); decoding is exact division by 2^frac_bits."""
-
-    frac_bits: int = DEFAULT_FRAC_BITS
-
-    def __post_init__(self) -> None:
-        if type(self.frac_bits) is not int or self.frac_bits < 0:
-            raise ValueError(f"frac_bits must be a non-negative int, not {self.frac_bits!r}")
-
-    def encode(self, values: Any) -> np.ndarray:
-        """Finite floats to an object array of Python ints; error at most 2^-(frac_bits+1) per value."""
-        x = np.asarray(values, dtype=np.float64)
-        if not np.all(np.isfinite(x)):
-            raise ValueError("cannot encode NaN or infinity as a fixed-point number")
-        with np.errstate(over="ignore"):
-            scaled = np.rint(np.ldexp(x, self.frac_bits))
-        if not np.all(np.isfinite(scaled)):
-            raise OverflowError(f"value too large for {self.frac_bits} fractional bits in a float64")
-        return np.asarray(_to_int(scaled), dtype=object)
-
-    def decode(self, ints: Any) -> np.ndarray:
-        """Integers back to float64 (correctly rounded)."""
-        arr = np.asarray(ints, dtype=object)
-        scale = 1 << self.frac_bits
-        return np.array([int(v) / scale for v in arr.flat], dtype=np.float64).reshape(arr.shape)
 
 
 def _encode_multiplier(k: Any, frac_bits: int) -> tuple[np.ndarray, int]:

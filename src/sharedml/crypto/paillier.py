@@ -166,7 +166,7 @@ def _plaintexts(values: Any, max_abs: int) -> np.ndarray:
     arr = np.asarray(values)
     if arr.dtype.kind == "O":
         if not all(isinstance(v, _INTEGER_TYPES) for v in arr.flat):
-            raise TypeError("plaintexts must be integers; encode floats with sharedml.crypto.he.FixedPoint")
+            raise TypeError("plaintexts must be integers; encode floats with sharedml.crypto.fixed_point.FixedPoint")
     elif arr.dtype.kind not in "iu":
         raise TypeError(f"plaintexts must be integers, not {arr.dtype}; encode floats with sharedml.crypto.he")
     flat = _object_array([mpz(int(v)) for v in arr.flat])

@@ -15,11 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_to_int = np.frompyfunc(int, 1, 1)
+from .fixed_point import FixedPoint
 
 
 @dataclass(frozen=True)
 class FixedPointRing:
+    """`FixedPoint` encodings reduced modulo 2^bits, as Python integers (rings wider than the MPC engine's
+    uint64 one, for sums that must not wrap)."""
+
     bits: int = 128
     frac_bits: int = 32
 
@@ -41,22 +44,17 @@ class FixedPointRing:
     def encode(self, values: np.ndarray | float) -> np.ndarray:
         """Encode finite floats as ring elements; raises instead of silently wrapping."""
         x = np.asarray(values, dtype=np.float64)
-        if not np.all(np.isfinite(x)):
-            raise ValueError("cannot encode NaN or infinity as a fixed-point ring element")
-        if x.size and np.max(np.abs(x)) >= self.max_abs:
+        if x.size and np.all(np.isfinite(x)) and np.max(np.abs(x)) >= self.max_abs:
             raise OverflowError(f"value {np.max(np.abs(x)):g} exceeds the ring's range ±{self.max_abs:g}")
-        scaled = np.rint(np.ldexp(x, self.frac_bits))
-        return np.asarray(_to_int(scaled), dtype=object) % self.modulus
+        return FixedPoint(self.frac_bits).encode(x) % self.modulus
 
     def decode(self, elements: np.ndarray) -> np.ndarray:
         """Map ring elements back to floats (upper half of the ring is negative)."""
-        modulus, half, scale = self.modulus, self.modulus >> 1, 1 << self.frac_bits
-
-        def to_float(v: int) -> float:
-            v %= modulus
-            return (v - modulus if v >= half else v) / scale
-
-        return np.asarray(np.frompyfunc(to_float, 1, 1)(np.asarray(elements, dtype=object)), dtype=np.float64)
+        modulus, half = self.modulus, self.modulus >> 1
+        elements = np.asarray(elements, dtype=object)
+        signed = np.empty(elements.shape, dtype=object)
+        signed.flat[:] = [v - modulus if v >= half else v for v in (int(e) % modulus for e in elements.flat)]
+        return FixedPoint(self.frac_bits).decode(signed)
 
     def random(self, shape: tuple[int, ...]) -> np.ndarray:
         """Uniform ring elements from the OS CSPRNG."""

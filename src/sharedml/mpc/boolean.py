@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .core import SessionCore
 from .fixed import wrapping
-from .session import MPCSession
 
 _ONE = np.uint64(1)
 _TOP = np.uint64(63)
 
 
-def and_gate(session: MPCSession, *pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
+def and_gate(session: SessionCore, *pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
     """XOR shares of x & y for each (x, y) pair of XOR-shared word arrays, all in one round."""
     xs = [np.ascontiguousarray(x, dtype=np.uint64).ravel() for x, _ in pairs]
     ys = [np.ascontiguousarray(y, dtype=np.uint64).ravel() for _, y in pairs]
@@ -42,13 +42,13 @@ def and_gate(session: MPCSession, *pairs: tuple[np.ndarray, np.ndarray]) -> list
     return out
 
 
-def _operands(session: MPCSession, share: np.ndarray) -> list[np.ndarray]:
+def _operands(session: SessionCore, share: np.ndarray) -> list[np.ndarray]:
     """Each party's additive share as its own XOR-shared operand of the adder."""
     zero = np.zeros_like(share)
     return [share if i == session.index else zero for i in range(len(session.parties))]
 
 
-def _carry_save(session: MPCSession, operands: list[np.ndarray]) -> list[np.ndarray]:
+def _carry_save(session: SessionCore, operands: list[np.ndarray]) -> list[np.ndarray]:
     """Reduce to two operands with the same sum mod 2^64, one AND round per level."""
     while len(operands) > 2:
         groups = len(operands) // 3
@@ -61,14 +61,14 @@ def _carry_save(session: MPCSession, operands: list[np.ndarray]) -> list[np.ndar
     return operands
 
 
-def sign_bit(session: MPCSession, share: np.ndarray) -> np.ndarray:
+def sign_bit(session: SessionCore, share: np.ndarray) -> np.ndarray:
     """XOR shares (in bit 0) of the top bit of the shared value: 1 where it is negative."""
     shape = np.shape(share)
     a, b = _carry_save(session, _operands(session, np.asarray(share, dtype=np.uint64).ravel()))
     return (((a ^ b) >> _TOP) ^ _carry_into_top(session, a, b)).reshape(shape)
 
 
-def _carry_into_top(session: MPCSession, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _carry_into_top(session: SessionCore, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """XOR shares (in bit 0) of the carry into bit 63 of a + b, for XOR-shared words a, b.
 
     A reduction tree over (generate, propagate) pairs of neighbouring bit groups: each level halves
@@ -115,7 +115,7 @@ def _merged(halves: np.ndarray) -> np.ndarray:
 
 
 @wrapping
-def to_arithmetic(session: MPCSession, bits: np.ndarray) -> np.ndarray:
+def to_arithmetic(session: SessionCore, bits: np.ndarray) -> np.ndarray:
     """Additive shares over Z_2^64 of XOR-shared bits (bit 0 of each word)."""
     flat = np.asarray(bits, dtype=np.uint64).ravel()
     dabits = session.triples.dabits(flat.size)

@@ -38,8 +38,14 @@ def signed(ring: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class FixedPoint:
-    """Encoding of reals with `frac_bits` fractional bits."""
+class FixedPoint64:
+    """Reals with `frac_bits` fractional bits as elements of Z_2^64 in uint64 arrays.
+
+    The encoding is `crypto.fixed_point.FixedPoint`'s, round(x·2^f), read modulo 2^64. It is a class of
+    its own, not that one plus a reduction, because shares are computed on with numpy's wrapping uint64
+    arithmetic: encoding straight to uint64 keeps whole arrays vectorised, where `FixedPoint` makes
+    Python integers (unbounded, for HE plaintexts) and `crypto.sharing.FixedPointRing` Python integers
+    modulo a wider 2^k (secure sums)."""
 
     frac_bits: int = DEFAULT_FRAC_BITS
 

@@ -22,24 +22,27 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..runtime.context import Context
-from .fixed import DEFAULT_FRAC_BITS, FixedPoint, random_ring
+from .core import SessionCore
+from .fixed import DEFAULT_FRAC_BITS, FixedPoint64, random_ring
+from .tensor import SharedTensor
 from .triples import DealerSource, NoTuples, TripleSource, serve_dealer
 
 if TYPE_CHECKING:
-    from .tensor import SharedTensor
+    from ..crypto.he_schemes import SchemeName  # HE is imported only when dealer-free tuples ask for it
 
-_OPEN_TAG, _REVEAL_TAG, _INPUT_TAG = "mpc/open", "mpc/reveal", "mpc/input"
+_INPUT_TAG = "mpc/input"
 DEALER_ROLE = "dealer"
 
 
-class MPCSession:
-    """One party's handle on a secure computation among `parties`."""
+class MPCSession(SessionCore):
+    """One party's handle on a secure computation among `parties`: sets up the `SessionCore` (tuples,
+    truncation), shares inputs, and closes the tuple source."""
 
     def __init__(self, ctx: Context, *, triples: str | TripleSource | None = "dealer", parties: list[str] | None = None,
                  dealer: str | None = None, frac_bits: int = DEFAULT_FRAC_BITS, truncation: str | None = None,
-                 he_scheme: str = "ou", he_bits: int = 2048) -> None:
+                 he_scheme: SchemeName = "ou", he_bits: int = 2048) -> None:
         self.ctx = ctx
-        self.fxp = FixedPoint(frac_bits)
+        self.fxp = FixedPoint64(frac_bits)
         dealers = ctx.parties_with_role(DEALER_ROLE)
         self.dealer = dealer if dealer is not None else (dealers[0] if dealers else None)
         self.parties = sorted(parties) if parties is not None else [p for p in ctx.parties if p != self.dealer]
@@ -100,55 +103,12 @@ class MPCSession:
         if exc[0] is None:
             self.close()
 
-    # -- opening -----------------------------------------------------------------------------------
-    @property
-    def is_first(self) -> bool:
-        """The party that adds public constants (exactly one party must)."""
-        return self.index == 0
-
-    def open(self, *shares: np.ndarray, xor: bool = False) -> list[np.ndarray]:
-        """Reconstruct several shared arrays at every computing party in one round."""
-        flat = np.concatenate([np.asarray(s, dtype=np.uint64).ravel() for s in shares])
-        for peer in self.peers:
-            self.ctx.send(peer, _OPEN_TAG, flat)
-        total = flat.copy()
-        for peer in self.peers:
-            theirs = self.ctx.recv(peer, _OPEN_TAG)
-            if theirs.shape != flat.shape or theirs.dtype != np.uint64:
-                raise ValueError(f"party {peer!r} opened {theirs.dtype}{theirs.shape}, expected uint64{flat.shape}")
-            if xor:
-                np.bitwise_xor(total, theirs, out=total)
-            else:
-                np.add(total, theirs, out=total)
-        self.rounds += 1
-        out, start = [], 0
-        for s in shares:
-            size = np.size(s)
-            out.append(total[start:start + size].reshape(np.shape(s)))
-            start += size
-        return out
-
-    def reveal_to(self, share: np.ndarray, party: str) -> np.ndarray | None:
-        """Reconstruct at `party` only; the others get None."""
-        if party not in self.parties:
-            raise ValueError(f"cannot reveal to {party!r}: not a computing party {self.parties}")
-        self.rounds += 1
-        if self.ctx.party != party:
-            self.ctx.send(party, _REVEAL_TAG, np.asarray(share, dtype=np.uint64))
-            return None
-        total = np.asarray(share, dtype=np.uint64).copy()
-        for peer in self.peers:
-            np.add(total, self.ctx.recv(peer, _REVEAL_TAG), out=total)
-        return total
-
     # -- inputs ------------------------------------------------------------------------------------
     def share(self, values: Any, owner: str, *, integer: bool = False) -> SharedTensor:
         """Secret-share `owner`'s values (others pass None): the owner sends each peer a fresh random share.
 
         Reals are encoded with the session's fractional bits; `integer=True` shares integers as they are.
         """
-        from .tensor import SharedTensor  # noqa: PLC0415 - tensor imports this module
-
         frac = 0 if integer else self.fxp.frac_bits
         if self.ctx.party == owner:
             encoded = (np.asarray(values).astype(np.int64).view(np.uint64) if integer

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from .core import SessionCore
 from .fixed import signed, wrapping
-from .session import MPCSession
 
 _HIGH_BIT = 63
 _LOW_MASK = np.uint64((1 << 63) - 1)
@@ -34,7 +34,7 @@ class SharedTensor:
 
     __array_priority__ = 100  # numpy defers `ndarray op SharedTensor` to our reflected operators
 
-    def __init__(self, session: MPCSession, share: np.ndarray, frac: int) -> None:
+    def __init__(self, session: SessionCore, share: np.ndarray, frac: int) -> None:
         self.session = session
         self.share = np.asarray(share, dtype=np.uint64)
         self.frac = frac
@@ -236,7 +236,7 @@ def _truncate_local(share: np.ndarray, bits: int, first: bool) -> np.ndarray:
 
 
 @wrapping
-def _truncate_tuple(session: MPCSession, share: np.ndarray, bits: int) -> np.ndarray:
+def _truncate_tuple(session: SessionCore, share: np.ndarray, bits: int) -> np.ndarray:
     shift = np.uint64(bits)
     pair = session.triples.trunc(share.size, bits)
     r = pair.first.reshape(share.shape)

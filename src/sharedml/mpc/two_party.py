@@ -47,8 +47,8 @@ from typing import Any
 
 import numpy as np
 
-from ..crypto import ou, paillier
 from ..crypto.he_scheme import HEPublicKey
+from ..crypto.he_schemes import SchemeName, check_scheme, generate_keypair, public_key_from_dict
 from ..crypto.prg import SeededStream
 from ..runtime.context import Context
 from .fixed import random_ring
@@ -108,12 +108,11 @@ class TwoPartySource(TripleSource):
     name = "he"
     makes_trunc_pairs = True
 
-    def __init__(self, ctx: Context, parties: list[str], *, scheme: str = "ou", key_bits: int = 2048,
+    def __init__(self, ctx: Context, parties: list[str], *, scheme: SchemeName = "ou", key_bits: int = 2048,
                  elementwise: str = "he", matrix: str = "ot", timeout: float = 3600.0) -> None:
         if len(parties) != 2:
             raise ValueError(f"dealer-free tuples are for exactly 2 parties, got {parties}; use a dealer for more")
-        if scheme not in ("ou", "paillier"):
-            raise ValueError(f"unknown HE scheme {scheme!r}: use 'ou' or 'paillier'")
+        check_scheme(scheme)
         if elementwise not in ("he", "ot"):
             raise ValueError(f"elementwise triples come from 'he' or 'ot', not {elementwise!r}")
         if matrix not in ("he", "ot"):
@@ -129,11 +128,9 @@ class TwoPartySource(TripleSource):
 
     def _exchange_keys(self, scheme: str, key_bits: int) -> None:
         """A fresh key pair of our own; the peer's public key."""
-        generate = ou.generate_keypair if scheme == "ou" else paillier.generate_keypair
-        key_class = ou.OUPublicKey if scheme == "ou" else paillier.PaillierPublicKey
-        self.public_key, self._private_key = generate(key_bits)
+        self.public_key, self._private_key = generate_keypair(scheme, key_bits)
         self.ctx.send(self.peer, _KEY_TAG, self.public_key.to_dict())
-        self.peer_key: HEPublicKey = key_class.from_dict(self.ctx.recv(self.peer, _KEY_TAG, self.timeout))
+        self.peer_key: HEPublicKey = public_key_from_dict(scheme, self.ctx.recv(self.peer, _KEY_TAG, self.timeout))
 
     # -- offline phase -----------------------------------------------------------------------------
     def prepare(self, *, mul: int = 0, matmul: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = (),

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..ml.preprocess.binning import QuantileBinner
+from ..ml.tree.host_model import NodeKey, splits_of
 
 
 class SmallBatchBinner:
@@ -42,13 +43,13 @@ class HostSplits:
     """A host's splits as arrays: `bits(X)` equals `predict_host`'s message for the rows X."""
 
     def __init__(self, model: dict[str, Any]) -> None:
-        self.binner = SmallBatchBinner(QuantileBinner.from_dict(model["binner"]))
-        self.keys = sorted(model["splits"])
-        splits = [model["splits"][key] for key in self.keys]
-        self.feature = np.array([s[0] for s in splits], dtype=np.int64)
-        self.bin = np.array([s[1] for s in splits], dtype=np.int64)
-        self.default_left = np.array([bool(s[2]) for s in splits], dtype=bool)
-        self.missing = int(model["binner"]["max_bin"])
+        binner = QuantileBinner.from_dict(model["binner"])
+        self.binner, self.missing = SmallBatchBinner(binner), binner.missing_bin
+        splits = splits_of(model)
+        self.keys = [str(key) for key in splits]
+        self.feature = np.array([s.feature for s in splits.values()], dtype=np.int64)
+        self.bin = np.array([s.bin for s in splits.values()], dtype=np.int64)
+        self.default_left = np.array([s.default_left for s in splits.values()], dtype=bool)
 
     def message(self, X: np.ndarray) -> dict[str, Any]:
         codes = self.binner.transform(X)[:, self.feature]
@@ -75,7 +76,7 @@ class GuestForest:
         self.left, self.right = np.arange(size), np.arange(size)
         self.feature, self.bin = np.zeros(size, dtype=np.int64), np.zeros(size, dtype=np.int64)
         self.default_left, self.value = np.zeros(size, dtype=bool), np.zeros(size)
-        self.host_keys: dict[int, str] = {}  # node -> "host/tree:node", for the host nodes
+        self.host_keys: dict[int, tuple[str, NodeKey]] = {}  # node -> (host, its key), for the host nodes
         self.depth = 0
         for t, tree in enumerate(trees):
             root, n = t * width, len(tree["owner"])
@@ -89,7 +90,7 @@ class GuestForest:
                     self.left[root + node], self.right[root + node] = root + left, root + right
                     depth[left] = depth[right] = depth[node] + 1
                     if owner:
-                        self.host_keys[root + node] = f"{owner}/{t}:{node}"
+                        self.host_keys[root + node] = (owner, NodeKey(t, node))
             self.depth = max(self.depth, *depth.values())
         self.host_nodes = np.array(sorted(self.host_keys), dtype=np.int64)
         self._bit_rows: tuple[tuple, np.ndarray] | None = None  # (hosts' key lists, each host node's bit row)
@@ -104,7 +105,7 @@ class GuestForest:
         hosts = sorted(answers)
         layout = tuple((host, answers[host]["keys"]) for host in hosts)
         if self._bit_rows is None or self._bit_rows[0] != layout:
-            position = {f"{host}/{key}": i for i, (host, key) in
+            position = {(host, NodeKey.parse(key)): i for i, (host, key) in
                         enumerate((host, key) for host, keys in layout for key in keys)}
             self._bit_rows = (layout, np.array([position[self.host_keys[node]] for node in self.host_nodes],
                                                dtype=np.int64))

@@ -20,88 +20,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ...runtime.component import ColumnList, component
+from ...runtime.component import component
 from ...runtime.context import Context
 from ..metrics import accuracy, log_loss, rmse, roc_auc
 from ..tables import PredictParams, column_scaling, feature_matrix, label_column, model_columns, prediction_table
-from .hetero_train import AUTO_EPOCHS, TrainConfig, arbiter_of, fit_arbiter, fit_guest, fit_host
-from .steps import AUTO_MIN_STEPS
+from .hetero_messages import PREDICT_SCORES, TRAIN_SCORES
+from .hetero_params import HeteroGLMParams, HeteroLRParams, HeteroPoissonParams
+from .hetero_protocol import Objective
+from .hetero_train import arbiter_of, fit_arbiter, fit_guest, fit_host
 
 ROLES = ("guest", "host", "arbiter")
-
-
-class HeteroGLMParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    label: str = Field("y", description="the label column, in the guest's table")
-    id_columns: ColumnList = Field(default_factory=lambda: ["id"], description="columns that are not features")
-    epochs: int = Field(10, ge=1, description="passes over the training rows")
-    batch_size: int = Field(1024, ge=1, description="rows per mini-batch (the same rows at every party)")
-    optimizer: Literal["sgd", "adam", "preconditioned"] = Field(
-        "sgd", description="adam: per-coordinate steps; preconditioned: each party scales its gradient by the "
-        "inverse of its own columns' Gram matrix (a block-diagonal Newton step; far fewer epochs on correlated "
-        "features); every party updates only its own weights, from its own gradient")
-    learning_rate: float = Field(0.15, gt=0)
-    learning_rate_schedule: Literal["constant", "inverse_sqrt"] = Field(
-        "constant", description="inverse_sqrt: learning_rate / sqrt(1 + epoch)")
-    penalty: Literal["none", "l2", "l1"] = Field("l2", description="l1 is applied as a soft-threshold step")
-    alpha: float = Field(1e-4, ge=0, description="regularisation on the mean loss (sklearn C = 1 / (alpha · n))")
-    fit_intercept: bool = True
-    standardize: bool = Field(True, description="each party scales its own columns to mean 0, variance 1")
-    tol: float = Field(0.0, ge=0, description="stop once all weights together move less than this in an epoch "
-                       "(hosts then report ‖Δw‖² per epoch); 0: off")
-    early_stopping_rounds: int | None = Field(None, ge=1, description="stop after this many epochs without a "
-                                              "better validation score (needs the `validate` input)")
-    he_scheme: Literal["ou", "paillier"] = Field("ou", description="homomorphic scheme")
-    key_bits: int = Field(2048, ge=1024, description="HE modulus size; below 2048 only for tests")
-    seed: int | None = Field(None, ge=0, description="batch shuffling seed (default: from the CSPRNG)")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> HeteroGLMParams:
-        if self.penalty == "l1" and self.optimizer != "sgd":
-            raise ValueError("penalty l1 (a soft-threshold step) needs optimizer sgd")
-        return self
-
-    def config(self, objective: str) -> TrainConfig:
-        return TrainConfig(objective=objective, taylor_point=getattr(self, "taylor_point", "zero"),
-                           optimizer=self.optimizer, epochs=self.epochs, batch_size=self.batch_size,
-                           learning_rate=self.learning_rate, schedule=self.learning_rate_schedule,
-                           penalty=self.penalty, alpha=self.alpha, tol=self.tol,
-                           early_stopping_rounds=self.early_stopping_rounds, he_scheme=self.he_scheme,
-                           key_bits=self.key_bits, seed=self.seed)
-
-
-class HeteroLRParams(HeteroGLMParams):
-    # Defaults measured on the robustness suite (benchmarks/robustness.py, docs/robustness.md) and on
-    # default_credit: Adam at 0.05 (inverse_sqrt) for 20 epochs stays within 0.0035 AUC of sklearn on every
-    # family, three seeds, 10^4-10^5 rows. The former default, preconditioned at 0.2 for 10 epochs, assumes the
-    # logistic curvature of balanced classes (1/4): with 3 % positives the true one is ~0.03, its steps are 8x
-    # too short, and it stopped 0.017 AUC below sklearn. Twice the epochs of before: twice the training time.
-    epochs: int | None = Field(
-        None, ge=1, description=f"passes over the training rows; default: {AUTO_EPOCHS} (Adam's decaying steps then "
-        "settle within 0.0035 AUC of the optimum on every robustness family; 10 left up to 0.006), more on a small "
-        f"table so that training takes at least {AUTO_MIN_STEPS} mini-batch steps (20 passes over 750 rows are 20 "
-        "steps, up to 0.013 AUC short)")
-    optimizer: Literal["sgd", "adam", "preconditioned"] = Field(
-        "adam", description="see hetero_linr; adam by default for logistic regression: its per-coordinate steps "
-        "do not depend on the loss's curvature, which class imbalance shrinks (preconditioned assumes balanced "
-        "classes and fell 0.017 AUC short on 3 % positives)")
-    learning_rate: float = Field(0.05, gt=0, description="adam: the largest step of a standardised weight")
-    learning_rate_schedule: Literal["constant", "inverse_sqrt"] = Field(
-        "inverse_sqrt", description="inverse_sqrt: learning_rate / sqrt(1 + epoch)")
-    taylor_point: Literal["zero", "guest"] = Field(
-        "guest", description="where the sigmoid is linearised: zero (FATE: d = z/4 + 1/2 - y) or each row's guest "
-        "partial score (closer to exact logistic regression when the guest's features carry much of the signal; "
-        "one more encrypted vector per batch, same disclosure)")
-
-
-class HeteroPoissonParams(HeteroGLMParams):
-    exposure: str | None = Field(None, description="guest column with each row's exposure (default: 1)")
 
 
 @component("hetero_lr", params=HeteroLRParams, roles=ROLES, inputs=("train",), optional_inputs=("validate",),
@@ -134,9 +66,9 @@ def hetero_lr_predict(ctx: Context, params: PredictParams, model: dict, data: pd
     """Batch prediction with a hetero_lr / hetero_linr / hetero_poisson model; hosts send partial scores."""
     X = _finite(ctx, model_columns(ctx, data, list(model["features"]), "data"), list(model["features"]), "data")
     if model["role"] == "host":
-        send_scores(ctx, "glm/predict", X, model)
+        send_scores(ctx, PREDICT_SCORES.tag, X, model)
         return {}
-    z = joint_scores(ctx, "glm/predict", X, model)
+    z = joint_scores(ctx, PREDICT_SCORES.tag, X, model)
     label = params.label if params.label in data.columns else None
     table = _prediction_table(data, params.id_columns, label, model, z, _exposure(ctx, data, model, "data"))
     if label is not None:
@@ -150,26 +82,26 @@ def _fit(ctx: Context, params: HeteroGLMParams, objective: str, train: pd.DataFr
     if len(ctx.parties_with_role("guest")) != 1 or not ctx.parties_with_role("host"):
         raise ValueError(f"{_name(objective)} needs exactly one guest (the label holder) and at least one host; "
                          f"roles: {ctx.roles}")
-    config = params.config(objective)
+    target = params.objective(objective)
     if ctx.party == arbiter_of(ctx):
-        fit_arbiter(ctx, config)
+        fit_arbiter(ctx, params, target)
         return {}
-    outputs = _fit_guest(ctx, params, config, train, validate) if ctx.role == "guest" else \
-        _fit_host(ctx, params, config, train, validate)
+    outputs = _fit_guest(ctx, params, target, train, validate) if ctx.role == "guest" else \
+        _fit_host(ctx, params, target, train, validate)
     ctx.metrics.log("seconds", round(time.perf_counter() - started, 3))
     return outputs
 
 
-def _fit_guest(ctx: Context, params: HeteroGLMParams, config: TrainConfig, train: pd.DataFrame,
+def _fit_guest(ctx: Context, params: HeteroGLMParams, target: Objective, train: pd.DataFrame,
                validate: pd.DataFrame | None) -> dict[str, object]:
     exposure_column = getattr(params, "exposure", None)
     exclude = params.id_columns + [params.label] + ([exposure_column] if exposure_column else [])
     y = label_column(ctx, train, params.label)
     names, X = feature_matrix(ctx, train, exclude)
     X = _finite(ctx, X, names, "train")
-    model: dict[str, object] = {"role": "guest", "objective": config.objective, "features": names,
+    model: dict[str, object] = {"role": "guest", "objective": target.name, "features": names,
                                 "label": params.label, "exposure": exposure_column}
-    model["classes"], Y = _targets(ctx, config.objective, y)
+    model["classes"], Y = _targets(ctx, target.name, y)
     exposure = _exposure(ctx, train, model, "train")
     mean, scale = column_scaling(X, params.standardize)
     valid = None
@@ -178,18 +110,18 @@ def _fit_guest(ctx: Context, params: HeteroGLMParams, config: TrainConfig, train
         X_valid = _finite(ctx, model_columns(ctx, validate, names, "validate"), names, "validate")
         metric = _validation_metric(model, y_valid, _exposure(ctx, validate, model, "validate"))
         valid = (_design((X_valid - mean) / scale, params.fit_intercept), metric)
-    intercept = (X.shape[1], _initial_intercept(config.objective, Y, exposure)) if params.fit_intercept else None
-    W = fit_guest(ctx, config, _design((X - mean) / scale, params.fit_intercept), Y, exposure, intercept, valid)
+    intercept = (X.shape[1], _initial_intercept(target.name, Y, exposure)) if params.fit_intercept else None
+    W = fit_guest(ctx, params, target, _design((X - mean) / scale, params.fit_intercept), Y, exposure, intercept, valid)
     coef = W[:X.shape[1]] / scale[:, None]
     model["coef"] = coef
     model["intercept"] = (W[-1] if params.fit_intercept else np.zeros(W.shape[1])) - mean @ coef
-    table = _prediction_table(train, params.id_columns, params.label, model, joint_scores(ctx, "glm/train", X, model),
-                              exposure)
+    z = joint_scores(ctx, TRAIN_SCORES.tag, X, model)
+    table = _prediction_table(train, params.id_columns, params.label, model, z, exposure)
     _log_quality(ctx, model, y, table)
     return {"model": model, "predictions": table}
 
 
-def _fit_host(ctx: Context, params: HeteroGLMParams, config: TrainConfig, train: pd.DataFrame,
+def _fit_host(ctx: Context, params: HeteroGLMParams, target: Objective, train: pd.DataFrame,
               validate: pd.DataFrame | None) -> dict[str, object]:
     names, X = feature_matrix(ctx, train, params.id_columns)
     X = _finite(ctx, X, names, "train")
@@ -197,10 +129,10 @@ def _fit_host(ctx: Context, params: HeteroGLMParams, config: TrainConfig, train:
     X_valid = None
     if validate is not None:
         X_valid = (_finite(ctx, model_columns(ctx, validate, names, "validate"), names, "validate") - mean) / scale
-    W = fit_host(ctx, config, (X - mean) / scale, X_valid)
+    W = fit_host(ctx, params, target, (X - mean) / scale, X_valid)
     coef = W / scale[:, None]
     model = {"role": "host", "features": names, "coef": coef, "offset": -(mean @ coef)}
-    send_scores(ctx, "glm/train", X, model)
+    send_scores(ctx, TRAIN_SCORES.tag, X, model)
     return {"model": model}
 
 

@@ -25,7 +25,7 @@ Numbers: c, s and v are encrypted with `FRAC_BITS` fractional bits under a *decl
 `FEATURE_FRAC_BITS`, elementwise plaintext factors with `SCALE_FRAC_BITS`. `EncryptedArray` refuses
 any operation that could wrap. Masks are uniform integers `STAT_BITS` bits wider than the masked
 value's public bound (statistical distance ≤ 2^-39) and every masked ciphertext is re-randomised
-before it leaves its maker.
+before it leaves its maker. `hetero_messages.py` lists every message.
 """
 
 from __future__ import annotations
@@ -37,14 +37,24 @@ from typing import Any
 
 import numpy as np
 
-from ...crypto import ou, paillier
-from ...crypto.he import EncryptedArray, FixedPoint, encrypt
+from ...crypto.fixed_point import FixedPoint
+from ...crypto.he import EncryptedArray, encrypt
 from ...crypto.he_scheme import HEPrivateKey, HEPublicKey
+from ...crypto.he_schemes import generate_keypair, public_key_from_dict
 from ...runtime.context import Context
 from .hetero_kernel import multi_exp
+from .hetero_messages import (
+    GRADIENT,
+    GRADIENT_PLAIN,
+    GUEST_PART,
+    GUEST_PART_PLAIN,
+    HOST_TERM,
+    KEY,
+    PAIR_MASK,
+    RESIDUAL,
+    SCALED_TERM,
+)
 
-SCHEMES = {"ou": ou, "paillier": paillier}
-KEY_CLASSES = {"ou": ou.OUPublicKey, "paillier": paillier.PaillierPublicKey}
 FRAC_BITS = 32  # fractional bits of encrypted residuals and scores
 FEATURE_FRAC_BITS = 12  # fractional bits of features in Xᵀ[[d]]: rounding ≤ 2^-13 (standardised: of a std)
 VALUE_LIMIT = float(1 << 20)  # declared public bound on every encrypted value
@@ -178,17 +188,17 @@ def unmask(plain: Any, r: np.ndarray, frac_bits: int, peer: str) -> np.ndarray:
     return FixedPoint(frac_bits).decode(ints - r)
 
 
-def decrypt_for(ctx: Context, peer: str, tag: str, private_key: HEPrivateKey) -> None:
-    """Key owner: decrypt the masked array `peer` sent under `tag` and send the integers back."""
-    enc = EncryptedArray.from_wire(ctx.recv(peer, tag), private_key.public_key)
-    ctx.send(peer, tag + "/plain", private_key.decrypt(enc.ciphertexts))
+def decrypt_for(ctx: Context, peer: str, private_key: HEPrivateKey) -> None:
+    """Key owner: decrypt the masked gradient `peer` sent and send the integers back."""
+    enc = EncryptedArray.from_wire(GRADIENT.recv(ctx, peer), private_key.public_key)
+    GRADIENT_PLAIN.send(ctx, peer, private_key.decrypt(enc.ciphertexts))
 
 
-def decrypt_masked(ctx: Context, owner: str, tag: str, enc: EncryptedArray) -> np.ndarray:
-    """Have `owner` (the key holder) decrypt enc behind a fresh mask; return the float values."""
+def decrypt_masked(ctx: Context, owner: str, enc: EncryptedArray) -> np.ndarray:
+    """Have `owner` (the key holder) decrypt the gradient enc behind a fresh mask; return the float values."""
     masked, r = mask(enc)
-    ctx.send(owner, tag, masked.to_wire())
-    return unmask(ctx.recv(owner, tag + "/plain"), r, enc.frac_bits, owner)
+    GRADIENT.send(ctx, owner, masked.to_wire())
+    return unmask(GRADIENT_PLAIN.recv(ctx, owner), r, enc.frac_bits, owner)
 
 
 @dataclass
@@ -226,20 +236,19 @@ class Keys:
 def exchange_keys(ctx: Context, scheme: str, key_bits: int, arbiter: str | None) -> Keys:
     """Generate this party's keys and swap the public ones the protocol needs."""
     guest, hosts = ctx.parties_with_role("guest")[0], ctx.parties_with_role("host")
-    key_class = KEY_CLASSES[scheme]
     if arbiter is not None:
         if ctx.party == arbiter:
-            pair = SCHEMES[scheme].generate_keypair(key_bits)
-            ctx.broadcast("glm/key", pair[0].to_dict(), [guest, *hosts])
+            pair = generate_keypair(scheme, key_bits)
+            KEY.broadcast(ctx, pair[0].to_dict(), [guest, *hosts])
             return Keys(own=pair)
-        return Keys(shared=key_class.from_dict(ctx.recv(arbiter, "glm/key")))
-    pair = SCHEMES[scheme].generate_keypair(key_bits)
+        return Keys(shared=public_key_from_dict(scheme, KEY.recv(ctx, arbiter)))
+    pair = generate_keypair(scheme, key_bits)
     if ctx.party == guest:
-        ctx.broadcast("glm/key", pair[0].to_dict(), hosts)
-        keys = ctx.gather("glm/key", hosts)
-        return Keys(own=pair, peers={h: key_class.from_dict(keys[h]) for h in hosts})
-    ctx.send(guest, "glm/key", pair[0].to_dict())
-    return Keys(own=pair, peers={guest: key_class.from_dict(ctx.recv(guest, "glm/key"))})
+        KEY.broadcast(ctx, pair[0].to_dict(), hosts)
+        keys = KEY.gather(ctx, hosts)
+        return Keys(own=pair, peers={h: public_key_from_dict(scheme, keys[h]) for h in hosts})
+    KEY.send(ctx, guest, pair[0].to_dict())
+    return Keys(own=pair, peers={guest: public_key_from_dict(scheme, KEY.recv(ctx, guest))})
 
 
 class BatchProtocol:
@@ -285,21 +294,21 @@ class BatchProtocol:
         message = {"c": encrypt_bounded(key, c, "residual terms", party, self.c_frac).to_wire()}
         if self.objective.secret_scale:
             message["s"] = encrypt_bounded(key, s, "residual scales", party).to_wire()
-        ctx.broadcast("glm/d", message, self.hosts)
+        RESIDUAL.broadcast(ctx, message, self.hosts)
         self.prefetch(U.shape[1])
-        parts = ctx.gather("glm/v", self.hosts)
+        parts = HOST_TERM.gather(ctx, self.hosts)
         if self.arbiter is not None:
             total = _sum(EncryptedArray.from_wire(parts[h], key) for h in self.hosts)
-            return X.T @ c + decrypt_masked(ctx, self.arbiter, "glm/grad", scaled_xt_dot(X, s, total))
+            return X.T @ c + decrypt_masked(ctx, self.arbiter, scaled_xt_dot(X, s, total))
         masks, frac_bits = {}, 0
         for host in self.hosts:
             enc = scaled_xt_dot(X, s, EncryptedArray.from_wire(parts[host], self.keys.peers[host]))
             masked, masks[host] = mask(enc)
             frac_bits = enc.frac_bits
-            ctx.send(host, "glm/guest_part", masked.to_wire())
+            GUEST_PART.send(ctx, host, masked.to_wire())
         for host in self.hosts:
-            decrypt_for(ctx, host, "glm/grad", self.keys.own[1])
-        shares = ctx.gather("glm/guest_part/plain", self.hosts)
+            decrypt_for(ctx, host, self.keys.own[1])
+        shares = GUEST_PART_PLAIN.gather(ctx, self.hosts)
         total_ints = sum(_ints(shares[h], masks[h].shape, h) - masks[h] for h in self.hosts)
         return X.T @ c + FixedPoint(frac_bits).decode(total_ints)
 
@@ -310,45 +319,45 @@ class BatchProtocol:
         v = _bounded(objective.host_term(_bounded(U, "the host's partial scores", party)), "host terms", party)
         key = self._guest_key()
         own_key = key if self.arbiter is not None else self.keys.own[1]
-        ctx.send(self.guest, "glm/v", encrypt_bounded(own_key, v, "host terms", party).to_wire())  # before [[c]]
-        received = ctx.recv(self.guest, "glm/d")
+        HOST_TERM.send(ctx, self.guest, encrypt_bounded(own_key, v, "host terms", party).to_wire())  # before [[c]]
+        received = RESIDUAL.recv(ctx, self.guest)
         c = EncryptedArray.from_wire(received["c"], key)
         if objective.secret_scale:  # [[s·v]] = [[s]]·v: the scale is the guest's secret
             mine = EncryptedArray.from_wire(received["s"], key).mul(v, SCALE_FRAC_BITS)
             if self.others:
-                ctx.broadcast("glm/sv", mine.rerandomize().to_wire(), self.others)
+                SCALED_TERM.broadcast(ctx, mine.rerandomize().to_wire(), self.others)
         elif self.others:
-            ctx.broadcast("glm/sv", encrypt_bounded(key, objective.scale * v, "host terms", party).to_wire(),
-                          self.others)
+            SCALED_TERM.broadcast(ctx, encrypt_bounded(key, objective.scale * v, "host terms", party).to_wire(),
+                                  self.others)
         self.prefetch(U.shape[1])
-        others = ctx.gather("glm/sv", self.others)
+        others = SCALED_TERM.gather(ctx, self.others)
         total = _sum([c, *(EncryptedArray.from_wire(others[h], key) for h in self.others)])
         total = total + mine if objective.secret_scale else total + objective.scale * v
         if self.arbiter is not None:
-            return decrypt_masked(ctx, self.arbiter, "glm/grad", xt_dot(X, total))
+            return decrypt_masked(ctx, self.arbiter, xt_dot(X, total))
         masked, r = mask(xt_dot(X, total))
-        ctx.send(self.guest, "glm/grad", masked.to_wire())
+        GRADIENT.send(ctx, self.guest, masked.to_wire())
         self._decrypt_guest_part(self.keys.own[1])
-        return unmask(ctx.recv(self.guest, "glm/grad/plain"), r, masked.frac_bits, self.guest)
+        return unmask(GRADIENT_PLAIN.recv(ctx, self.guest), r, masked.frac_bits, self.guest)
 
     def _decrypt_guest_part(self, private: HEPrivateKey) -> None:
         """Decrypt the guest's masked Xgᵀ[[s·v_h]] and hide it further behind masks that cancel across hosts."""
         ctx = self.ctx
-        enc = EncryptedArray.from_wire(ctx.recv(self.guest, "glm/guest_part"), private.public_key)
+        enc = EncryptedArray.from_wire(GUEST_PART.recv(ctx, self.guest), private.public_key)
         plain = private.decrypt(enc.ciphertexts)
         if len(self.hosts) > 1:
             i = self.hosts.index(ctx.party)
             r_next = random_ints(enc.bound.bit_length() + STAT_BITS, enc.shape)
-            ctx.send(self.hosts[(i + 1) % len(self.hosts)], "glm/pair_mask", r_next)
-            r_prev = _ints(ctx.recv(self.hosts[i - 1], "glm/pair_mask"), enc.shape, self.hosts[i - 1])
+            PAIR_MASK.send(ctx, self.hosts[(i + 1) % len(self.hosts)], r_next)
+            r_prev = _ints(PAIR_MASK.recv(ctx, self.hosts[i - 1]), enc.shape, self.hosts[i - 1])
             plain = plain + r_next - r_prev
-        ctx.send(self.guest, "glm/guest_part/plain", plain)
+        GUEST_PART_PLAIN.send(ctx, self.guest, plain)
 
     # arbiter ----------------------------------------------------------------------------------------
     def serve(self) -> None:
         """Arbiter: decrypt one batch's masked gradients, the guest's then each host's."""
         for party in [self.guest, *self.hosts]:
-            decrypt_for(self.ctx, party, "glm/grad", self.keys.own[1])
+            decrypt_for(self.ctx, party, self.keys.own[1])
 
 
 def _sum(arrays: Any) -> EncryptedArray:

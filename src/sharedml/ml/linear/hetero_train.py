@@ -23,34 +23,12 @@ import numpy as np
 
 from ...runtime.context import Context
 from . import steps
+from .hetero_messages import CONTROL, READY, REPORT, SETUP
+from .hetero_params import AUTO_EPOCHS, HeteroGLMParams
 from .hetero_protocol import BatchProtocol, Objective, check_hosts, exchange_keys
 
 ADAM_BETAS = (0.9, 0.999)
-AUTO_EPOCHS = 20  # epochs: None trains this many passes, or more for steps.AUTO_MIN_STEPS mini-batch steps
 CURVATURE = {"logistic": 0.25, "linear": 1.0, "poisson": 1.0}  # scale of the loss's second derivative in z
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    objective: str = "logistic"  # logistic | linear | poisson
-    taylor_point: str = "zero"  # logistic: zero (FATE) | guest (expand the sigmoid at the guest's partial score)
-    optimizer: str = "sgd"  # sgd | adam | preconditioned
-    epochs: int | None = 10  # None: `planned_epochs` picks them from the table's size
-    batch_size: int = 1024
-    learning_rate: float = 0.15
-    schedule: str = "constant"  # constant | inverse_sqrt: lr / sqrt(1 + epoch)
-    penalty: str = "l2"  # none | l2 | l1
-    alpha: float = 1e-4  # regularisation strength on the mean loss (sklearn C = 1 / (alpha · n))
-    tol: float = 0.0  # stop when the weights of all parties together move less than this in an epoch
-    early_stopping_rounds: int | None = None
-    he_scheme: str = "ou"
-    key_bits: int = 2048
-    seed: int | None = None
-
-
-    @property
-    def target(self) -> Objective:
-        return Objective(self.objective, self.taylor_point)
 
 
 class Optimizer:
@@ -64,15 +42,15 @@ class Optimizer:
     converges to the same optimum as plain SGD.
     """
 
-    def __init__(self, config: TrainConfig, free_row: int | None, X: np.ndarray) -> None:
-        self.config = config
+    def __init__(self, params: HeteroGLMParams, objective: Objective, free_row: int | None, X: np.ndarray) -> None:
+        self.params = params
         self.free_row = free_row
         self.steps = 0
         self.moments: tuple[np.ndarray, np.ndarray] | None = None
         self.preconditioner = None
-        if config.optimizer == "preconditioned":
-            curvature = CURVATURE[config.objective] * (X.T @ X) / len(X)
-            self.preconditioner = np.linalg.inv(curvature + max(config.alpha, 1e-6) * np.eye(X.shape[1]))
+        if params.optimizer == "preconditioned":
+            curvature = CURVATURE[objective.name] * (X.T @ X) / len(X)
+            self.preconditioner = np.linalg.inv(curvature + max(params.alpha, 1e-6) * np.eye(X.shape[1]))
 
     def _penalised(self, W: np.ndarray) -> np.ndarray:
         out = W.copy()
@@ -83,7 +61,7 @@ class Optimizer:
     def _direction(self, gradient: np.ndarray) -> np.ndarray:
         if self.preconditioner is not None:
             return self.preconditioner @ gradient
-        if self.config.optimizer == "sgd":
+        if self.params.optimizer == "sgd":
             return gradient
         beta1, beta2 = ADAM_BETAS
         first, second = self.moments or (np.zeros_like(gradient), np.zeros_like(gradient))
@@ -92,9 +70,9 @@ class Optimizer:
         return first / (1 - beta1**self.steps) / (np.sqrt(second / (1 - beta2**self.steps)) + 1e-8)
 
     def step(self, W: np.ndarray, gradient: np.ndarray, epoch: int) -> np.ndarray:
-        c = self.config
+        c = self.params
         self.steps += 1
-        lr = c.learning_rate / (np.sqrt(1.0 + epoch) if c.schedule == "inverse_sqrt" else 1.0)
+        lr = c.learning_rate / (np.sqrt(1.0 + epoch) if c.learning_rate_schedule == "inverse_sqrt" else 1.0)
         if c.penalty == "l2":
             gradient = gradient + c.alpha * self._penalised(W)
         W = W - lr * self._direction(gradient)
@@ -113,15 +91,15 @@ def arbiter_of(ctx: Context) -> str | None:
     return arbiters[0] if arbiters else None
 
 
-def _agreed(config: TrainConfig) -> dict[str, object]:
+def _agreed(params: HeteroGLMParams, objective: Objective) -> dict[str, object]:
     """The settings every party must share (the job gives all the same parameters; this catches mix-ups)."""
-    return {k: getattr(config, k) for k in ("objective", "taylor_point", "epochs", "batch_size", "he_scheme",
-                                            "key_bits", "tol")}
+    return {"objective": objective.name, "taylor_point": objective.taylor_point,
+            **{k: getattr(params, k) for k in ("epochs", "batch_size", "he_scheme", "key_bits", "tol")}}
 
 
-def _setup(ctx: Context, guest: str, config: TrainConfig) -> dict:
-    setup = ctx.recv(guest, "glm/setup")
-    ours = _agreed(config)
+def _setup(ctx: Context, guest: str, params: HeteroGLMParams, objective: Objective) -> dict:
+    setup = SETUP.recv(ctx, guest)
+    ours = _agreed(params, objective)
     differ = {k: (setup["agreed"][k], v) for k, v in ours.items() if setup["agreed"][k] != v}
     if differ:
         raise ValueError(f"party {ctx.party!r} and guest {guest!r} disagree on {differ} (guest's, ours): "
@@ -141,9 +119,9 @@ def _check_batches(rows: int, batch_size: int, features: dict[str, int]) -> None
                          f"a batch_size (and row count) that leaves every batch more than {width} rows")
 
 
-def planned_epochs(config: TrainConfig, rows: int) -> int:
-    """`config.epochs`, or when it is None `AUTO_EPOCHS` passes with at least AUTO_MIN_STEPS steps (steps.py)."""
-    return steps.planned_epochs(config.epochs, config.batch_size, rows, AUTO_EPOCHS)
+def planned_epochs(params: HeteroGLMParams, rows: int) -> int:
+    """`params.epochs`, or when it is None `AUTO_EPOCHS` passes with at least AUTO_MIN_STEPS steps (steps.py)."""
+    return steps.planned_epochs(params.epochs, params.batch_size, rows, AUTO_EPOCHS)
 
 
 def _batches(order: np.ndarray, size: int) -> list[np.ndarray]:
@@ -158,7 +136,7 @@ def _order(seed: int, epoch: int, rows: int) -> np.ndarray:
 class _Stopper:
     """The guest's stopping rule: early stopping on a validation score (lower is better) and `tol`."""
 
-    config: TrainConfig
+    params: HeteroGLMParams
     best: float = np.inf
     stale: int = 0
 
@@ -167,55 +145,56 @@ class _Stopper:
         improved = score is None or score < self.best
         if score is not None:
             self.best, self.stale = (score, 0) if improved else (self.best, self.stale + 1)
-        rounds = self.config.early_stopping_rounds
-        stop = (rounds is not None and self.stale >= rounds) or (change is not None and change < self.config.tol)
+        rounds = self.params.early_stopping_rounds
+        stop = (rounds is not None and self.stale >= rounds) or (change is not None and change < self.params.tol)
         return not stop, improved
 
 
-def fit_guest(ctx: Context, config: TrainConfig, X: np.ndarray, Y: np.ndarray, exposure: np.ndarray,
+def fit_guest(ctx: Context, params: HeteroGLMParams, objective: Objective, X: np.ndarray, Y: np.ndarray,
+              exposure: np.ndarray,
               intercept: tuple[int, np.ndarray] | None,
               valid: tuple[np.ndarray, Callable[[np.ndarray], float]] | None = None) -> np.ndarray:
     """The label holder's part: X (n, d) standardised, with the intercept column if `intercept` = (its row in
     W, its starting values (K,)); Y (n, K) targets. `valid`: validation X (same columns) and a metric of the
     joint validation scores (lower is better). Returns the guest's weights (d, K)."""
     hosts, arbiter = ctx.parties_with_role("host"), arbiter_of(ctx)
-    objective = config.target
     check_hosts(objective, hosts)
-    if config.early_stopping_rounds is not None and valid is None:
+    if params.early_stopping_rounds is not None and valid is None:
         raise ValueError(f"early_stopping_rounds needs validation rows: give guest {ctx.party!r} and every host a "
                          "`validate` input (aligned like `train`)")
-    seed = config.seed if config.seed is not None else secrets.randbits(63)
+    seed = params.seed if params.seed is not None else secrets.randbits(63)
     n, K = Y.shape
     valid_rows = None if valid is None else len(valid[0])
     others = hosts + ([arbiter] if arbiter else [])
-    ctx.broadcast("glm/setup", {"rows": n, "classes": K, "seed": seed, "valid_rows": valid_rows,
-                                "agreed": _agreed(config)}, others)
-    ready = ctx.gather("glm/ready", hosts)
+    SETUP.broadcast(ctx, {"rows": n, "classes": K, "seed": seed, "valid_rows": valid_rows,
+                          "agreed": _agreed(params, objective)}, others)
+    ready = READY.gather(ctx, hosts)
     for host, answer in ready.items():
         if answer["rows"] != n or answer["valid_rows"] != valid_rows:
             raise ValueError(f"host {host!r} has {answer['rows']} training and {answer['valid_rows']} validation rows, "
                              f"guest {ctx.party!r} {n} and {valid_rows}: align every party's rows first (a psi task) "
                              "and give all of them the same inputs")
-    _check_batches(n, config.batch_size, {ctx.party: X.shape[1], **{h: a["features"] for h, a in ready.items()}})
-    protocol = BatchProtocol(ctx, objective, exchange_keys(ctx, config.he_scheme, config.key_bits, arbiter), arbiter,
-                             min(config.batch_size, n))
+    _check_batches(n, params.batch_size, {ctx.party: X.shape[1], **{h: a["features"] for h, a in ready.items()}})
+    protocol = BatchProtocol(ctx, objective, exchange_keys(ctx, params.he_scheme, params.key_bits, arbiter), arbiter,
+                             min(params.batch_size, n))
     protocol.prefetch(K, wait=True)
-    optimizer, stopper = Optimizer(config, None if intercept is None else intercept[0], X), _Stopper(config)
+    optimizer = Optimizer(params, objective, None if intercept is None else intercept[0], X)
+    stopper = _Stopper(params)
     W = np.zeros((X.shape[1], K))
     if intercept is not None:
         W[intercept[0]] = intercept[1]
     best = W
-    epochs = planned_epochs(config, n)
+    epochs = planned_epochs(params, n)
     for epoch in range(epochs):
         started = time.perf_counter()
         before = W
-        for rows in _batches(_order(seed, epoch, n), config.batch_size):
+        for rows in _batches(_order(seed, epoch, n), params.batch_size):
             gradient = protocol.guest_gradient(X[rows], X[rows] @ W, Y[rows], exposure[rows]) / len(rows)
             W = optimizer.step(W, gradient, epoch)
-        reports = ctx.gather("glm/report", hosts)
+        reports = REPORT.gather(ctx, hosts)
         ctx.metrics.log("epoch_seconds", round(time.perf_counter() - started, 3), step=epoch)
         change = None
-        if config.tol > 0:
+        if params.tol > 0:
             change = float(np.sqrt(np.sum((W - before) ** 2) + sum(float(r["change"]) for r in reports.values())))
             ctx.metrics.log("weight_change", change, step=epoch)
         score = None
@@ -224,7 +203,7 @@ def fit_guest(ctx: Context, config: TrainConfig, X: np.ndarray, Y: np.ndarray, e
             ctx.metrics.log("validation", score, step=epoch)
         go, improved = stopper.update(score, change)
         go = go and epoch + 1 < epochs
-        ctx.broadcast("glm/control", {"go": go, "improved": improved}, others)
+        CONTROL.broadcast(ctx, {"go": go, "improved": improved}, others)
         ctx.progress(epoch + 1, epochs, f"epoch {epoch + 1}")
         if improved:
             best = W
@@ -234,29 +213,30 @@ def fit_guest(ctx: Context, config: TrainConfig, X: np.ndarray, Y: np.ndarray, e
     return best
 
 
-def fit_host(ctx: Context, config: TrainConfig, X: np.ndarray, X_valid: np.ndarray | None) -> np.ndarray:
+def fit_host(ctx: Context, params: HeteroGLMParams, objective: Objective, X: np.ndarray,
+             X_valid: np.ndarray | None) -> np.ndarray:
     """A feature holder's part; returns its weights (d, K) (K is set by the guest)."""
     guest, arbiter = ctx.parties_with_role("guest")[0], arbiter_of(ctx)
-    setup = _setup(ctx, guest, config)
-    ctx.send(guest, "glm/ready", {"rows": len(X), "valid_rows": None if X_valid is None else len(X_valid),
-                                  "features": X.shape[1]})
+    setup = _setup(ctx, guest, params, objective)
+    READY.send(ctx, guest, {"rows": len(X), "valid_rows": None if X_valid is None else len(X_valid),
+                            "features": X.shape[1]})
     if setup["rows"] != len(X) or setup["valid_rows"] != (None if X_valid is None else len(X_valid)):
         raise ValueError(f"host {ctx.party!r} has {len(X)} training rows, guest {guest!r} {setup['rows']}: align "
                          "every party's rows first (a psi task) and give all of them the same inputs")
     n, K = len(X), int(setup["classes"])
-    protocol = BatchProtocol(ctx, config.target, exchange_keys(ctx, config.he_scheme, config.key_bits, arbiter),
-                             arbiter, min(config.batch_size, n))
+    protocol = BatchProtocol(ctx, objective, exchange_keys(ctx, params.he_scheme, params.key_bits, arbiter),
+                             arbiter, min(params.batch_size, n))
     protocol.prefetch(K, wait=True)
-    optimizer = Optimizer(config, None, X)
+    optimizer = Optimizer(params, objective, None, X)
     W = np.zeros((X.shape[1], K))
     best = W
-    for epoch in range(planned_epochs(config, n)):
+    for epoch in range(planned_epochs(params, n)):
         before = W
-        for rows in _batches(_order(setup["seed"], epoch, n), config.batch_size):
+        for rows in _batches(_order(setup["seed"], epoch, n), params.batch_size):
             W = optimizer.step(W, protocol.host_gradient(X[rows], X[rows] @ W) / len(rows), epoch)
-        ctx.send(guest, "glm/report", {"change": float(np.sum((W - before) ** 2)) if config.tol > 0 else None,
-                                       "valid": None if X_valid is None else X_valid @ W})
-        control = ctx.recv(guest, "glm/control")
+        REPORT.send(ctx, guest, {"change": float(np.sum((W - before) ** 2)) if params.tol > 0 else None,
+                                 "valid": None if X_valid is None else X_valid @ W})
+        control = CONTROL.recv(ctx, guest)
         if control["improved"]:
             best = W
         if not control["go"]:
@@ -264,15 +244,15 @@ def fit_host(ctx: Context, config: TrainConfig, X: np.ndarray, X_valid: np.ndarr
     return best
 
 
-def fit_arbiter(ctx: Context, config: TrainConfig) -> None:
+def fit_arbiter(ctx: Context, params: HeteroGLMParams, objective: Objective) -> None:
     """The arbiter's part: hold the key and decrypt masked gradients, batch after batch."""
     guest = ctx.parties_with_role("guest")[0]
-    setup = _setup(ctx, guest, config)
-    protocol = BatchProtocol(ctx, config.target, exchange_keys(ctx, config.he_scheme, config.key_bits, ctx.party),
-                             ctx.party, config.batch_size)
-    batches = -(-int(setup["rows"]) // config.batch_size)
-    for _ in range(planned_epochs(config, int(setup["rows"]))):
+    setup = _setup(ctx, guest, params, objective)
+    protocol = BatchProtocol(ctx, objective, exchange_keys(ctx, params.he_scheme, params.key_bits, ctx.party),
+                             ctx.party, params.batch_size)
+    batches = -(-int(setup["rows"]) // params.batch_size)
+    for _ in range(planned_epochs(params, int(setup["rows"]))):
         for _ in range(batches):
             protocol.serve()
-        if not ctx.recv(guest, "glm/control")["go"]:
+        if not CONTROL.recv(ctx, guest)["go"]:
             break

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...crypto.he_schemes import KeyBits
 from ...mpc import DealerSource, MPCSession, TripleSource
 from ...runtime.component import ColumnList, component
 from ...runtime.context import Context
@@ -65,7 +66,7 @@ class SSLinRParams(BaseModel):
         "ot", description="where tuples come from: ot (dealer-free, one guest and one host: every tuple from "
         "oblivious transfer), he (dealer-free, elementwise triples by homomorphic encryption: fewer bytes, far more "
         "CPU), dealer (a trusted party with role dealer that must not collude with any other)")
-    he_key_bits: int = Field(2048, ge=1024, description="dealer-free HE key size; below 2048 only for tests")
+    he_key_bits: KeyBits = Field(2048, description="dealer-free HE key size; below 2048 only for tests")
     frac_bits: int = Field(18, ge=12, le=24, description="fixed-point fractional bits of the shares")
     early_stopping_rounds: int | None = Field(None, ge=1, description="stop after this many epochs without a lower "
                                               "validation loss (needs the `validate` input at every party)")

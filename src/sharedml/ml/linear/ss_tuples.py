@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ...mpc import MPCSession, SharedTensor, TripleSource
+from ...mpc.core import SessionCore
 from ...mpc.triples import Tuple
 
 
@@ -62,13 +63,13 @@ class _Tally(TripleSource):
         return Tuple(np.zeros(n, np.uint64), np.zeros(n, np.uint64), lambda: np.zeros((2, n), np.uint64))
 
 
-class _DryRun(MPCSession):
-    """A copy of a session that talks to no one: openings return this party's own words, tuples are
-    zeros from a `_Tally`. Running a step on it counts the tuples the real step will draw."""
+class _DryRun(SessionCore):
+    """A copy of a session's core that talks to no one: openings return this party's own words, tuples
+    are zeros from a `_Tally`. Running a step on it counts the tuples the real step will draw."""
 
-    def __init__(self, like: MPCSession) -> None:  # noqa: D107 - deliberately skips MPCSession's set-up
+    def __init__(self, like: MPCSession) -> None:
         self.ctx, self.fxp, self.parties, self.index = like.ctx, like.fxp, like.parties, like.index
-        self.peers, self.truncation, self.dealer, self.is_dealer = like.peers, like.truncation, None, False
+        self.peers, self.truncation = like.peers, like.truncation
         self.rounds = 0
         self.triples = _Tally()
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 
+MIN_BIN = 2  # fewest bins per feature: one threshold
+MAX_BIN = int(np.iinfo(np.uint16).max) - 1  # most bins whose codes, the missing code included, fit uint16
+
 
 class QuantileBinner:
     """Equal-frequency bins per feature; edges are observed values, so no fitted bin is empty."""
 
     def __init__(self, max_bin: int = 32):
-        if not 2 <= max_bin <= np.iinfo(np.uint16).max - 1:
-            raise ValueError(f"max_bin must be in [2, 65534], got {max_bin}")
+        if not MIN_BIN <= max_bin <= MAX_BIN:
+            raise ValueError(f"max_bin must be in [{MIN_BIN}, {MAX_BIN}], got {max_bin}")
         self.max_bin = max_bin
         self.edges: list[np.ndarray] = []
 

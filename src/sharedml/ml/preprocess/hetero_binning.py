@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from ...crypto.he_schemes import HEParams
 from ...runtime.component import component
 from ...runtime.context import Context
-from .binning import EqualWidthBinner, QuantileBinner
+from .binning import MIN_BIN, EqualWidthBinner, QuantileBinner
 from .columns import TableParams, chosen_columns, fitted_model, numeric_block
 from .hetero_woe import guest_exchange, host_exchange
 from .woe import bin_counts, woe_iv
@@ -32,15 +33,13 @@ from .woe import bin_counts, woe_iv
 BINNERS = {"quantile": QuantileBinner, "equal_width": EqualWidthBinner}
 
 
-class BinningParams(TableParams):
+class BinningParams(TableParams, HEParams):
     method: Literal["quantile", "equal_width"] = Field("quantile", description="equal-frequency or equal-width bins")
-    bins: int = Field(10, ge=2, le=1024, description="bins per feature, plus one for missing values")
+    bins: int = Field(10, ge=MIN_BIN, le=1024, description="bins per feature, plus one for missing values")
     transform: Literal["none", "bin", "woe"] = Field(
         "none", description="output `data`: unchanged, binned columns as bin codes, or as their WOE (hosts then "
         "receive the WOE of their own bins, see docs/security.md)")
     adjustment: float = Field(0.5, gt=0, description="added to both class counts of a bin lacking one class")
-    he_scheme: Literal["ou", "paillier"] = Field("ou", description="homomorphic scheme for the labels")
-    key_bits: int = Field(2048, ge=1024, description="HE modulus size; below 2048 only for tests")
     anonymous: bool = Field(True, description="the guest sees host features as 'party:x<j>', not by name")
 
 

@@ -21,13 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...crypto import ou, paillier
+from ...crypto.he_schemes import generate_keypair, public_key_from_dict
 from ...runtime.context import Context
 from ..tree.he_histogram import WireRows, encrypted_histogram
 from .woe import bin_counts
-
-SCHEMES = {"ou": (ou.generate_keypair, ou.OUPublicKey), "paillier": (paillier.generate_keypair,
-                                                                     paillier.PaillierPublicKey)}
 
 
 @dataclass
@@ -42,8 +39,7 @@ class HostBins:
 def guest_exchange(ctx: Context, y: np.ndarray, scheme: str, key_bits: int) -> dict[str, HostBins]:
     """Send the encrypted labels to every host; return each host's decrypted per-bin counts."""
     hosts = ctx.parties_with_role("host")
-    generate, _ = SCHEMES[scheme]
-    public_key, private_key = generate(key_bits)
+    public_key, private_key = generate_keypair(scheme, key_bits)
     labels = private_key.encrypt(np.asarray(y, dtype=np.int64))
     ctx.broadcast("binning/labels", {"scheme": scheme, "public_key": public_key.to_dict(), "rows": len(y),
                                      "labels": public_key.ciphertexts_to_bytes(labels)}, hosts)
@@ -69,8 +65,7 @@ def host_exchange(ctx: Context, codes: np.ndarray, width: int, keys: list[str], 
     if setup["rows"] != len(codes):
         raise ValueError(f"host {ctx.party!r} has {len(codes)} rows but guest {guest!r} has {setup['rows']}: align "
                          "the parties' rows first (a psi task) and feed its `data` outputs to this task")
-    _, key_class = SCHEMES[setup["scheme"]]
-    public_key = key_class.from_dict(setup["public_key"])
+    public_key = public_key_from_dict(setup["scheme"], setup["public_key"])
     if public_key.bits < key_bits:
         raise ValueError(f"guest {guest!r} sent a {public_key.bits}-bit key, but `key_bits` is {key_bits}")
     labels = WireRows.from_wire(setup["labels"], len(codes), public_key.ciphertexts_from_bytes)

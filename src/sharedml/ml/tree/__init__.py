@@ -2,14 +2,17 @@
 
 from .histogram import build_histogram, subtract_histogram
 from .objectives import get_objective
+from .params import BoostParams, Regularization, TreeParams
 from .plain import PlainBoost, Tree
-from .split import Split, SplitParams, best_of, find_best_split, leaf_weight
+from .split import Split, best_of, find_best_split, leaf_weight
 
 __all__ = [
+    "BoostParams",
     "PlainBoost",
+    "Regularization",
     "Split",
-    "SplitParams",
     "Tree",
+    "TreeParams",
     "best_of",
     "build_histogram",
     "find_best_split",

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ...fl.rounds import aggregator_of, check_hello, require_client_copy, signature
 from ...fl.secagg import AGGREGATOR, CLIENT, secure_aggregate
@@ -46,8 +46,9 @@ from ..tables import PredictParams, feature_matrix, label_column, model_columns,
 from .histogram import build_histogram
 from .joint_predict import transform
 from .objectives import get_objective, initial_margin
+from .params import TreeParams
 from .plain import Tree, TreeBuilder
-from .split import Split, SplitParams, find_best_split, leaf_weight
+from .split import Split, find_best_split, leaf_weight
 
 COARSE_CELLS = 1024  # cells of the fixed asinh grid that brackets each feature's range
 OUTLIER_STRETCH = 64  # a feature's extremes stretching its range more than this get trimmed (see _brackets)
@@ -56,28 +57,18 @@ MAX_FRAC_BITS = 40  # finest fixed-point precision of a secure sum (per-client e
 _HESS_BOUND = {"binary:logistic": 0.25, "reg:squarederror": 1.0}
 
 
-class HomoBoostParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class HomoBoostParams(TreeParams):
+    """The tree parameters every learner shares (`params.py`), and what horizontal training adds."""
+
     label: str = Field("y", description="the label column, at every client")
     id_columns: ColumnList = Field(default_factory=lambda: ["id"], description="columns that are not features")
     objective: Literal["binary:logistic", "reg:squarederror"] = "binary:logistic"
-    n_estimators: int = Field(10, ge=1)
-    max_depth: int = Field(5, ge=1)
-    learning_rate: float = Field(0.3, gt=0)
-    reg_lambda: float = Field(1.0, ge=0)
-    gamma: float = Field(0.0, ge=0)
-    min_child_weight: float = Field(1.0, ge=0)
-    max_bin: int = Field(32, ge=2, le=255)
     sketch_bins: int = Field(1024, ge=16, le=65536, description="fine grid cells per feature for the common bins")
     max_abs_gradient: float = Field(100.0, gt=0, description="reg:squarederror: declared bound on |label| and |g|")
     max_client_rows: int = Field(2**20, ge=1, description="declared bound on one client's rows (sets the clip)")
     secure_aggregation: bool = Field(True, description="false: clients send histograms in the clear (debugging)")
     min_clients: int = Field(2, ge=1, description="the job fails with fewer clients")
     round_timeout: float = Field(60.0, gt=0, description="seconds the aggregator waits for clients in each sum")
-
-    @property
-    def split_params(self) -> SplitParams:
-        return SplitParams(self.reg_lambda, self.gamma, self.min_child_weight)
 
     @property
     def gradient_bound(self) -> float:
@@ -248,7 +239,7 @@ def _grow(ctx: Context, p: HomoBoostParams, t: int, n_features: int) -> Tree:
     level = [_Open(builder.add(), (float(root[0][0].sum()), float(root[1][0].sum())), root)]
     leaves: list[_Open] = []
     for depth in range(p.max_depth):
-        splits = [find_best_split(*node.hist, p.split_params, node.totals) for node in level]
+        splits = [find_best_split(*node.hist, p, node.totals) for node in level]
         ctx.broadcast(f"hsb/{t}/{depth}/splits", [_wire(s) for s in splits], clients)
         children: list[tuple[Split, _Open]] = []
         for node, split in zip(level, splits, strict=True):

@@ -11,12 +11,19 @@ from typing import Any
 import numpy as np
 
 from ...runtime.context import Context
+from ...runtime.messages import Message, Protocol
 from ..preprocess.binning import QuantileBinner
+from .host_model import HostSplit, NodeKey, splits_of
 from .objectives import get_objective, initial_margin
 
+ROUTING_BITS = Message("{prefix}/bits", "host", "guest",
+                       "{rows: n, keys: ['tree:node', ...], bits: (keys, ceil(n / 8)) uint8}: for each of the host's "
+                       "split nodes, which rows go left (packed); prefix: sbp for batch prediction")
+JOINT_PREDICTION = Protocol("secureboost prediction", (ROUTING_BITS,))
 
-def routing_bits(codes: np.ndarray, splits: list[list], missing: int) -> np.ndarray:
-    """Packed bits, one row per split [feature, bin, default_left]: which rows go left there."""
+
+def routing_bits(codes: np.ndarray, splits: list[HostSplit], missing: int) -> np.ndarray:
+    """Packed bits, one row per split: which rows go left there."""
     bits = np.zeros((len(splits), (len(codes) + 7) // 8), dtype=np.uint8)
     for i, (feature, b, default_left) in enumerate(splits):
         column = codes[:, feature]
@@ -27,29 +34,29 @@ def routing_bits(codes: np.ndarray, splits: list[list], missing: int) -> np.ndar
 def predict_host(ctx: Context, model: dict[str, Any], X: np.ndarray, tag: str = "sbp") -> None:
     """Send the guest this host's routing bits: for each of its splits, which rows go left."""
     guest = ctx.parties_with_role("guest")[0]
-    codes = QuantileBinner.from_dict(model["binner"]).transform(X)
-    keys = sorted(model["splits"])
-    bits = routing_bits(codes, [model["splits"][key] for key in keys], model["binner"]["max_bin"])
-    ctx.send(guest, f"{tag}/bits", {"rows": len(X), "keys": keys, "bits": bits})
+    binner = QuantileBinner.from_dict(model["binner"])
+    splits = splits_of(model)
+    bits = routing_bits(binner.transform(X), list(splits.values()), binner.missing_bin)
+    ROUTING_BITS.send(ctx, guest, {"rows": len(X), "keys": [str(key) for key in splits], "bits": bits}, prefix=tag)
 
 
 def predict_guest(ctx: Context, model: dict[str, Any], X: np.ndarray, tag: str = "sbp") -> np.ndarray:
     """Margins of every row (shape (n,) or (n, K)), from the guest's trees and the hosts' bits."""
     binner = QuantileBinner.from_dict(model["binner"])
     codes, missing = binner.transform(X), binner.missing_bin
-    directions: dict[str, np.ndarray] = {}
+    directions: dict[tuple[str, NodeKey], np.ndarray] = {}
     for host in model["hosts"]:
-        answer = ctx.recv(host, f"{tag}/bits")
+        answer = ROUTING_BITS.recv(ctx, host, prefix=tag)
         if answer["rows"] != len(X):
             raise ValueError(f"host {host!r} predicts {answer['rows']} rows but guest {ctx.party!r} has {len(X)}: "
                              "align the rows first (a psi task)")
         for key, packed in zip(answer["keys"], answer["bits"], strict=True):
-            directions[f"{host}/{key}"] = np.unpackbits(packed, count=len(X)).astype(bool)
+            directions[host, NodeKey.parse(key)] = np.unpackbits(packed, count=len(X)).astype(bool)
     base = np.asarray(model["base_margin"], dtype=np.float64)
     margin = initial_margin(base, len(X))
     for t, tree in enumerate(model["trees"]):
         column = margin if margin.ndim == 1 or model.get("multi_output") else margin[:, t % len(base)]
-        column += tree_output(tree, codes, missing, lambda owner, node, t=t: directions[f"{owner}/{t}:{node}"])
+        column += tree_output(tree, codes, missing, lambda owner, node, t=t: directions[owner, NodeKey(t, node)])
     return margin
 
 

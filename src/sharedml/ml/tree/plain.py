@@ -16,8 +16,8 @@ import numpy as np
 
 from .histogram import build_histogram, subtract_histogram
 from .objectives import Objective, get_objective, initial_margin, output_column
-from .sampling import Sampling
-from .split import Split, SplitParams, find_best_split, leaf_weight
+from .params import BoostParams, Regularization
+from .split import Split, find_best_split, leaf_weight
 
 
 @dataclass
@@ -88,7 +88,7 @@ class TreeBuilder:
 
 
 def grow_tree(
-    bins: np.ndarray, g: np.ndarray, h: np.ndarray, n_bins: int, params: SplitParams, max_depth: int, eta: float,
+    bins: np.ndarray, g: np.ndarray, h: np.ndarray, n_bins: int, params: Regularization, max_depth: int, eta: float,
     columns: np.ndarray | None = None,
 ) -> Tree:
     """Grow one tree level by level on codes ``bins`` (missing code ``n_bins``) for gradients g, h,
@@ -138,68 +138,49 @@ def child_histograms(bins, g, h, n_bins, parent_hist, left_rows, right_rows):
 
 
 class PlainBoost:
-    """Boosted trees on binned features, parameters named and meant as in XGBoost.
+    """Boosted trees on binned features, with the parameters of `BoostParams` (named and meant as in XGBoost).
 
     ``max_bin`` is the binner's: codes are ``0..max_bin-1`` and ``max_bin`` marks a missing value.
     With K > 1 outputs (multi:softmax) every round grows one tree per class, stored in ``trees`` in
     XGBoost's order (round-major), tree ``i`` adding to class ``i % K``; with ``multi_strategy=
     "multi_output_tree"`` one tree per round whose leaves hold K values (gains summed over classes).
-    ``sampling`` draws rows and columns as SecureBoost does, columns per block of ``column_blocks``
+    Rows and columns are sampled as SecureBoost samples them, columns per block of ``column_blocks``
     (feature counts of the guest, then of each host), so that with the same seed both learners grow
-    the same trees.
+    the same trees; a `SecureBoostParams` is a `BoostParams`, so both can take the same parameters.
     """
 
-    def __init__(
-        self,
-        objective: str = "binary:logistic",
-        n_estimators: int = 10,
-        max_depth: int = 6,
-        learning_rate: float = 0.3,
-        reg_lambda: float = 1.0,
-        gamma: float = 0.0,
-        min_child_weight: float = 1.0,
-        max_bin: int = 32,
-        num_class: int | None = None,
-        sampling: Sampling | None = None,
-        column_blocks: list[int] | None = None,
-        multi_strategy: str = "one_output_per_tree",
-    ):
-        self.objective_name = objective
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
-        self.learning_rate = learning_rate
-        self.split_params = SplitParams(reg_lambda=reg_lambda, gamma=gamma, min_child_weight=min_child_weight)
-        self.max_bin = max_bin
-        self.num_class = num_class
-        self.sampling = (sampling or Sampling()).with_seed()
+    def __init__(self, params: BoostParams, column_blocks: list[int] | None = None):
+        self.params = params
+        self.num_class = params.num_class
+        self.sampling = params.sampling.with_seed()
         self.column_blocks = column_blocks
-        self.multi_output = multi_strategy == "multi_output_tree"
+        self.multi_output = params.multi_strategy == "multi_output_tree"
         self.trees: list[Tree] = []
         self.base_margin_: np.ndarray | None = None
 
     @property
     def objective(self) -> Objective:
-        return get_objective(self.objective_name, self.num_class)
+        return get_objective(self.params.objective, self.num_class)
 
     def fit(self, X_binned: np.ndarray, y: np.ndarray) -> PlainBoost:
         y = np.asarray(y, dtype=np.float64)
-        if self.objective_name == "multi:softmax" and self.num_class is None:
+        if self.params.objective == "multi:softmax" and self.num_class is None:
             self.num_class = int(y.max()) + 1
         objective = self.objective
         self.base_margin_ = objective.base_margin(y)
         self.trees = []
         margin = initial_margin(self.base_margin_, len(y))
-        for _ in range(self.n_estimators):
+        p = self.params
+        for _ in range(p.n_estimators):
             g, h = objective.grad_hess(y, margin)
             for k in range(1 if self.multi_output else objective.n_outputs):
                 t = len(self.trees)
                 g_k, h_k = (g, h) if self.multi_output else (output_column(g, k), output_column(h, k))
                 g_k, h_k = self.sampling.rows(t, g_k, h_k)
                 columns = self._columns(t, X_binned.shape[1])
-                tree = grow_tree(X_binned, g_k, h_k, self.max_bin, self.split_params, self.max_depth,
-                                 self.learning_rate, columns)
+                tree = grow_tree(X_binned, g_k, h_k, p.max_bin, p, p.max_depth, p.learning_rate, columns)
                 self.trees.append(tree)
-                (margin if self.multi_output else output_column(margin, k))[:] += tree.predict(X_binned, self.max_bin)
+                (margin if self.multi_output else output_column(margin, k))[:] += tree.predict(X_binned, p.max_bin)
         return self
 
     def _columns(self, tree: int, n_features: int) -> np.ndarray:
@@ -214,7 +195,7 @@ class PlainBoost:
         k_outputs = len(self.base_margin_)
         for i, tree in enumerate(self.trees):
             (margin if tree.value.ndim == 2 else output_column(margin, i % k_outputs))[:] += tree.predict(
-                X_binned, self.max_bin)
+                X_binned, self.params.max_bin)
         return margin
 
     def predict_proba(self, X_binned: np.ndarray) -> np.ndarray:

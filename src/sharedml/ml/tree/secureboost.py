@@ -9,7 +9,7 @@ XGBoost's gain next to its own plaintext features, and tells the winning host on
 shuffled candidates won; that host alone knows the feature and threshold. Whoever split a node
 announces which of the node's rows go left, so every party knows each node's rows (the instance
 space SecureBoost reveals to hosts). Leaf weights stay with the guest. `docs/security.md` has the
-full list of what each party learns.
+full list of what each party learns. `SECUREBOOST` below lists every message, in the order they flow.
 """
 
 from __future__ import annotations
@@ -20,46 +20,44 @@ from typing import Any
 
 import numpy as np
 
-from ...crypto import ou, paillier
 from ...crypto.he import Packer
+from ...crypto.he_schemes import generate_keypair, public_key_from_dict
 from ...crypto.prg import secret_permutation
 from ...runtime.context import Context
+from ...runtime.messages import Message, Protocol
 from ..preprocess.binning import QuantileBinner
 from .early_stopping import EarlyStopping, metric_function, resolve_metric
 from .he_histogram import Candidates, WireRows, encrypted_histogram, pack_ciphertexts, split_candidates, subtract
 from .histogram import build_histogram
+from .host_model import HostSplit, NodeKey, splits_to_model
 from .joint_predict import routing_bits, tree_output
 from .objectives import get_objective, initial_margin, output_column
+from .params import SecureBoostParams
 from .plain import child_histograms
-from .sampling import Sampling
-from .split import Split, SplitParams, find_best_split, leaf_weight, split_gains
+from .split import Split, find_best_split, leaf_weight, split_gains
 
-SCHEMES = {"ou": ou, "paillier": paillier}
 VALUE_BITS = 52  # g and h are scaled to integers below 2^52: sums agree with float64 to ~1e-16 relative
 
-
-@dataclass(frozen=True)
-class BoostParams:
-    objective: str = "binary:logistic"
-    num_class: int | None = None
-    n_estimators: int = 10
-    max_depth: int = 5
-    learning_rate: float = 0.3
-    reg_lambda: float = 1.0
-    gamma: float = 0.0
-    min_child_weight: float = 1.0
-    max_bin: int = 32
-    he_scheme: str = "ou"
-    key_bits: int = 2048
-    sampling: Sampling = Sampling()
-    guest_only_rounds: int = 0  # the first rounds use the guest's features only; hosts take no part
-    early_stopping_rounds: int | None = None  # with validation data: stop after this many rounds without gain
-    eval_metric: str = "auto"
-    multi_strategy: str = "one_output_per_tree"  # or "multi_output_tree": one tree per round, vector leaves
-
-    @property
-    def split(self) -> SplitParams:
-        return SplitParams(self.reg_lambda, self.gamma, self.min_child_weight)
+# Every message of training, in the order they flow: once, then per tree, per level of the tree.
+SETUP = Message("sb/setup", "guest", "host",
+                "{public_key, scheme, rows, trees, valid_rows, outputs}: the HE key, the row counts hosts must match, "
+                "and the outputs per (g, h) row (K for a multi-output tree)")
+READY = Message("sb/ready", "host", "guest", "{rows, valid_rows}: the host's row counts, for the guest to check")
+GH = Message("sb/{tree}/gh", "guest", "host",
+             "{ciphertexts}: every row's packed (g, h) for the tree, encrypted; or {guest_only: true}: the tree uses "
+             "the guest's features only; or, after the last tree, {end: number of trees kept}")
+CANDIDATES = Message("sb/{tree}/{depth}/candidates", "host", "guest",
+                     "{counts, ciphertexts}: per node of the level, the split candidates on the host's features as "
+                     "encrypted left-side (G, H) sums, shuffled, several per ciphertext")
+WON = Message("sb/{tree}/{depth}/won", "guest", "host",
+              "{node: [positions]}: the nodes the host's candidates won, and which shuffled candidates tied best")
+MASKS = Message("sb/{tree}/{depth}/masks", "host", "guest",
+                "{node: packed bits}: for each node the host won, which of the node's rows go left")
+PARTITION = Message("sb/{tree}/{depth}/partition", "guest", "host",
+                    "[(node, left child, right child, packed bits)]: every split of the level and the rows sent left")
+VALID = Message("sb/{tree}/valid", "host", "guest",
+                "{nodes, bits}: with validation rows, which of them go left at each of the host's nodes of the tree")
+SECUREBOOST = Protocol("secureboost", (SETUP, READY, GH, CANDIDATES, WON, MASKS, PARTITION, VALID))
 
 
 @dataclass
@@ -93,7 +91,7 @@ class _Node:
     hist: Any = None  # guest: plaintext (G, H) of its features; host: encrypted (f, width) sums
 
 
-def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray,
+def fit_guest(ctx: Context, params: SecureBoostParams, X: np.ndarray, y: np.ndarray,
               X_valid: np.ndarray | None = None, y_valid: np.ndarray | None = None) -> dict[str, Any]:
     """The label holder's part; returns its model (trees, leaf values, binner) and training margins.
 
@@ -104,7 +102,7 @@ def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray,
     hosts = ctx.parties_with_role("host")
     binner = QuantileBinner(params.max_bin).fit(X)
     codes = binner.transform(X)
-    keys = SCHEMES[params.he_scheme].generate_keypair(params.key_bits)
+    keys = generate_keypair(params.he_scheme, params.key_bits)
     y = np.asarray(y, dtype=np.float64)
     num_class = params.num_class
     if params.objective == "multi:softmax" and num_class is None:
@@ -115,10 +113,10 @@ def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray,
     per_round = 1 if multi else objective.n_outputs
     n_trees = params.n_estimators * per_round
     valid_rows = None if X_valid is None else len(X_valid)
-    ctx.broadcast("sb/setup", {"public_key": keys[0].to_dict(), "scheme": params.he_scheme, "rows": len(X),
-                               "trees": n_trees, "valid_rows": valid_rows,
-                               "outputs": objective.n_outputs if multi else 1}, hosts)
-    for host, answer in ctx.gather("sb/ready", hosts).items():
+    SETUP.broadcast(ctx, {"public_key": keys[0].to_dict(), "scheme": params.he_scheme, "rows": len(X),
+                          "trees": n_trees, "valid_rows": valid_rows, "outputs": objective.n_outputs if multi else 1},
+                    hosts)
+    for host, answer in READY.gather(ctx, hosts).items():
         if answer["rows"] != len(X):
             raise ValueError(f"host {host!r} has {answer['rows']} rows but guest {ctx.party!r} has {len(X)}: align "
                              "the parties' rows first (a psi task) and feed its outputs to this task")
@@ -133,12 +131,12 @@ def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray,
     best_margin = margin.copy()  # training margins at the best validation round
     for round_ in range(params.n_estimators):
         g, h = objective.grad_hess(y, margin)
-        involved = hosts if round_ >= params.guest_only_rounds else []
+        involved = hosts if round_ >= params.guest_only else []
         for k in range(per_round):
             t = len(trees)
             gk, hk = sampling.rows(t, *((g, h) if multi else (output_column(g, k), output_column(h, k))))
             if not involved:
-                ctx.broadcast(f"sb/{t}/gh", {"guest_only": True}, hosts)
+                GH.broadcast(ctx, {"guest_only": True}, hosts, tree=t)
             columns = sampling.columns(0, t, X.shape[1])
             tree, leaves = _grow_guest(ctx, params, t, codes, columns, gk, hk, keys, involved, t + 1 < n_trees)
             trees.append(tree)
@@ -155,7 +153,7 @@ def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray,
             if stop:
                 break
     kept = len(trees) if valid is None else (valid.stopper.best_round + 1) * per_round
-    ctx.broadcast(f"sb/{len(trees)}/gh", {"end": kept}, hosts)
+    GH.broadcast(ctx, {"end": kept}, hosts, tree=len(trees))
     model = {"role": "guest", "objective": params.objective, "num_class": num_class, "base_margin": base.tolist(),
              "binner": binner.to_dict(), "trees": [t.to_dict() for t in trees[:kept]], "hosts": hosts,
              "multi_output": multi}
@@ -167,7 +165,7 @@ def fit_guest(ctx: Context, params: BoostParams, X: np.ndarray, y: np.ndarray,
 class _Validation:
     """The guest's view of the validation rows: margins so far, the score per round, the stopping rule."""
 
-    def __init__(self, codes: np.ndarray, y: np.ndarray, base: np.ndarray, params: BoostParams,
+    def __init__(self, codes: np.ndarray, y: np.ndarray, base: np.ndarray, params: SecureBoostParams,
                  num_class: int | None):
         self.codes, self.y = codes, y
         self.margin = initial_margin(base, len(y))
@@ -177,7 +175,7 @@ class _Validation:
 
     def add_tree(self, ctx: Context, t: int, k: int | None, tree: GuestTree, missing: int, hosts: list[str]) -> None:
         """Add tree `t` to output `k` (None: a multi-output tree, to all outputs) of the validation margins."""
-        directions = {host: ctx.recv(host, f"sb/{t}/valid") for host in hosts}
+        directions = {host: VALID.recv(ctx, host, tree=t) for host in hosts}
 
         def host_bits(owner: str, node: int) -> np.ndarray:
             answer = directions[owner]
@@ -192,7 +190,7 @@ class _Validation:
         return self.stopper.update(round_, score)
 
 
-def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, columns: np.ndarray, g: np.ndarray,
+def _grow_guest(ctx: Context, params: SecureBoostParams, t: int, codes: np.ndarray, columns: np.ndarray, g: np.ndarray,
                 h: np.ndarray, keys: tuple, hosts: list[str], more_trees: bool
                 ) -> tuple[GuestTree, list[tuple[int, np.ndarray]]]:
     public_key, private_key = keys
@@ -208,7 +206,7 @@ def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, co
         ints = np.rint(np.stack([g, h], axis=-1).reshape(len(g), 2 * outputs) * scale).astype(np.int64)
         cipher = packer.encrypt(private_key, ints)
         wire = {"ciphertexts": public_key.ciphertexts_to_bytes(cipher.ciphertexts)}  # hosts need no layout
-        ctx.broadcast(f"sb/{t}/gh", wire, hosts)
+        GH.broadcast(ctx, wire, hosts, tree=t)
         if more_trees and hasattr(public_key, "precompute"):  # the next tree's randomness, while hosts work
             public_key.precompute(len(g), background=True)
 
@@ -219,9 +217,9 @@ def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, co
     level = [_Node(tree.add(), rows, (g.sum(axis=0), h.sum(axis=0)), root_hist)]
     leaves: list[_Node] = []
     for depth in range(params.max_depth):
-        offers = {host: ctx.recv(host, f"sb/{t}/{depth}/candidates") for host in hosts}
+        offers = {host: CANDIDATES.recv(ctx, host, tree=t, depth=depth) for host in hosts}
         splits, winners = _choose_splits(ctx, params, t, depth, level, columns, offers, private_key, packer, scale)
-        masks = {host: ctx.recv(host, f"sb/{t}/{depth}/masks") for host in winners}
+        masks = {host: MASKS.recv(ctx, host, tree=t, depth=depth) for host in winners}
         partition, next_level = [], []
         for node in level:
             split = splits.get(node.id)
@@ -250,7 +248,7 @@ def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, co
                 right_totals = (node.totals[0] - left_totals[0], node.totals[1] - left_totals[1])
             next_level += [_Node(left_id, left_rows, left_totals, hists[0]),
                            _Node(right_id, right_rows, right_totals, hists[1])]
-        ctx.broadcast(f"sb/{t}/{depth}/partition", partition, hosts)
+        PARTITION.broadcast(ctx, partition, hosts, tree=t, depth=depth)
         level = next_level
         if not level:
             break
@@ -260,7 +258,7 @@ def _grow_guest(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, co
     return tree, [(node.id, node.rows) for node in leaves + level]
 
 
-def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level: list[_Node], columns: np.ndarray,
+def _choose_splits(ctx: Context, params: SecureBoostParams, t: int, depth: int, level: list[_Node], columns: np.ndarray,
                    offers: dict[str, Any], private_key, packer: Packer,
                    scale: float) -> tuple[dict[int, tuple[str, Split]], list[str]]:
     """Best split of every node of a level (owner "" = the guest), and the hosts that won any.
@@ -283,7 +281,7 @@ def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level:
     splits: dict[int, tuple[str, Split]] = {}
     wins: dict[str, dict[int, list[int]]] = {host: {} for host in offers}
     for i, node in enumerate(level):
-        best = find_best_split(*node.hist, params.split, node.totals, features=columns)
+        best = find_best_split(*node.hist, params, node.totals, features=columns)
         owner, tied = "", None
         for host in offers:  # hosts in party order: on equal gain the guest, then the earlier host, wins
             sums = decrypted[host][i]
@@ -292,7 +290,7 @@ def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level:
             G, H = sums[:, 0::2], sums[:, 1::2]  # (m, K): left sums per output
             if outputs == 1:
                 G, H = G[:, 0], H[:, 0]
-            gains = split_gains(G, H, *node.totals, params.split)
+            gains = split_gains(G, H, *node.totals, params)
             top = gains.max()
             if np.isfinite(top) and top > 1e-6 and top >= params.gamma and (best is None or top > best.gain):
                 k = int(np.flatnonzero(gains == top)[0])
@@ -304,7 +302,7 @@ def _choose_splits(ctx: Context, params: BoostParams, t: int, depth: int, level:
         if owner:
             wins[owner][node.id] = tied
     for host in offers:
-        ctx.send(host, f"sb/{t}/{depth}/won", wins[host])
+        WON.send(ctx, host, wins[host], tree=t, depth=depth)
     return splits, [host for host in offers if wins[host]]
 
 
@@ -319,17 +317,17 @@ def _unpack_mask(packed: np.ndarray, n: int) -> np.ndarray:
     return np.unpackbits(np.asarray(packed, dtype=np.uint8), count=n).astype(bool)
 
 
-def fit_host(ctx: Context, params: BoostParams, X: np.ndarray, X_valid: np.ndarray | None = None) -> dict[str, Any]:
+def fit_host(ctx: Context, params: SecureBoostParams, X: np.ndarray,
+             X_valid: np.ndarray | None = None) -> dict[str, Any]:
     """A feature holder's part; returns its model: its binner and the splits it owns (feature, bin)."""
     guest = ctx.parties_with_role("guest")[0]
     block = ctx.parties_with_role("host").index(ctx.party) + 1  # its columns' block for column sampling
     binner = QuantileBinner(params.max_bin).fit(X)
     codes = binner.transform(X)
-    setup = ctx.recv(guest, "sb/setup")
-    public_key = (ou.OUPublicKey if setup["scheme"] == "ou" else paillier.PaillierPublicKey).from_dict(
-        setup["public_key"])
+    setup = SETUP.recv(ctx, guest)
+    public_key = public_key_from_dict(setup["scheme"], setup["public_key"])
     valid_rows = None if X_valid is None else len(X_valid)
-    ctx.send(guest, "sb/ready", {"rows": len(X), "valid_rows": valid_rows})
+    READY.send(ctx, guest, {"rows": len(X), "valid_rows": valid_rows})
     if setup["rows"] != len(X) or setup["valid_rows"] != valid_rows:
         raise ValueError(f"host {ctx.party!r} has {len(X)} rows ({valid_rows} for validation) but the guest has "
                          f"{setup['rows']} ({setup['valid_rows']}); align the rows first (a psi task) and give "
@@ -337,9 +335,9 @@ def fit_host(ctx: Context, params: BoostParams, X: np.ndarray, X_valid: np.ndarr
     valid_codes = None if X_valid is None else binner.transform(X_valid)
     sampling = params.sampling.with_seed()
     n_bins = np.array(binner.n_bins)
-    splits: dict[str, list] = {}
+    splits: dict[NodeKey, HostSplit] = {}
     for t in itertools.count():
-        wire = ctx.recv(guest, f"sb/{t}/gh")
+        wire = GH.recv(ctx, guest, tree=t)
         if "end" in wire:
             kept = int(wire["end"])
             break
@@ -347,16 +345,16 @@ def fit_host(ctx: Context, params: BoostParams, X: np.ndarray, X_valid: np.ndarr
             columns = sampling.columns(block, t, X.shape[1])
             _grow_host(ctx, params, t, codes, columns, n_bins, public_key, wire, guest, splits, setup["outputs"])
             if valid_codes is not None:
-                nodes = sorted(int(key.split(":")[1]) for key in splits if key.startswith(f"{t}:"))
-                bits = routing_bits(valid_codes, [splits[f"{t}:{node}"] for node in nodes], binner.missing_bin)
-                ctx.send(guest, f"sb/{t}/valid", {"nodes": nodes, "bits": bits})
+                nodes = sorted(key.node for key in splits if key.tree == t)
+                bits = routing_bits(valid_codes, [splits[NodeKey(t, node)] for node in nodes], binner.missing_bin)
+                VALID.send(ctx, guest, {"nodes": nodes, "bits": bits}, tree=t)
         ctx.progress(t + 1, int(setup["trees"]), f"tree {t + 1}")
-    splits = {key: split for key, split in splits.items() if int(key.split(":")[0]) < kept}
-    return {"model": {"role": "host", "binner": binner.to_dict(), "splits": splits}}
+    kept_splits = {key: split for key, split in splits.items() if key.tree < kept}
+    return {"model": {"role": "host", "binner": binner.to_dict(), "splits": splits_to_model(kept_splits)}}
 
 
-def _grow_host(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, columns: np.ndarray,
-               n_bins: np.ndarray, public_key, wire: dict[str, Any], guest: str, splits: dict[str, list],
+def _grow_host(ctx: Context, params: SecureBoostParams, t: int, codes: np.ndarray, columns: np.ndarray,
+               n_bins: np.ndarray, public_key, wire: dict[str, Any], guest: str, splits: dict[NodeKey, HostSplit],
                outputs: int) -> None:
     modulus = public_key.ciphertext_modulus
     layout = slot_layout(public_key, len(codes))
@@ -375,9 +373,9 @@ def _grow_host(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, col
             offers.append(kept[-1].left)
         per = layout.slots // (2 * outputs)  # candidates per ciphertext: each fills 2·outputs slots
         packed = pack_ciphertexts(np.concatenate(offers), per, 2 * outputs * layout.slot_bits, modulus)
-        ctx.send(guest, f"sb/{t}/{depth}/candidates", {
-            "counts": [len(o) for o in offers], "ciphertexts": public_key.ciphertexts_to_bytes(packed)})
-        won = ctx.recv(guest, f"sb/{t}/{depth}/won")
+        CANDIDATES.send(ctx, guest, {"counts": [len(o) for o in offers],
+                                     "ciphertexts": public_key.ciphertexts_to_bytes(packed)}, tree=t, depth=depth)
+        won = WON.recv(ctx, guest, tree=t, depth=depth)
         masks = {}
         by_id = {node.id: (node, cands) for node, cands in zip(level, kept, strict=True)}
         for node_id, tied in won.items():
@@ -385,13 +383,13 @@ def _grow_host(ctx: Context, params: BoostParams, t: int, codes: np.ndarray, col
             k = min(tied, key=lambda i: (cands.feature[i], cands.default_left[i],
                                          -cands.bin[i] if cands.default_left[i] else cands.bin[i]))
             feature, b, default_left = int(cands.feature[k]), int(cands.bin[k]), bool(cands.default_left[k])
-            splits[f"{t}:{node_id}"] = [feature, b, default_left]
+            splits[NodeKey(t, int(node_id))] = HostSplit(feature, b, default_left)
             codes_f = codes[node.rows, feature]
             goes_left = np.where(codes_f == params.max_bin, default_left, codes_f <= b)
             masks[int(node_id)] = np.packbits(goes_left)
         if masks:
-            ctx.send(guest, f"sb/{t}/{depth}/masks", masks)
-        partition = ctx.recv(guest, f"sb/{t}/{depth}/partition")
+            MASKS.send(ctx, guest, masks, tree=t, depth=depth)
+        partition = PARTITION.recv(ctx, guest, tree=t, depth=depth)
         next_level = []
         for node_id, left_id, right_id, packed in partition:
             node = by_id[int(node_id)][0]

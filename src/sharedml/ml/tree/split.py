@@ -26,14 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .params import Regularization
+
 MIN_GAIN = 1e-6  # XGBoost's kRtEps: smaller loss changes are rounding noise, not splits
-
-
-@dataclass(frozen=True)
-class SplitParams:
-    reg_lambda: float = 1.0
-    gamma: float = 0.0
-    min_child_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +66,7 @@ def _score(g_sum, h_sum, reg_lambda, multi: bool = False):
     return np.float32(score.sum(axis=-1) if multi else score)
 
 
-def _gains(g_left, h_left, g_right, h_right, parent_score, params: SplitParams, multi: bool = False) -> np.ndarray:
+def _gains(g_left, h_left, g_right, h_right, parent_score, params: Regularization, multi: bool = False) -> np.ndarray:
     """Gains, -inf where a side's hessian (summed over outputs when `multi`) is below min_child_weight."""
     hl, hr = (h_left.sum(axis=-1), h_right.sum(axis=-1)) if multi else (h_left, h_right)
     valid = (hl >= params.min_child_weight) & (hr >= params.min_child_weight) & (hl > 0) & (hr > 0)
@@ -80,7 +75,7 @@ def _gains(g_left, h_left, g_right, h_right, parent_score, params: SplitParams, 
     return np.where(valid & np.isfinite(gain), gain - parent_score, -np.inf)
 
 
-def split_gains(g_left: np.ndarray, h_left: np.ndarray, g_total, h_total, params: SplitParams) -> np.ndarray:
+def split_gains(g_left: np.ndarray, h_left: np.ndarray, g_total, h_total, params: Regularization) -> np.ndarray:
     """Gains (as `find_best_split` rounds them; -inf where invalid) of candidates given by their left sums,
     shape (m,), or (m, K) with totals of shape (K,) for vector outputs.
 
@@ -100,7 +95,7 @@ def best_of(candidates: Iterable[Split | None]) -> Split | None:
 def find_best_split(
     G: np.ndarray,
     H: np.ndarray,
-    params: SplitParams,
+    params: Regularization,
     totals: tuple[float, float] | None = None,
     features: np.ndarray | None = None,
 ) -> Split | None:
