@@ -1,6 +1,6 @@
 """Flower's simulation of the same numpy logistic regression and FedAvg rounds as sharedml's `homo_lr`.
 
-    /tmp/flwrvenv/bin/python benchmarks/flower_homo_lr.py [--rounds 10] [--data /work/shared/data]
+    /tmp/flwrvenv/bin/python benchmarks/flower_homo_lr.py [--rounds 10] [--data DIR]
         [--clients 10] [--timing-rounds 3] [--sizes 100000 1000000] [--rows 16] [--only NAME ...]
 
 Standalone (it does not import sharedml): run it in a venv with `flwr[simulation]` (Ray), numpy, pandas and
@@ -44,6 +44,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+DATA_DIR = Path(__file__).resolve().parents[1] / "src" / "sharedml" / "datasets" / "data"  # no sharedml in this venv
+
 DATASETS = {
     "default_credit_homo": (["guest", "host_1", "host_2"], 64),
     "breast_homo": (["guest", "host"], 16),
@@ -67,7 +69,7 @@ def client_data(cfg: dict[str, Any], k: int) -> tuple[np.ndarray, np.ndarray]:
             _CACHE[key] = random_rows(int(cfg["size"]), int(cfg["clients"]), int(cfg["rows"]), k)
         else:
             parties = DATASETS[cfg["name"]][0]
-            frames = [pd.read_csv(Path(cfg["data"]) / f"{cfg['name']}_{p}.csv") for p in parties]
+            frames = [pd.read_csv(Path(cfg["data"]) / f"{cfg['name']}_{p}.csv.gz") for p in parties]
             if cfg["kind"] == "split":
                 union = pd.concat(frames, ignore_index=True)
                 frame = union.iloc[np.array_split(np.arange(len(union)), int(cfg["clients"]))[k]]
@@ -80,7 +82,7 @@ def client_data(cfg: dict[str, Any], k: int) -> tuple[np.ndarray, np.ndarray]:
 def test_data(cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     key = ("test", cfg["data"], cfg["name"])
     if key not in _CACHE:
-        _CACHE[key] = xy(pd.read_csv(Path(cfg["data"]) / f"{cfg['name']}_test.csv"))
+        _CACHE[key] = xy(pd.read_csv(Path(cfg["data"]) / f"{cfg['name']}_test.csv.gz"))
     return _CACHE[key]
 
 
@@ -197,7 +199,7 @@ def configurations(args: argparse.Namespace) -> list[tuple[dict[str, Any], int, 
             "seed": SEED, "rows": 0}
     found = []
     for name, (parties, batch) in DATASETS.items():
-        size = pd.read_csv(args.data / f"{name}_test.csv", nrows=1).shape[1] - 2 + 1
+        size = pd.read_csv(args.data / f"{name}_test.csv.gz", nrows=1).shape[1] - 2 + 1
         found.append(({**base, "kind": "clients", "name": name, "name_out": name, "batch_size": batch,
                        "clients": len(parties), "size": size}, args.rounds, len(parties)))
     size = found[0][0]["size"]
@@ -213,7 +215,7 @@ def configurations(args: argparse.Namespace) -> list[tuple[dict[str, Any], int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--data", type=Path, default=DATA_DIR, help="the example data (default: the package's)")
     parser.add_argument("--clients", type=int, default=10, help="clients of the timing rows")
     parser.add_argument("--timing-rounds", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000], help="parameters")

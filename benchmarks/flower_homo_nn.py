@@ -1,6 +1,6 @@
 """Flower's simulation of the same PyTorch MLP and FedAvg rounds as sharedml's `homo_nn` (benchmarks/homo_nn.py).
 
-    /tmp/flwrvenv/bin/python benchmarks/flower_homo_nn.py [--rounds 10] [--data /work/shared/data]
+    /tmp/flwrvenv/bin/python benchmarks/flower_homo_nn.py [--rounds 10] [--data DIR]
         [--hidden 32 16] [--learning-rate 0.01] [--seed 0] [--only NAME ...]
 
 Standalone (it does not import sharedml): run it in a venv with `flwr[simulation]` (Ray), torch, numpy, pandas
@@ -33,6 +33,8 @@ from flower_homo_lr import DATASETS, simulate, timed_fedavg, xy
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+DATA_DIR = Path(__file__).resolve().parents[1] / "src" / "sharedml" / "datasets" / "data"  # no sharedml in this venv
+
 _CACHE: dict[tuple, Any] = {}
 
 
@@ -51,7 +53,7 @@ def data(cfg: dict[str, Any], k: int | None) -> tuple[torch.Tensor, torch.Tensor
     key = (cfg["data"], cfg["name"], k)
     if key not in _CACHE:
         part = "test" if k is None else DATASETS[cfg["name"]][0][k]
-        X, y = xy(pd.read_csv(Path(cfg["data"]) / f"{cfg['name']}_{part}.csv"))
+        X, y = xy(pd.read_csv(Path(cfg["data"]) / f"{cfg['name']}_{part}.csv.gz"))
         _CACHE[key] = (torch.from_numpy(X.astype(np.float32)), torch.from_numpy(y.astype(np.float32)))
     return _CACHE[key]
 
@@ -140,7 +142,7 @@ def run(cfg: dict[str, Any], rounds: int, clients: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--data", type=Path, default=DATA_DIR, help="the example data (default: the package's)")
     parser.add_argument("--hidden", type=int, nargs="*", default=[32, 16])
     parser.add_argument("--learning-rate", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
@@ -153,7 +155,7 @@ def main() -> None:
     for name, (parties, batch) in DATASETS.items():
         if args.only and name not in args.only:
             continue
-        inputs = pd.read_csv(args.data / f"{name}_test.csv", nrows=1).shape[1] - 2
+        inputs = pd.read_csv(args.data / f"{name}_test.csv.gz", nrows=1).shape[1] - 2
         parameters = sum(p.numel() for p in mlp(inputs, args.hidden, 0).parameters())
         cfg = {"data": str(args.data), "name": name, "inputs": inputs, "hidden": json.dumps(args.hidden),
                "learning_rate": args.learning_rate, "local_epochs": 1, "batch_size": batch, "seed": args.seed,

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sharedml import datasets
 from sharedml.crypto import parallel
 from sharedml.jobs.catalog import Catalog
 from sharedml.jobs.runner import LocalRunner
@@ -47,8 +48,8 @@ tasks:
 
 
 def load(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return (pd.read_csv(data_dir / "default_credit_hetero_guest.csv"),
-            pd.read_csv(data_dir / "default_credit_hetero_host.csv"))
+    return (pd.read_csv(data_dir / "default_credit_hetero_guest.csv.gz"),
+            pd.read_csv(data_dir / "default_credit_hetero_host.csv.gz"))
 
 
 def run_sim(guest: pd.DataFrame, host: pd.DataFrame, params: dict) -> dict:
@@ -117,7 +118,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=1e-4)
     parser.add_argument("--taylor-point", nargs="+", default=["guest", "zero"], choices=["guest", "zero"])
     parser.add_argument("--modes", nargs="+", default=["sim", "grpc"], choices=["sim", "grpc"])
-    parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--data-dir", type=Path, default=datasets.folder())  # the package's example data
     args = parser.parse_args()
     guest, host = load(args.data_dir)
     reference = run_sklearn(guest, host, args.alpha)

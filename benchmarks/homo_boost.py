@@ -1,6 +1,6 @@
 """homo_secureboost benchmark: test AUC beside XGBoost on the union of the clients' rows, seconds and bytes.
 
-    python benchmarks/homo_boost.py [--trees 10] [--depth 5] [--data /work/shared/data]
+    python benchmarks/homo_boost.py [--trees 10] [--depth 5] [--data DIR]
 
 For default_credit_homo (3 clients x 8,000 rows, 23 features): trains `homo_secureboost` in simulation
 (threads over the in-memory transport, one aggregator and one thread per client, all on this machine's
@@ -21,10 +21,13 @@ import numpy as np
 import pandas as pd
 import xgboost
 
+from sharedml import datasets
 from sharedml.ml.metrics import roc_auc
 from sharedml.ml.preprocess.binning import QuantileBinner
 from sharedml.ml.tree.homo import HomoBoostParams, homo_secureboost
 from sharedml.runtime.simulate import simulate
+
+DATA_DIR = datasets.folder()
 
 CLIENTS = ["guest", "host_1", "host_2"]
 
@@ -69,10 +72,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trees", type=int, default=10)
     parser.add_argument("--depth", type=int, default=5)
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--data", type=Path, default=DATA_DIR, help="the example data (default: the package's)")
     args = parser.parse_args()
-    clients = {c: pd.read_csv(args.data / f"default_credit_homo_{c}.csv") for c in CLIENTS}
-    test = pd.read_csv(args.data / "default_credit_homo_test.csv")
+    clients = {c: pd.read_csv(args.data / f"default_credit_homo_{c}.csv.gz") for c in CLIENTS}
+    test = pd.read_csv(args.data / "default_credit_homo_test.csv.gz")
     union = pd.concat(clients.values())
     print(f"default_credit_homo: {len(clients)} clients x {len(union) // len(clients)} rows, "
           f"{args.trees} trees of depth {args.depth}")

@@ -1,6 +1,6 @@
 """homo_lr benchmark: federated test AUC beside centralised training, and seconds per round with and without SecAgg.
 
-    python benchmarks/homo_lr.py [--rounds 10] [--data /work/shared/data] [--flower /tmp/flwrvenv/bin/python]
+    python benchmarks/homo_lr.py [--rounds 10] [--data DIR] [--flower /tmp/flwrvenv/bin/python]
         [--clients 10] [--timing-rounds 3] [--sizes 100000 1000000] [--rows 16] [--skip-strategies]
         [--secagg-neighbours K]
 
@@ -40,11 +40,14 @@ import pandas as pd
 from flower_homo_lr import random_rows
 from sklearn.linear_model import LogisticRegression
 
+from sharedml import datasets
 from sharedml.fl.rounds import run_aggregator, run_client, signature
 from sharedml.fl.strategies import make_strategy
 from sharedml.ml.linear.homo import HomoLRParams, LogisticClient, homo_lr
 from sharedml.ml.metrics import roc_auc
 from sharedml.runtime.simulate import simulate
+
+DATA_DIR = datasets.folder()
 
 DATASETS = {
     "default_credit_homo": (["guest", "host_1", "host_2"], {"batch_size": 64}),
@@ -120,8 +123,8 @@ def comparison(args: argparse.Namespace) -> list[dict[str, Any]]:
               "round_timeout": 600.0}
     frames = {}
     for name, (parties, options) in DATASETS.items():
-        frames[name] = {p: pd.read_csv(args.data / f"{name}_{p}.csv") for p in parties}
-        test = pd.read_csv(args.data / f"{name}_test.csv")
+        frames[name] = {p: pd.read_csv(args.data / f"{name}_{p}.csv.gz") for p in parties}
+        test = pd.read_csv(args.data / f"{name}_test.csv.gz")
         for secure in (False, True):
             params = HomoLRParams(rounds=args.rounds, secure_aggregation=secure, **common, **options)
             rows.append(row(name, secure, len(parties), test.shape[1] - 1, args.rounds,
@@ -129,7 +132,7 @@ def comparison(args: argparse.Namespace) -> list[dict[str, Any]]:
     union = pd.concat(frames["default_credit_homo"].values(), ignore_index=True)
     parts = np.array_split(np.arange(len(union)), args.clients)
     split = {f"c{k:02d}": union.iloc[part] for k, part in enumerate(parts)}
-    test = pd.read_csv(args.data / "default_credit_homo_test.csv")
+    test = pd.read_csv(args.data / "default_credit_homo_test.csv.gz")
     for secure in (False, True):
         params = HomoLRParams(rounds=args.timing_rounds, secure_aggregation=secure, batch_size=64, **common,
                               **sparse(args, secure))
@@ -206,7 +209,7 @@ def print_comparison(ours: list[dict[str, Any]], flower: dict[str, dict[str, Any
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--data", type=Path, default=DATA_DIR, help="the example data (default: the package's)")
     parser.add_argument("--flower", metavar="PYTHON", help="also run benchmarks/flower_homo_lr.py in this Python")
     parser.add_argument("--clients", type=int, default=10, help="clients of the timing rows")
     parser.add_argument("--timing-rounds", type=int, default=3)
@@ -225,8 +228,8 @@ def main() -> None:
 def strategies(args: argparse.Namespace) -> None:
     print(f"{'data':20} {'strategy':9} {'secagg':6} {'AUC':>7} {'central':>7} {'s/round':>8}")
     for name, (parties, options) in DATASETS.items():
-        clients = {p: pd.read_csv(args.data / f"{name}_{p}.csv") for p in parties}
-        test = pd.read_csv(args.data / f"{name}_test.csv")
+        clients = {p: pd.read_csv(args.data / f"{name}_{p}.csv.gz") for p in parties}
+        test = pd.read_csv(args.data / f"{name}_test.csv.gz")
         central = centralised_auc(clients, test)
         for strategy in ("fedavg", "fedprox", "fedadam", "fedyogi"):
             for secure in (False, True):

@@ -1,6 +1,6 @@
 """homo_nn benchmark: federated MLP test AUC beside centralised torch training; s/round with and without SecAgg.
 
-    python benchmarks/homo_nn.py [--rounds 10] [--data /work/shared/data] [--hidden 32 16]
+    python benchmarks/homo_nn.py [--rounds 10] [--data DIR] [--hidden 32 16]
         [--flower /tmp/flwrvenv/bin/python]
 
 For default_credit_homo (3 clients x 8,000 rows, 23 features, batch 64) and breast_homo (2 clients, 30
@@ -27,7 +27,10 @@ from typing import Any
 import pandas as pd
 from homo_lr import federated_run, fmt, ratio, run_flower
 
+from sharedml import datasets
 from sharedml.ml.nn.homo import HomoNNParams, homo_nn
+
+DATA_DIR = datasets.folder()
 
 DATASETS = {"default_credit_homo": (["guest", "host_1", "host_2"], 64), "breast_homo": (["guest", "host"], 16)}
 
@@ -45,8 +48,8 @@ def ours(args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]]]:
               "model": {"type": "mlp", "hidden": args.hidden}}
     found: dict[str, dict[str, dict[str, Any]]] = {}
     for name, (parties, batch) in DATASETS.items():
-        clients = {p: pd.read_csv(args.data / f"{name}_{p}.csv") for p in parties}
-        test = pd.read_csv(args.data / f"{name}_test.csv")
+        clients = {p: pd.read_csv(args.data / f"{name}_{p}.csv.gz") for p in parties}
+        test = pd.read_csv(args.data / f"{name}_test.csv.gz")
         run(clients, test, HomoNNParams(rounds=1, batch_size=batch, **common))  # warm torch up
         found[name] = {
             "ours": run(clients, test, HomoNNParams(rounds=args.rounds, batch_size=batch, **common)),
@@ -82,7 +85,7 @@ def report(found: dict[str, dict[str, dict[str, Any]]], flower: dict[str, dict[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--data", type=Path, default=DATA_DIR, help="the example data (default: the package's)")
     parser.add_argument("--hidden", type=int, nargs="*", default=[32, 16], help="hidden layer widths")
     parser.add_argument("--flower", metavar="PYTHON", help="also run benchmarks/flower_homo_nn.py in this Python")
     args = parser.parse_args()

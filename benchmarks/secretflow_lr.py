@@ -36,14 +36,15 @@ from pathlib import Path
 
 from secretflow_common import auc, load_party, peak_rss_mb, run_parties
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# the package's example data, read from the source tree: sharedml is not installed in this venv
+DATA = Path(__file__).resolve().parents[1] / "src" / "sharedml" / "datasets" / "data"
 _EPOCH_LINE = re.compile(r"epoch (\d+) times: ([0-9.]+)s")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--guest", default=str(DATA / "default_credit_hetero_guest.csv"))
-    p.add_argument("--host", default=str(DATA / "default_credit_hetero_host.csv"))
+    p.add_argument("--guest", default=str(DATA / "default_credit_hetero_guest.csv.gz"))
+    p.add_argument("--host", default=str(DATA / "default_credit_hetero_host.csv.gz"))
     p.add_argument("--label", default="y")
     p.add_argument("--id", default="id")
     p.add_argument("--epochs", type=int, default=10)

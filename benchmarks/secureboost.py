@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sharedml import datasets
 from sharedml.jobs.catalog import Catalog
 from sharedml.jobs.runner import LocalRunner
 from sharedml.jobs.spec import parse_job
@@ -43,8 +44,8 @@ tasks:
 
 
 def default_credit(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return (pd.read_csv(data_dir / "default_credit_hetero_guest.csv"),
-            pd.read_csv(data_dir / "default_credit_hetero_host.csv"))
+    return (pd.read_csv(data_dir / "default_credit_hetero_guest.csv.gz"),
+            pd.read_csv(data_dir / "default_credit_hetero_host.csv.gz"))
 
 
 def synthetic(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -115,7 +116,7 @@ def main() -> None:
     parser.add_argument("--bins", type=int, default=32)
     parser.add_argument("--he", default="ou", choices=["ou", "paillier"])
     parser.add_argument("--synthetic", type=int, nargs="*", default=[], help="row counts of synthetic 25+25 sets")
-    parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--data-dir", type=Path, default=datasets.folder())  # the package's example data
     parser.add_argument("--secretflow", metavar="PYTHON", help="a Python with secretflow 1.14 installed "
                         "(see secretflow_sgb.py): also run SecretFlow's SGB on the same data and parameters")
     args = parser.parse_args()

@@ -32,12 +32,13 @@ try:
 except ImportError:
     uvloop = None
 
+from sharedml import datasets
 from sharedml.jobs.catalog import Catalog
 from sharedml.jobs.runner import LocalRunner
 from sharedml.jobs.spec import parse_job
 from sharedml.serving.loopback import LocalCluster
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = datasets.folder()
 JOB = """
 job: bench-serving
 timeout: 600
@@ -58,7 +59,7 @@ def train(root: Path, rows: int, trees: int, depth: int) -> tuple[str, str, dict
     for party, name in (("bank", "guest"), ("shop", "host")):
         folder = root / party
         folder.mkdir(parents=True)
-        table = pd.read_csv(DATA / f"default_credit_hetero_{name}.csv")
+        table = pd.read_csv(DATA / f"default_credit_hetero_{name}.csv.gz")
         table.iloc[:rows].to_csv(folder / "train.csv", index=False)
         table.to_csv(folder / "features.csv", index=False)
         catalogs[party] = Catalog.from_mapping({"datasets": {"clients": {"path": "train.csv"}}}, party, folder)

@@ -56,12 +56,13 @@ import numpy as np
 import pandas as pd
 from mpc import in_grpc_processes, in_processes, log
 
+from sharedml import datasets
 from sharedml.ml.linear.ss_component import SSLRParams, ss_lr
 from sharedml.ml.metrics import roc_auc
 from sharedml.runtime.context import Context
 from sharedml.runtime.simulate import simulate
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = datasets.folder()
 TIMEOUT = 7200.0
 FULL_ROWS = 30_000
 
@@ -79,8 +80,8 @@ class Row:
 
 
 def load(data_dir: Path) -> dict[str, pd.DataFrame]:
-    return {"guest": pd.read_csv(data_dir / "default_credit_hetero_guest.csv"),
-            "host": pd.read_csv(data_dir / "default_credit_hetero_host.csv")}
+    return {"guest": pd.read_csv(data_dir / "default_credit_hetero_guest.csv.gz"),
+            "host": pd.read_csv(data_dir / "default_credit_hetero_host.csv.gz")}
 
 
 # -- ours -----------------------------------------------------------------------------------------
@@ -223,8 +224,8 @@ def secretflow_row(python: str, args: argparse.Namespace) -> Row:
     command = [python, str(Path(__file__).with_name("secretflow_lr.py")), "--epochs", str(args.epochs),
                "--batch-size", str(args.batch_size), "--learning-rate", str(args.learning_rate),
                "--alpha", str(args.alpha),
-               "--guest", str(args.data_dir / "default_credit_hetero_guest.csv"),
-               "--host", str(args.data_dir / "default_credit_hetero_host.csv")]
+               "--guest", str(args.data_dir / "default_credit_hetero_guest.csv.gz"),
+               "--host", str(args.data_dir / "default_credit_hetero_host.csv.gz")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "src" / "sharedml" / "datasets" / "data"  # the package's example data
 
 
 def peak_rss_mib() -> float:
@@ -151,7 +151,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="sharedml-tee-data-") as tmp:
         files = (synthetic_files(args.synthetic_rows, Path(tmp)) if args.synthetic_rows else
-                 [args.data_dir / "default_credit_hetero_guest.csv", args.data_dir / "default_credit_hetero_host.csv"])
+                 [args.data_dir / f"default_credit_hetero_{side}.csv.gz" for side in ("guest", "host")])
         alone = {}
         for kind in ("plaintext", "enclave"):
             command = [sys.executable, __file__, *sys.argv[1:], "--phase", kind, "--files", *map(str, files)]

@@ -1,4 +1,4 @@
-"""Shared fixtures: example data location, and the test-only component plugins."""
+"""Shared fixtures: the example data (shipped in the package), and the test-only component plugins."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from sharedml import datasets
+
 TESTS = Path(__file__).resolve().parent
-DATA = TESTS.parents[1] / "shared" / "data"
+DATA = datasets.folder()
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    if not DATA.exists():
-        pytest.skip(f"example data not found at {DATA}")
     return DATA
 
 
@@ -75,12 +75,12 @@ def run_breast_homo_job(tmp_path, data_dir):
     from sharedml.jobs.spec import parse_job
 
     def run(job: str, **options):
-        test = pd.read_csv(data_dir / "breast_homo_test.csv")
+        test = pd.read_csv(data_dir / "breast_homo_test.csv.gz")
         catalogs = {"hub": Catalog.from_mapping({"datasets": {}}, "hub", tmp_path)}
         for party, name in (("bank", "guest"), ("shop", "host")):
             folder = tmp_path / party
             folder.mkdir(exist_ok=True)
-            pd.read_csv(data_dir / f"breast_homo_{name}.csv").to_csv(folder / "train.csv", index=False)
+            pd.read_csv(data_dir / f"breast_homo_{name}.csv.gz").to_csv(folder / "train.csv", index=False)
             test.to_csv(folder / "test.csv", index=False)
             catalogs[party] = Catalog.from_mapping({"datasets": {"train": {"path": "train.csv"},
                                                                  "test": {"path": "test.csv"}}}, party, folder)

@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sharedml import datasets
 from sharedml.jobs.artifacts import write_table_atomic
 from sharedml.jobs.catalog import Catalog, DatasetEntry, DatasetError, read_table
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = datasets.folder()
 
 FRAME = pd.DataFrame({"id": [1, 2, 3], "y": [0, 1, 0], "x0": [0.5, -1.25, 2.0]})
 
@@ -142,7 +143,7 @@ datasets:
     assert "line 3, datasets.neither: give exactly one of 'path'" in lines[1]
     assert "line 4, datasets.no_query.url: a 'url' dataset needs a 'query'" in lines[2]
     assert "line 5, datasets.unknown_suffix.path: cannot infer the file format" in lines[3]
-    assert "line 6, datasets.bad_format.format: Input should be 'csv' or 'parquet'" in lines[4]
+    assert "line 6, datasets.bad_format.format: Input should be 'csv', 'parquet' or 'model'" in lines[4]
 
 
 def test_catalog_yaml_syntax_error_with_line(tmp_path: Path) -> None:
@@ -189,15 +190,13 @@ def test_read_table_missing_file(tmp_path: Path) -> None:
 
 
 def test_read_real_shared_csv(tmp_path: Path) -> None:
-    if not (SHARED_DATA / "breast_homo_guest.csv").is_file():
-        pytest.skip(f"shared data not present at {SHARED_DATA}")
     catalog_dir = tmp_path / "party" / "conf"
-    relative = Path(os.path.relpath(SHARED_DATA / "breast_homo_guest.csv", catalog_dir))
+    relative = Path(os.path.relpath(SHARED_DATA / "breast_homo_guest.csv.gz", catalog_dir))
     assert not relative.is_absolute()
     catalog = Catalog.load(
         write_catalog(catalog_dir, f"datasets:\n  breast: {{path: {relative.as_posix()}}}\n")
     )
-    assert catalog.resolve_path("breast").resolve() == (SHARED_DATA / "breast_homo_guest.csv").resolve()
+    assert catalog.resolve_path("breast").resolve() == (SHARED_DATA / "breast_homo_guest.csv.gz").resolve()
     frame = catalog.read("breast")
     assert frame.shape == (227, 32)
     assert frame.columns[:3].tolist() == ["id", "y", "x0"]

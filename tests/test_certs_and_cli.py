@@ -71,9 +71,8 @@ def test_run_with_a_malformed_catalog_argument_is_a_usage_error(tmp_path):
 QUICK = ["--rows", "15500", "--trees", "2", "--depth", "3"]  # the demo's vertical job, shortened for tests
 
 
-def test_demo_in_threads_prints_the_total_and_matching_statistics(tmp_path, data_dir):
-    result = runner.invoke(app, ["demo", "--mode", "threads", "--workdir", str(tmp_path), "--data-dir", str(data_dir),
-                                 *QUICK])
+def test_demo_in_threads_prints_the_total_and_matching_statistics(tmp_path):
+    result = runner.invoke(app, ["demo", "--mode", "threads", "--workdir", str(tmp_path), *QUICK])
     assert result.exit_code == 0, result.output
     assert "bank and insurer share 1,000 clients (expected 1,000)" in result.output
     auc = " ".join(result.output.split()).split("(difference ")[1].split(")")[0]
@@ -93,8 +92,8 @@ def test_demo_in_threads_prints_the_total_and_matching_statistics(tmp_path, data
 
 
 @pytest.mark.slow
-def test_demo_over_grpc_processes(tmp_path, data_dir):
-    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path), "--data-dir", str(data_dir), *QUICK])
+def test_demo_over_grpc_processes(tmp_path):
+    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path), *QUICK])
     assert result.exit_code == 0, result.output
     assert result.output.count("learned the total 45") == 3
     config = json.loads(next((tmp_path / "horizontal" / "runs").glob("demo-*/_local/bank.config.json")).read_text())

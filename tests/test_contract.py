@@ -45,8 +45,8 @@ def _catalogs(tmp_path, tables: dict[str, pd.DataFrame], entries: dict[str, dict
 def _breast(data_dir) -> dict[str, pd.DataFrame]:
     """The breast data split vertically, IDs called `customer_id` (numeric, so they would pass as a feature)
     and the label `diagnosis`: nothing is called `id` or `y`."""
-    guest = pd.read_csv(data_dir / "breast_hetero_guest.csv").rename(columns={"id": "customer_id", "y": "diagnosis"})
-    host = pd.read_csv(data_dir / "breast_hetero_host.csv").rename(columns={"id": "customer_id"})
+    guest = pd.read_csv(data_dir / "breast_hetero_guest.csv.gz").rename(columns={"id": "customer_id", "y": "diagnosis"})
+    host = pd.read_csv(data_dir / "breast_hetero_host.csv.gz").rename(columns={"id": "customer_id"})
     return {"bank": guest, "insurer": host}
 
 

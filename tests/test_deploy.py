@@ -63,14 +63,12 @@ VERTICAL_COMPONENTS = ["psi", "hetero_secureboost"]
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
-    if not DATA.exists():
-        pytest.skip(f"example data not found at {DATA}")
     sums = {"a": {"peers": ["*"], "components": ["secure_sum"]}, "b": {"peers": ["*"], "components": ["secure_sum"]}}
     nodes = {
-        "bank": {"datasets": {"breast_guest": DATA / "breast_hetero_guest.csv", **SUMS},
+        "bank": {"datasets": {"breast_guest": DATA / "breast_hetero_guest.csv.gz", **SUMS},
                  "policy": {"datasets": {"breast_guest": {"peers": ["insurer"], "components": VERTICAL_COMPONENTS},
                                          **sums}, "dataless": {"components": ["faulty"]}}},
-        "insurer": {"datasets": {"breast_host": DATA / "breast_hetero_host.csv", "c": SUMS["a"], **SUMS},
+        "insurer": {"datasets": {"breast_host": DATA / "breast_hetero_host.csv.gz", "c": SUMS["a"], **SUMS},
                     "policy": {"datasets": {"breast_host": {"peers": ["bank"], "components": VERTICAL_COMPONENTS},
                                             "c": {"peers": ["shop"], "components": ["secure_sum"]}, **sums},
                                "dataless": {"components": ["faulty"]}}},
@@ -84,7 +82,7 @@ def deployment(tmp_path_factory):
 
 
 def _local_predictions(tmp_path: Path) -> pd.DataFrame:
-    catalogs = {party: Catalog.from_mapping({"datasets": {name: {"path": str(DATA / f"breast_hetero_{side}.csv")}}},
+    catalogs = {party: Catalog.from_mapping({"datasets": {name: {"path": str(DATA / f"breast_hetero_{side}.csv.gz")}}},
                                             party, DATA)
                 for party, name, side in (("bank", "breast_guest", "guest"), ("insurer", "breast_host", "host"))}
     result = LocalRunner(tmp_path / "local").run(parse_job(VERTICAL_JOB), catalogs)

@@ -36,7 +36,7 @@ def one_process():
 
 
 def load(data_dir, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return (pd.read_csv(data_dir / f"{name}_hetero_guest.csv"), pd.read_csv(data_dir / f"{name}_hetero_host.csv"))
+    return (pd.read_csv(data_dir / f"{name}_hetero_guest.csv.gz"), pd.read_csv(data_dir / f"{name}_hetero_host.csv.gz"))
 
 
 def joined(guest: pd.DataFrame, hosts: list[pd.DataFrame], label: str, key: str = "id"

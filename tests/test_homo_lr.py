@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from sharedml import datasets
 from sharedml.fl.strategies import FedAdam, FedAvg, FedYogi, make_strategy
 from sharedml.ml.linear.homo import HomoLRParams, homo_lr, homo_lr_predict
 from sharedml.ml.metrics import roc_auc
@@ -19,10 +20,10 @@ from sharedml.ml.tables import PredictParams
 from sharedml.net.serialization import loads
 from sharedml.runtime.simulate import SimulationError, simulate
 
-DATA = "/work/shared/data/"
-CREDIT = {"guest": "default_credit_homo_guest.csv", "host_1": "default_credit_homo_host_1.csv",
-          "host_2": "default_credit_homo_host_2.csv"}
-BREAST = {"guest": "breast_homo_guest.csv", "host": "breast_homo_host.csv"}
+DATA = str(datasets.folder()) + "/"
+CREDIT = {"guest": "default_credit_homo_guest.csv.gz", "host_1": "default_credit_homo_host_1.csv.gz",
+          "host_2": "default_credit_homo_host_2.csv.gz"}
+BREAST = {"guest": "breast_homo_guest.csv.gz", "host": "breast_homo_host.csv.gz"}
 
 
 @cache
@@ -133,8 +134,8 @@ def test_secure_aggregation_runs_among_the_sampled_clients_only():
 
 
 def test_credit_auc_matches_centralised_logistic_regression():
-    out = _train(CREDIT, "default_credit_homo_test.csv", rounds=5)
-    central = _central_auc(tuple(CREDIT.values()), "default_credit_homo_test.csv")
+    out = _train(CREDIT, "default_credit_homo_test.csv.gz", rounds=5)
+    central = _central_auc(tuple(CREDIT.values()), "default_credit_homo_test.csv.gz")
     assert all(_test_auc(out, c) >= central - 0.01 for c in CREDIT)
     records = out["server"][1]
     assert [r["step"] for r in records if r["name"] == "auc"] == list(range(5))
@@ -144,8 +145,8 @@ def test_credit_auc_matches_centralised_logistic_regression():
 
 
 def test_breast_auc_matches_centralised_logistic_regression():
-    out = _train(BREAST, "breast_homo_test.csv", rounds=10, batch_size=16)
-    central = _central_auc(tuple(BREAST.values()), "breast_homo_test.csv")
+    out = _train(BREAST, "breast_homo_test.csv.gz", rounds=10, batch_size=16)
+    central = _central_auc(tuple(BREAST.values()), "breast_homo_test.csv.gz")
     assert _test_auc(out) >= central - 0.01
 
 
@@ -233,7 +234,7 @@ def test_central_dp_epsilon_equals_dp_accounting():
 def test_distributed_dp_under_secure_aggregation_still_learns():
     # The noise is real (CSPRNG, unseeded): z = 0.2 over 5 rounds gave AUC 0.713-0.729 in 8 runs, z = 0.5 over
     # 3 rounds 0.61-0.71, so the bar below sits far under the spread of the former.
-    out = _train(CREDIT, "default_credit_homo_test.csv", rounds=5, secure_aggregation=True,
+    out = _train(CREDIT, "default_credit_homo_test.csv.gz", rounds=5, secure_aggregation=True,
                  dp={"noise_multiplier": 0.2, "clip_norm": 1.0})
     assert _test_auc(out) > 0.65
     assert len(_logged(out["server"][1], "epsilon")) == 5
@@ -244,8 +245,8 @@ def test_distributed_dp_under_secure_aggregation_still_learns():
 
 @pytest.mark.parametrize("strategy", ["fedadam", "fedyogi", "fedprox"])
 def test_other_strategies_converge(strategy):
-    out = _train(CREDIT, "default_credit_homo_test.csv", rounds=5, strategy=strategy, proximal_mu=0.01)
-    central = _central_auc(tuple(CREDIT.values()), "default_credit_homo_test.csv")
+    out = _train(CREDIT, "default_credit_homo_test.csv.gz", rounds=5, strategy=strategy, proximal_mu=0.01)
+    central = _central_auc(tuple(CREDIT.values()), "default_credit_homo_test.csv.gz")
     assert _test_auc(out) >= central - 0.02
 
 
@@ -254,7 +255,7 @@ def test_other_strategies_converge(strategy):
 
 def test_secure_transcript_holds_no_update_in_the_clear():
     plain_records, secure_records = [], []
-    test = "default_credit_homo_test.csv"
+    test = "default_credit_homo_test.csv.gz"
     _train(CREDIT, test, rounds=1, recorder=plain_records.append)
     _train(CREDIT, test, rounds=1, secure_aggregation=True, recorder=secure_records.append)
     updates = {r.src: np.asarray(loads(r.payload)) for r in plain_records if r.key.tag == "fl/0/update"}
@@ -278,17 +279,17 @@ def test_secure_transcript_holds_no_update_in_the_clear():
 
 
 def test_homo_lr_predict_matches_training_predictions():
-    out = _train(BREAST, "breast_homo_test.csv", rounds=2)
+    out = _train(BREAST, "breast_homo_test.csv.gz", rounds=2)
     model = out["host"][0]["model"]
 
     def party(ctx):
-        return homo_lr_predict(ctx, PredictParams(), model, _table("breast_homo_test.csv"))
+        return homo_lr_predict(ctx, PredictParams(), model, _table("breast_homo_test.csv.gz"))
 
     predicted = simulate(party, ["host"])["host"]["predictions"]
     assert np.allclose(predicted["score"], out["host"][0]["predictions"]["score"])
     with pytest.raises(SimulationError, match="aggregator's copy"):
         simulate(lambda ctx: homo_lr_predict(ctx, PredictParams(), out["server"][0]["model"], _table(
-            "breast_homo_test.csv")), ["server"])
+            "breast_homo_test.csv.gz")), ["server"])
 
 
 def test_secagg_clip_too_small_for_row_weighted_updates_names_the_client_and_setting():

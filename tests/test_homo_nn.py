@@ -17,15 +17,16 @@ import torch
 from opacus.accountants import RDPAccountant
 
 import sharedml.ml.nn
+from sharedml import datasets
 from sharedml.ml.metrics import roc_auc
 from sharedml.ml.nn.homo import HomoNNParams, homo_nn, homo_nn_predict
 from sharedml.ml.tables import PredictParams
 from sharedml.net.serialization import dumps_bytes, loads
 from sharedml.runtime.simulate import SimulationError, simulate
 
-DATA = "/work/shared/data/"
-BREAST = {"guest": "breast_homo_guest.csv", "host": "breast_homo_host.csv"}
-TEST = "breast_homo_test.csv"
+DATA = str(datasets.folder()) + "/"
+BREAST = {"guest": "breast_homo_guest.csv.gz", "host": "breast_homo_host.csv.gz"}
+TEST = "breast_homo_test.csv.gz"
 TESTS = Path(__file__).resolve().parent
 
 

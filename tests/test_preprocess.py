@@ -37,8 +37,8 @@ def one_process():
 
 def aligned(data_dir, name: str, rows: int | None = None) -> dict[str, pd.DataFrame]:
     """The guest's and the host's tables of a hetero example, rows in the same order (as after psi)."""
-    guest = pd.read_csv(data_dir / f"{name}_guest.csv").iloc[:rows]
-    host = guest[["id"]].merge(pd.read_csv(data_dir / f"{name}_host.csv"), on="id")
+    guest = pd.read_csv(data_dir / f"{name}_guest.csv.gz").iloc[:rows]
+    host = guest[["id"]].merge(pd.read_csv(data_dir / f"{name}_host.csv.gz"), on="id")
     return {"bank": guest.reset_index(drop=True), "shop": host}
 
 
@@ -392,7 +392,7 @@ def test_psi_split_binning_and_selection_as_a_job(tmp_path, data_dir, write_cata
 
     monkeypatch.setenv("SHAREDML_COMPONENT_MODULES", "sharedml.ml.preprocess.components")
     catalogs = write_catalogs({
-        party: pd.read_csv(data_dir / f"breast_hetero_{name}.csv").iloc[rows]
+        party: pd.read_csv(data_dir / f"breast_hetero_{name}.csv.gz").iloc[rows]
         for party, name, rows in (("bank", "guest", slice(0, 500)), ("shop", "host", slice(60, None)))})
     result = LocalRunner(tmp_path / "runs").run(parse_job(JOB), catalogs)
     assert result.state == "succeeded", result.error

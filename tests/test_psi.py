@@ -211,8 +211,8 @@ tasks:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["threads", "processes"])
 def test_psi_job_aligns_the_bundled_vertical_data(tmp_path, data_dir, mode, write_catalogs):
-    frames = {"bank": pd.read_csv(data_dir / "breast_hetero_guest.csv").iloc[:400],
-              "shop": pd.read_csv(data_dir / "breast_hetero_host.csv").iloc[200:]}
+    frames = {"bank": pd.read_csv(data_dir / "breast_hetero_guest.csv.gz").iloc[:400],
+              "shop": pd.read_csv(data_dir / "breast_hetero_host.csv.gz").iloc[200:]}
     catalogs = write_catalogs(frames)
     seen = []
     result = LocalRunner(tmp_path / "runs").run(parse_job(PSI_JOB), catalogs, mode=mode, on_progress=seen.append)

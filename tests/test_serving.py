@@ -46,7 +46,7 @@ def train(root: Path, data_dir: Path) -> dict:
     for party, (name, rows) in ROWS.items():
         folder = root / party
         folder.mkdir(parents=True)
-        pd.read_csv(data_dir / f"breast_hetero_{name}.csv").iloc[rows].to_csv(folder / "clients.csv", index=False)
+        pd.read_csv(data_dir / f"breast_hetero_{name}.csv.gz").iloc[rows].to_csv(folder / "clients.csv", index=False)
         catalogs[party] = Catalog.from_mapping({"datasets": {"clients": {"path": "clients.csv"}}}, party, folder)
         sources[party] = folder / "clients.csv"
     result = LocalRunner(root / "runs").run(parse_job(JOB), catalogs)
@@ -189,12 +189,12 @@ def test_snapshot_and_sql_feature_sources_agree(tmp_path, data_dir):
 
     from sharedml.serving.features import SnapshotSource, SqlSource
 
-    table = pd.read_csv(data_dir / "breast_hetero_host.csv")
+    table = pd.read_csv(data_dir / "breast_hetero_host.csv.gz")
     engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'host.db'}")
     table.to_sql("clients", engine, index=False)
     engine.dispose()
     ids = [int(table["id"][5]), 987654, str(table["id"][0]), int(table["id"][9])]
-    snapshot = SnapshotSource(table, "id", "breast_hetero_host.csv")
+    snapshot = SnapshotSource(table, "id", "breast_hetero_host.csv.gz")
     sql = SqlSource(f"sqlite:///{tmp_path / 'host.db'}", "clients", "id")
     for source in (snapshot, sql):
         X, unknown = source.rows(ids, ["x3", "x0"])

@@ -21,7 +21,7 @@ FREE = {"bank": "guest", "telco": "host"}
 
 
 def frames(data_dir: Path, name: str, rows: int | None = None) -> dict[str, pd.DataFrame]:
-    tables = {p: pd.read_csv(data_dir / f"{name}_hetero_{side}.csv") for p, side in (("bank", "guest"),
+    tables = {p: pd.read_csv(data_dir / f"{name}_hetero_{side}.csv.gz") for p, side in (("bank", "guest"),
                                                                                      ("telco", "host"))}
     return {p: t.iloc[:rows] for p, t in tables.items()} if rows else tables
 

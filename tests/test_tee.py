@@ -72,14 +72,14 @@ def encrypted(tmp_path_factory, data_dir, enclave, keys) -> dict:
     for dataset, half, recipients in (("bank", "guest", keys), ("insurer", "host", {"alice": keys["alice"]})):
         files[dataset] = str(folder / f"{dataset}.enc")
         encrypt_file(policy(enclave, dataset, recipients), enclave.quote,
-                     data_dir / f"default_credit_hetero_{half}.csv", files[dataset], chunk_size=256 << 10)
+                     data_dir / f"default_credit_hetero_{half}.csv.gz", files[dataset], chunk_size=256 << 10)
     return files
 
 
 @pytest.fixture(scope="module")
 def joined_plaintext(data_dir) -> tuple[np.ndarray, np.ndarray]:
-    guest = pd.read_csv(data_dir / "default_credit_hetero_guest.csv")
-    host = pd.read_csv(data_dir / "default_credit_hetero_host.csv")
+    guest = pd.read_csv(data_dir / "default_credit_hetero_guest.csv.gz")
+    host = pd.read_csv(data_dir / "default_credit_hetero_host.csv.gz")
     joined = guest.merge(host, on="id", how="inner", suffixes=("_g", "_h"))
     return joined.drop(columns=["id", "y"]).to_numpy(np.float64), joined["y"].to_numpy()
 
@@ -139,7 +139,7 @@ def test_no_common_recipient_is_refused(enclave, keys, tmp_path, data_dir):
     for dataset, name in (("a", "alice"), ("b", "mallory")):
         files.append(str(tmp_path / f"{dataset}.enc"))
         encrypt_file(policy(enclave, dataset, {name: keys[name]}), enclave.quote,
-                     data_dir / "default_credit_hetero_host.csv", files[-1])
+                     data_dir / "default_credit_hetero_host.csv.gz", files[-1])
     with pytest.raises(ReleaseError, match="no recipient is allowed"):
         train(enclave, TrainJob(files, label="a.x0", recipients=["alice"]))
 
@@ -252,7 +252,8 @@ def test_wrong_measurement_gets_no_key(enclave, keys, tmp_path, data_dir):
     assert other.measurement != enclave.measurement
     target = tmp_path / "x.enc"
     with pytest.raises(AttestationError, match="is not an allowed measurement"):
-        encrypt_file(policy(enclave, "bank", keys), other.quote, data_dir / "default_credit_hetero_guest.csv", target)
+        source = data_dir / "default_credit_hetero_guest.csv.gz"
+        encrypt_file(policy(enclave, "bank", keys), other.quote, source, target)
     assert not target.exists() and not (tmp_path / "x.enc.partial").exists()
 
 
@@ -271,7 +272,7 @@ def test_code_change_changes_measurement(tmp_path):
 def test_simulated_quote_needs_allow_simulated(enclave, keys, tmp_path, data_dir):
     strict = policy(enclave, "bank", keys).model_copy(update={"allow_simulated": False})
     with pytest.raises(AttestationError, match="does not set allow_simulated: true"):
-        encrypt_file(strict, enclave.quote, data_dir / "default_credit_hetero_guest.csv", tmp_path / "x.enc")
+        encrypt_file(strict, enclave.quote, data_dir / "default_credit_hetero_guest.csv.gz", tmp_path / "x.enc")
     with pytest.warns(InsecureAttestationWarning, match="INSECURE"):
         assert verify_quote(enclave.quote, trust(enclave)).insecure
 

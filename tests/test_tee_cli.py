@@ -50,7 +50,7 @@ def test_owner_operator_recipient_round_trip(tmp_path, data_dir):
             policy.write_text(f"dataset_id: {dataset}\nid_column: id\nallowed_measurements: [{measurement}]\n"
                               f"allowed_recipients: {{alice: {alice}}}\nallow_simulated: true\n")
             assert "insecure=True" in invoke("quote", work / "quote.json", "--policy", policy)
-            invoke("encrypt", data_dir / f"default_credit_hetero_{half}.csv", "--policy", policy,
+            invoke("encrypt", data_dir / f"default_credit_hetero_{half}.csv.gz", "--policy", policy,
                    "--quote", work / "quote.json", "-o", work / "data" / f"{dataset}.enc")
         (work / "jobs" / "credit.yaml").write_text(
             "datasets: [../data/bank.enc, ../data/insurer.enc]\nlabel: bank.y\nrecipients: [alice]\n"
@@ -74,8 +74,8 @@ def test_owner_operator_recipient_round_trip(tmp_path, data_dir):
     assert "xgboost model" in output and "insecure=True" in output
     booster = xgb.Booster()
     booster.load_model(tmp_path / "m.ubj")
-    guest = pd.read_csv(data_dir / "default_credit_hetero_guest.csv")
-    joined = guest.merge(pd.read_csv(data_dir / "default_credit_hetero_host.csv"), on="id")
+    guest = pd.read_csv(data_dir / "default_credit_hetero_guest.csv.gz")
+    joined = guest.merge(pd.read_csv(data_dir / "default_credit_hetero_host.csv.gz"), on="id")
     X = joined.drop(columns=["id", "y"]).to_numpy(np.float64)
     assert roc_auc(joined["y"], booster.predict(xgb.DMatrix(X, feature_names=booster.feature_names))) > 0.7
 

@@ -50,7 +50,7 @@ tasks:
 
 def test_psi_split_binning_selection_linear_models_and_evaluation_as_a_job(tmp_path, data_dir, write_catalogs):
     catalogs = write_catalogs({
-        party: pd.read_csv(data_dir / f"breast_hetero_{name}.csv").iloc[rows]
+        party: pd.read_csv(data_dir / f"breast_hetero_{name}.csv.gz").iloc[rows]
         for party, name, rows in (("bank", "guest", slice(0, 520)), ("shop", "host", slice(40, None)))})
     catalogs["broker"] = catalogs["shop"]  # the dealer reads nothing; it needs a catalog object only
     result = LocalRunner(tmp_path / "runs").run(parse_job(JOB), catalogs)
@@ -112,7 +112,7 @@ def test_cli_run_prints_the_evaluation(tmp_path, data_dir):
     arguments = ["run", str(tmp_path / "job.yaml"), "--workdir", str(tmp_path / "runs")]
     for party, name in (("bank", "guest"), ("shop", "host")):
         (tmp_path / party).mkdir()
-        pd.read_csv(data_dir / f"breast_hetero_{name}.csv").to_csv(tmp_path / party / "clients.csv", index=False)
+        pd.read_csv(data_dir / f"breast_hetero_{name}.csv.gz").to_csv(tmp_path / party / "clients.csv", index=False)
         (tmp_path / party / "catalog.yaml").write_text("datasets:\n  clients: {path: clients.csv}\n")
         arguments += ["--catalog", f"{party}={tmp_path / party / 'catalog.yaml'}"]
     (tmp_path / "job.yaml").write_text(CLI_JOB)

@@ -162,7 +162,6 @@ def components() -> None:
 def demo(
     mode: Annotated[str, typer.Option(help="processes (one OS process per party, gRPC + mutual TLS) "
                                            "or threads (in-memory)")] = "processes",
-    data_dir: Annotated[Path | None, typer.Option(help="folder of the example CSVs (default: ../shared/data)")] = None,
     workdir: Annotated[Path, typer.Option(help="where the demo writes its files")] = Path("sharedml-demo"),
     timeout: Annotated[float, typer.Option(help="seconds a party waits for a peer")] = 120.0,
     rows: Annotated[int, typer.Option(help="clients each party of the vertical job holds")] = 27_000,
@@ -172,18 +171,17 @@ def demo(
 ) -> None:
     """Run the example jobs: vertical (PSI, binning, SecureBoost, prediction, evaluation), the trained model
     served online, then horizontal (secure sum, statistics)."""
-    from .demo import DemoDataError, find_example_data, run_demo
+    from .demo import run_demo
     from .demo_vertical import run_vertical
 
     _check_mode(mode)
     console.rule("[bold]sharedml demo")
     transport = "gRPC + mutual TLS, one process per party" if mode == "processes" else "in-memory"
     try:
-        data = find_example_data(data_dir)
         console.print(f"Part 1, vertical: a bank (labels) and an insurer hold different columns of partly the same "
                       f"clients; transport: {transport}.")
         with console.status("running PSI, binning, SecureBoost, prediction and evaluation..."):
-            vertical = run_vertical(workdir.resolve() / "vertical", data, mode, timeout, rows, trees, depth)
+            vertical = run_vertical(workdir.resolve() / "vertical", mode, timeout, rows, trees, depth)
         _print_result(vertical.result)
         if vertical.result.state != "succeeded":
             raise typer.Exit(1)
@@ -192,9 +190,7 @@ def demo(
             _serve_online(workdir.resolve() / "online", vertical)
         console.print("\nPart 3, horizontal: a bank, an insurer and a shop each hold their own rows.")
         with console.status("running secure_sum, then federated_stats..."):
-            outcome = run_demo(workdir.resolve() / "horizontal", data, mode, timeout)
-    except DemoDataError as err:
-        fail(str(err))
+            outcome = run_demo(workdir.resolve() / "horizontal", mode, timeout)
     except KeyboardInterrupt:
         fail("cancelled (Ctrl-C); every party was stopped", 130)
     result = outcome.result

@@ -1,4 +1,4 @@
-"""`sharedml demo`: a whole three-party job on the bundled example data.
+"""`sharedml demo`: a whole three-party job on the example data shipped in the package.
 
 Three institutions — a bank, an insurer and a shop — each with its own catalog, run one job:
 1. `secure_sum`: they hold 10, 15 and 20 (in a private one-row table each) and learn only 45.
@@ -11,22 +11,19 @@ The job and catalog files are written to the work directory, so `sharedml run` c
 
 from __future__ import annotations
 
-import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import datasets
 from .jobs.catalog import Catalog
 from .jobs.runner import JobResult, LocalRunner
 from .jobs.spec import load_job
 
-PARTY_FILES = {
-    "bank": "default_credit_homo_guest.csv",
-    "insurer": "default_credit_homo_host_1.csv",
-    "shop": "default_credit_homo_host_2.csv",
-}
+PARTY_PARTS = {"bank": "guest", "insurer": "host_1", "shop": "host_2"}  # default_credit_homo's thirds
 PRIVATE_VALUES = {"bank": 10, "insurer": 15, "shop": 20}
 
 JOB_YAML = """\
@@ -49,26 +46,6 @@ datasets:
 """
 
 
-class DemoDataError(FileNotFoundError):
-    pass
-
-
-def find_example_data(explicit: Path | None = None) -> Path:
-    """The bundled example data: --data-dir, $SHAREDML_DATA, or ../shared/data beside the checkout."""
-    package_root = Path(__file__).resolve().parents[2]
-    candidates = [explicit] if explicit else []
-    if os.environ.get("SHAREDML_DATA"):
-        candidates.append(Path(os.environ["SHAREDML_DATA"]))
-    candidates += [package_root.parent / "shared" / "data", Path.cwd() / "shared" / "data",
-                   Path.cwd().parent / "shared" / "data"]
-    for candidate in candidates:
-        if candidate and all((candidate / f).exists() for f in PARTY_FILES.values()):
-            return candidate.resolve()
-    tried = ", ".join(str(c) for c in candidates if c)
-    raise DemoDataError(f"example data not found (looked in: {tried}); pass --data-dir DIR or set "
-                        f"SHAREDML_DATA to the folder holding {', '.join(PARTY_FILES.values())}")
-
-
 @dataclass
 class DemoOutcome:
     result: JobResult
@@ -77,30 +54,30 @@ class DemoOutcome:
     pooled: pd.DataFrame
 
 
-def prepare(workdir: Path, data_dir: Path, timeout: float) -> tuple[Path, dict[str, Path]]:
-    """Write each party's private value, its catalog, and the job file; return their paths."""
+def prepare(workdir: Path, timeout: float) -> tuple[Path, dict[str, Path]]:
+    """Give each party its own files (its private value, its third of the example data, its catalog) and
+    write the job file; return their paths."""
     catalogs = {}
-    for party, filename in PARTY_FILES.items():
+    for party, part in PARTY_PARTS.items():
         party_dir = workdir / "parties" / party
         party_dir.mkdir(parents=True, exist_ok=True)
         (party_dir / "wealth.csv").write_text(f"value\n{PRIVATE_VALUES[party]}\n")
-        credit = os.path.relpath(data_dir / filename, party_dir)
+        credit = shutil.copyfile(datasets.path("default_credit_homo", part), party_dir / "credit.csv.gz")
         catalogs[party] = party_dir / "catalog.yaml"
-        catalogs[party].write_text(CATALOG_YAML.format(party=party, credit=credit))
+        catalogs[party].write_text(CATALOG_YAML.format(party=party, credit=credit.name))
     job_path = workdir / "demo-job.yaml"
     job_path.write_text(JOB_YAML.format(timeout=timeout))
     return job_path, catalogs
 
 
-def run_demo(workdir: Path, data_dir: Path | None = None, mode: str = "processes",
-             timeout: float = 60.0) -> DemoOutcome:
-    data = find_example_data(data_dir)
+def run_demo(workdir: Path, mode: str = "processes", timeout: float = 60.0) -> DemoOutcome:
     workdir = workdir.resolve()
-    job_path, catalog_paths = prepare(workdir, data, timeout)
+    job_path, catalog_paths = prepare(workdir, timeout)
     spec = load_job(job_path)
     catalogs = {party: Catalog.load(path) for party, path in catalog_paths.items()}
     result = LocalRunner(workdir / "runs").run(spec, catalogs, mode=mode, spec_text=job_path.read_text())
-    pooled = pd.concat([pd.read_csv(data / f) for f in PARTY_FILES.values()], ignore_index=True)
+    pooled = pd.concat([datasets.load("default_credit_homo", part) for part in PARTY_PARTS.values()],
+                       ignore_index=True)
     return DemoOutcome(result, job_path, catalog_paths, pooled)
 
 

@@ -21,9 +21,9 @@ from typing import Any, ClassVar
 import pandas as pd
 from pydantic import ValidationError
 
-from ..jobs.artifacts import make_private_dirs, write_bytes_atomic
 from ..jobs.components import load_builtin_components
 from ..jobs.spec import JobSpec
+from ..private_files import make_private_dirs, write_bytes_atomic
 from ..runtime.component import Component, get_component
 from .federation import FederatedData, Federation
 

@@ -21,10 +21,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..jobs.artifacts import make_private_dirs, write_table_atomic
+from ..jobs.artifacts import write_table_atomic
 from ..jobs.catalog import Catalog
 from ..jobs.runner import MODES, JobResult, LocalRunner
 from ..jobs.spec import JobSpec
+from ..private_files import make_private_dirs
 
 ROLES = ("guest", "host", "arbiter", "dealer", "client", "aggregator")
 DATA_ROLES = ("guest", "host", "client")  # roles whose party brings a table

@@ -18,7 +18,8 @@ import pandas as pd
 SUFFIX = ".csv.gz"
 
 
-def _folder() -> Path:
+def folder() -> Path:
+    """The folder holding the files (inside the installed package)."""
     return Path(str(resources.files(__package__).joinpath("data")))
 
 
@@ -26,7 +27,7 @@ def _folder() -> Path:
 def catalogue() -> dict[str, tuple[str, ...]]:
     """{data set: its parties, in file order}, from the files present."""
     found: dict[str, list[str]] = {}
-    for file in sorted(_folder().glob(f"*{SUFFIX}")):
+    for file in sorted(folder().glob(f"*{SUFFIX}")):
         stem = file.name[: -len(SUFFIX)]
         for marker in ("_hetero_", "_homo_"):
             if marker in stem:
@@ -48,7 +49,7 @@ def path(name: str, party: str) -> Path:
     """The file of `party`'s part of data set `name` (a gzip-compressed CSV that the catalog reads as it is)."""
     if party not in parties(name):
         raise KeyError(f"example data set {name!r} has no party {party!r}; its parties: {', '.join(parties(name))}")
-    return _folder() / f"{name}_{party}{SUFFIX}"
+    return folder() / f"{name}_{party}{SUFFIX}"
 
 
 def load(name: str, party: str | None = None) -> pd.DataFrame | dict[str, pd.DataFrame]:

@@ -16,9 +16,9 @@ from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from ..jobs.artifacts import PRIVATE_UMASK
 from ..lifeline import exit_with
 from ..net.https import peer_name, server
+from ..private_files import PRIVATE_UMASK
 from .config import CoordinatorConfig, load_config
 from .coordinator import Coordinator, CoordinatorError
 from .model_registry import RegistryError

@@ -13,21 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..jobs.artifacts import make_private_dirs, open_log, write_bytes_atomic
 from ..net.certs import init_federation
-from ..net.loopback import child_env, free_port, stop
+from ..net.loopback import child_env, free_port, stop, write_yaml
+from ..private_files import make_private_dirs, open_log, write_bytes_atomic
 from .client import ApiError, CoordinatorClient
 
 FINISHED = ("succeeded", "failed", "cancelled")
 ADMIN = "admin"
 STOP_GRACE_S = 10.0
-
-
-def write_yaml(path: Path, data: Any) -> Path:
-    write_bytes_atomic(make_private_dirs(path.parent) / path.name, yaml.safe_dump(data, sort_keys=False).encode())
-    return path
 
 
 class Deployment:
@@ -45,8 +38,9 @@ class Deployment:
             home = root / party
             datasets = {}
             for name, source in spec["datasets"].items():
-                target = make_private_dirs(home) / f"{name}.csv"
-                write_bytes_atomic(target, Path(source).read_bytes() if isinstance(source, Path) else source.encode())
+                suffix = "".join(source.suffixes) if isinstance(source, Path) else ".csv"  # keeps .csv.gz readable
+                target = make_private_dirs(home) / f"{name}{suffix}"
+                write_bytes_atomic(target, source.read_bytes() if isinstance(source, Path) else source.encode())
                 datasets[name] = {"path": target.name}
             write_yaml(home / "catalog.yaml", {"datasets": datasets})
             write_yaml(home / "policy.yaml", spec["policy"])

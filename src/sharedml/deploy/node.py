@@ -22,13 +22,14 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 
-from ..jobs.artifacts import PartyArtifacts, make_private_dirs, write_json_atomic
+from ..jobs.artifacts import PartyArtifacts
 from ..jobs.catalog import Catalog, DatasetError
 from ..jobs.components import check_components
 from ..jobs.contract import ContractError
 from ..jobs.spec import JobSpec, JobSpecError, check_name
 from ..jobs.store import JobStore
 from ..jobs.worker import announce_death, died
+from ..private_files import make_private_dirs, write_json_atomic
 from . import node_worker
 from .audit import AuditEntry, AuditLog
 from .config import NodeConfig

@@ -14,8 +14,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ..jobs.artifacts import PRIVATE_UMASK
 from ..net.https import require_peer, server
+from ..private_files import PRIVATE_UMASK
 from .config import NodeConfig, load_config
 from .node import Node, NodeError
 from .policy import PolicyDenied

@@ -19,9 +19,9 @@ from multiprocessing.process import BaseProcess
 
 from ..crypto import parallel
 from ..jobs import worker
-from ..jobs.artifacts import open_log
 from ..jobs.components import builtin_modules
 from ..lifeline import exit_with
+from ..private_files import open_log
 
 NICENESS = 5
 _CONTEXT = multiprocessing.get_context("forkserver")

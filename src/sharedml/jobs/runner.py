@@ -21,7 +21,8 @@ from typing import Any
 
 from ..net.certs import CA_KEY, init_federation
 from ..net.memory import MemoryHub
-from .artifacts import PartyArtifacts, make_private_dirs, open_log, write_json_atomic
+from ..private_files import make_private_dirs, open_log, write_json_atomic
+from .artifacts import PartyArtifacts
 from .catalog import Catalog
 from .components import check_components
 from .party import PartyResult, run_party

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import DateTime, Engine, Float, ForeignKey, String, Text, create_engine, delete, event, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from .artifacts import FILE_MODE, make_private_dirs
+from ..private_files import FILE_MODE, make_private_dirs
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 

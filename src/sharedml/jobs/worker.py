@@ -26,7 +26,7 @@ from ..net.certs import load_identity
 from ..net.channel import MessageKey, Transport
 from ..net.errors import JobAborted, PeerTimeout
 from ..net.grpc_transport import GrpcTransport
-from .artifacts import PRIVATE_UMASK, write_json_atomic
+from ..private_files import PRIVATE_UMASK, write_json_atomic
 from .catalog import Catalog
 from .party import PartyResult, run_party
 from .spec import JobSpec

@@ -9,6 +9,11 @@ import socket
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..private_files import make_private_dirs, write_bytes_atomic
 
 SRC = Path(__file__).resolve().parents[2]  # the folder holding the `sharedml` package
 
@@ -18,6 +23,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def write_yaml(path: Path, data: Any) -> Path:
+    """A config file for a launched service: private, written whole or not at all."""
+    write_bytes_atomic(make_private_dirs(path.parent) / path.name, yaml.safe_dump(data, sort_keys=False).encode())
+    return path
 
 
 def child_env() -> dict[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..jobs.artifacts import make_private_dirs, write_bytes_atomic
+from ..private_files import make_private_dirs, write_bytes_atomic
 
 _MANIFEST = "manifest.json"
 

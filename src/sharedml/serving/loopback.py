@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-from ..jobs.artifacts import make_private_dirs, write_bytes_atomic
 from ..net.certs import init_federation
 from ..net.https import MtlsClient, TlsFiles
-from ..net.loopback import child_env, free_port, stop
+from ..net.loopback import child_env, free_port, stop, write_yaml
 
 APP = "app"  # the certificate name of the applications calling the guest
 REGISTRY = "registry"
@@ -55,8 +53,7 @@ class LocalCluster:
         """Start replica `name` and wait until it answers /v1/health."""
         port = free_port()
         config = {**config, "certs": str(self.certs), "listen": f"127.0.0.1:{port}", "name": name}
-        path = make_private_dirs(self.root / name) / "serve.yaml"
-        write_bytes_atomic(path, yaml.safe_dump(config, sort_keys=False).encode())
+        path = write_yaml(self.root / name / "serve.yaml", config)
         with open(self.root / name / "replica.log", "wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "sharedml.serving", "--config", str(path),
                                      "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, env=child_env(),

@@ -2,7 +2,8 @@
 
 Why: the plaintext of a dataset never exists as one byte string in enclave memory. `ChunkStream` feeds
 pandas' CSV parser one decrypted chunk at a time, so decryption adds one chunk (default 1 MiB) to the
-memory that parsing needs anyway; the parsed columns are what training needs.
+memory that parsing needs anyway; the parsed columns are what training needs. A gzip-compressed CSV (an
+owner's `.csv.gz`) is recognised by its first bytes and decompressed on the way, chunk by chunk too.
 
 Joined columns are named `<dataset id>.<column>` (owners' column names may collide); rows are the inner
 join on each owner's id column, in the order of the first table, under the key column `_id`.
@@ -10,7 +11,9 @@ join on each owner's id column, in the order of the first table, under the key c
 
 from __future__ import annotations
 
+import gzip
 import io
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +22,7 @@ import pandas as pd
 from .errors import TrainingError
 
 KEY = "_id"
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class ChunkStream(io.RawIOBase):
@@ -53,10 +57,14 @@ class OwnerTable:
 
 
 def read_csv_chunks(chunks: Iterator[bytes], dataset_id: str, id_column: str) -> OwnerTable:
-    """Parse a CSV arriving as decrypted chunks."""
+    """Parse a CSV (plain or gzip-compressed) arriving as decrypted chunks."""
+    stream: io.BufferedIOBase = io.BufferedReader(ChunkStream(chunks), buffer_size=1 << 20)
+    if stream.peek(len(GZIP_MAGIC)).startswith(GZIP_MAGIC):
+        stream = gzip.GzipFile(fileobj=stream, mode="rb")
     try:
-        frame = pd.read_csv(io.BufferedReader(ChunkStream(chunks), buffer_size=1 << 20))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        frame = pd.read_csv(stream)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError,
+            zlib.error) as exc:
         raise TrainingError(f"dataset {dataset_id!r}: not a readable CSV file: {exc}") from None
     return OwnerTable(dataset_id, id_column, frame)
 
