@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,3 +87,19 @@ def test_a_failed_job_raises_with_the_root_cause(tmp_path):
     data = fed.vertical({"a": frame, "b": frame[["id", "x"]]}, label="target")
     with pytest.raises(sm.JobFailed, match="target"):
         sm.SecureBoostClassifier(n_estimators=1, **FAST).fit(data)
+
+
+def test_a_plain_script_without_a_main_guard_trains(tmp_path):
+    """The HE worker processes must not re-run the user's script (spawn would import it in every worker)."""
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(f"""
+        import sharedml as sm
+        fed = sm.Federation.local({{"bank": "guest", "insurer": "host"}}, workdir={str(tmp_path / "fed")!r})
+        data = fed.vertical({{p: sm.datasets.path("breast_hetero", side)
+                              for p, side in (("bank", "guest"), ("insurer", "host"))}})
+        model = sm.SecureBoostClassifier(n_estimators=2, key_bits=1024).fit(data)
+        print("AUC", round(model.evaluate(data)["auc"], 4))
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("AUC") == 1 and float(done.stdout.split()[-1]) > 0.95

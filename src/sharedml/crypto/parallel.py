@@ -10,8 +10,10 @@ would cost more than they save.
 The pool is a `ProcessPoolExecutor` with the *spawn* start method (no inherited locks or threads,
 no copy of the parent's memory), created on first use, reused, and sized to `os.cpu_count()`.
 `configure(workers=1)` turns parallelism off; `SHAREDML_HE_WORKERS` sets the default worker count.
-As always with spawn, a script that runs such operations must keep its top-level code under
-`if __name__ == "__main__":`, since each worker imports the main module.
+Unlike plain spawn, a worker does not import the caller's main script (on POSIX): workers only run
+this package's functions, and a user's script that trains at its top level, with no
+`if __name__ == "__main__":`, would otherwise run again in every worker, which multiprocessing refuses
+(`BrokenProcessPool`).
 
 Security notes: arguments, including private keys, travel to the workers with pickle. That is local
 IPC between this process and the children it spawned, never network input: data from peers is
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -79,11 +82,46 @@ def split(size: int) -> list[slice]:
     return [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False)]
 
 
+if sys.platform == "win32":  # plain spawn: a script there needs `if __name__ == "__main__":`
+    def _spawn_context() -> multiprocessing.context.BaseContext:
+        return multiprocessing.get_context("spawn")
+else:
+    from multiprocessing import context as mp_context
+    from multiprocessing import popen_spawn_posix, spawn
+
+    _MAIN_KEYS = ("init_main_from_path", "init_main_from_name")  # spawn's instruction to import the parent's main
+    _launching = threading.Lock()
+
+    class _PopenWithoutMain(popen_spawn_posix.Popen):
+        """Starts a worker from the parent's start-up data minus the main module."""
+
+        def _launch(self, process_obj: Any) -> None:
+            prepare = spawn.get_preparation_data
+            with _launching:
+                spawn.get_preparation_data = lambda name: {k: v for k, v in prepare(name).items()
+                                                           if k not in _MAIN_KEYS}
+                try:
+                    super()._launch(process_obj)
+                finally:
+                    spawn.get_preparation_data = prepare
+
+    class _WorkerProcess(mp_context.SpawnProcess):
+        @staticmethod
+        def _Popen(process_obj: Any) -> _PopenWithoutMain:
+            return _PopenWithoutMain(process_obj)
+
+    class _WorkerContext(mp_context.SpawnContext):
+        Process = _WorkerProcess
+
+    def _spawn_context() -> multiprocessing.context.BaseContext:
+        return _WorkerContext()
+
+
 def _pool() -> ProcessPoolExecutor:
     global _executor
     with _lock:
         if _executor is None:
-            _executor = ProcessPoolExecutor(max_workers=_workers, mp_context=multiprocessing.get_context("spawn"),
+            _executor = ProcessPoolExecutor(max_workers=_workers, mp_context=_spawn_context(),
                                             initializer=exit_with, initargs=(os.getpid(),))
         return _executor
 
