@@ -58,7 +58,8 @@ def test_validate_locates_component_param_errors(tmp_path):
                    "  t:\n    component: secure_sum\n    inputs: {data: $d}\n    params:\n      colums: [v]\n")
     result = runner.invoke(app, ["validate", str(job)])
     assert result.exit_code == 2
-    assert "job.yaml, line 8, tasks.t.params.colums: Extra inputs are not permitted" in " ".join(result.output.split())
+    assert ("job.yaml, line 8, tasks.t.params.colums: secure_sum has no parameter 'colums'; did you mean 'columns'?"
+            in " ".join(result.output.split()))
 
 
 def test_run_with_a_malformed_catalog_argument_is_a_usage_error(tmp_path):

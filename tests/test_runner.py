@@ -118,7 +118,7 @@ tasks:
     with pytest.raises(JobSpecError) as info:
         check_components(spec)
     message = str(info.value)
-    assert "tasks.s.params.colums: Extra inputs are not permitted" in message
+    assert "tasks.s.params.colums: secure_sum has no parameter 'colums'; did you mean 'columns'?" in message
     assert "unknown component 'no_such_thing'" in message
     assert "task 's' (secure_sum) has no output 'total'; its outputs are: result" in message
 

@@ -276,7 +276,8 @@ tasks:
     parties: [bank, tleco]
 """
     message = job_error(text)
-    assert "job.yaml, line 8, tasks.t.parties.1: unknown party 'tleco' (known: bank, telco)" in message
+    assert ("job.yaml, line 8, tasks.t.parties.1: unknown party 'tleco'; did you mean 'telco'? (known: bank, telco)"
+            in message)
 
 
 def test_names_are_checked() -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import sys
+import textwrap
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -14,10 +18,12 @@ from rich.table import Table
 
 from .cli_errors import err_console, fail, show_tracebacks
 from .deploy.cli import coordinator_app, job_app, model_app, node_app
+from .did_you_mean import suggestion
 from .jobs.catalog import Catalog, DatasetError
 from .jobs.runner import MODES, JobResult, LocalRunner
 from .jobs.spec import JobSpecError
-from .jobs.store import ProgressRecord
+from .jobs.store import JobStore, ProgressRecord, sqlite_url
+from .private_files import write_bytes_atomic
 from .serving.cli import app as serve_app
 from .tee.cli import app as tee_app
 
@@ -26,9 +32,19 @@ app = typer.Typer(help="sharedml: shared machine learning across data silos.", n
 certs_app = typer.Typer(help="Federation certificates for mutual TLS.", no_args_is_help=True)
 
 
+def _print_version(shown: bool) -> None:
+    if shown:
+        from . import __version__
+
+        console.print(f"sharedml {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(debug: Annotated[bool, typer.Option("--debug", help="show log records and tracebacks of failures")]
-             = False) -> None:
+             = False,
+             version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                   help="print the version and exit")] = False) -> None:
     """Without --debug a failed job prints its error once, with no traceback; with it, every party's log and
     the traceback behind an error message."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, force=True)
@@ -127,35 +143,162 @@ def run(
         raise typer.Exit(1)
 
 
-@app.command()
-def jobs(workdir: Annotated[Path, typer.Option(help="the runs directory")] = Path("sharedml-runs")) -> None:
-    """List jobs run from this directory, newest first, with each task's state per party."""
-    from .jobs.store import JobStore, sqlite_url
-
+def _store(workdir: Path) -> JobStore:
     db = workdir / "sharedml.db"
     if not db.exists():
         fail(f"no job database at {db}; run a job first or pass --workdir")
-    store = JobStore(sqlite_url(db))
-    table = Table("job", "state", "started", "finished", "tasks")
-    for record in store.jobs():
-        tasks = ", ".join(f"{t.task}@{t.party}:{t.state}" for t in store.tasks(record.id))
-        table.add_row(record.id, record.state, str(record.started_at or ""), str(record.finished_at or ""), tasks)
-    console.print(table)
+    return JobStore(sqlite_url(db))
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
 
 
 @app.command()
-def components() -> None:
-    """List the components a job can use."""
+def jobs(workdir: Annotated[Path, typer.Option(help="the runs directory")] = Path("sharedml-runs"),
+         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """List jobs run from this directory, newest first: full id, state, start and task states."""
+    store = _store(workdir)
+    listed = []
+    for record in store.jobs():
+        states = Counter(t.state for t in store.tasks(record.id))
+        listed.append({"id": record.id, "state": record.state, "started": record.started_at,
+                       "finished": record.finished_at, "tasks": dict(states), "error": record.error})
+    if as_json:
+        _print_json(listed)
+        return
+    for job in listed:
+        started = job["started"].strftime("%Y-%m-%d %H:%M:%S") if job["started"] else "-"
+        tasks = ", ".join(f"{n} {s}" for s, n in job["tasks"].items())
+        console.print(f"{job['id']}  {job['state']:9}  {started}  {tasks}", highlight=False, markup=False,
+                      overflow="fold")
+
+
+@app.command()
+def components(name: Annotated[str | None, typer.Argument(help="a component to describe in full")] = None,
+               as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """List the components a job can use, or describe one: roles, inputs, outputs, every parameter."""
     from .jobs.components import load_builtin_components
     from .runtime.component import registered
+    from .runtime.component_docs import describe, summary
 
     load_builtin_components()
-    table = Table("component", "roles", "inputs ([optional])", "outputs", "description")
-    for comp in registered().values():
-        inputs = list(comp.inputs) + [f"[{name}]" for name in comp.optional_inputs]
-        table.add_row(comp.name, ", ".join(comp.roles or ["any"]), ", ".join(inputs),
-                      ", ".join(comp.outputs), comp.description)
-    console.print(table)
+    known = registered()
+    if name is None:
+        if as_json:
+            _print_json([describe(c) for c in known.values()])
+            return
+        width = max(len(n) for n in known) + 2
+        for comp in known.values():
+            line = f"{comp.name:{width}}{summary(comp)}"
+            limit = console.width - 1
+            console.print(line if len(line) <= limit else line[:limit - 1] + "…", markup=False, highlight=False)
+        console.print("\n`sharedml components NAME` shows a component's parameters.", markup=False, highlight=False)
+        return
+    if name not in known:
+        fail(f"unknown component {name!r}{suggestion(name, known)} (`sharedml components` lists them)")
+    about = describe(known[name])
+    if as_json:
+        _print_json(about)
+        return
+    _print_component(about)
+
+
+def _print_component(about: dict) -> None:
+    say = functools.partial(console.print, markup=False, highlight=False)
+    say(f"{about['name']}: {' '.join(about['description'].split())}")
+    say(f"roles:    {', '.join(about['roles']) if about['roles'] else 'any'} "
+        f"(at least {about['min_parties']} parties)")
+    optional = [f"{i} (optional)" for i in about["optional_inputs"]]
+    say(f"inputs:   {', '.join(about['inputs'] + optional) or 'none'}")
+    say(f"outputs:  {', '.join(about['outputs'])}")
+    say("parameters:")
+    for param in about["parameters"]:
+        default = param["default"] if isinstance(param["default"], str) else json.dumps(param["default"])
+        default = "None" if default == "null" else default
+        bounds = f", {param['range']}" if param["range"] else ""
+        say(f"  {param['name']}: {param['type']} = {default}{bounds}")
+        if param["description"]:
+            for line in textwrap.wrap(param["description"], max(40, console.width - 6)):
+                say(f"      {line}")
+
+
+@app.command()
+def show(job_id: Annotated[str, typer.Argument(help="the job's id (`sharedml jobs` lists them)")],
+         task: Annotated[str | None, typer.Argument(help="only this task")] = None,
+         workdir: Annotated[Path, typer.Option(help="the runs directory")] = Path("sharedml-runs"),
+         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """A job's results: each task's state per party, its figures, per-step curves, reports and importance."""
+    from .jobs.results import JobNotFound, collect
+
+    try:
+        job, results = collect(workdir.resolve(), _store(workdir), job_id)
+    except JobNotFound as err:
+        fail(str(err))
+    if task is not None:
+        tasks = sorted({r.task for r in results})
+        if task not in tasks:
+            fail(f"job {job_id} has no task {task!r}{suggestion(task, tasks)} (its tasks: {', '.join(tasks)})")
+        results = [r for r in results if r.task == task]
+    if as_json:
+        _print_json({"id": job.id, "name": job.name, "state": job.state, "error": job.error,
+                     "tasks": [_result_json(r) for r in results]})
+        return
+    say = functools.partial(console.print, markup=False, highlight=False)
+    say(f"job {job.id} ({job.name}): {job.state}")
+    if job.error:
+        say(f"error: {job.error}")
+    for r in results:
+        seconds = "" if r.seconds is None else f" in {r.seconds:.1f} s"
+        say(f"\n{r.task} @ {r.party}: {r.state}{seconds}")
+        if r.error and r.state != "succeeded":
+            say(f"  error: {r.error}")
+        scalars = {**r.scalars(), **{k: v for k, v in (r.report or {}).items() if isinstance(v, int | float)}}
+        if scalars:
+            say("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scalars.items()))
+        for name, points in _curves(r).items():
+            values = [v for _, v in points]
+            say(f"  {name} over {len(points)} steps: first {values[0]:.4g}, last {values[-1]:.4g}, "
+                f"best {min(values):.4g} / {max(values):.4g}")
+        if r.importance is not None and len(r.importance):
+            value = r.importance.columns[1]
+            top = r.importance.sort_values(value, ascending=False).head(8)
+            say(f"  importance ({value}): " + ", ".join(f"{f} {v:g}" for f, v in zip(top.iloc[:, 0], top[value],
+                                                                                    strict=True)))
+
+
+def _curves(result) -> dict[str, list[tuple[float, float]]]:
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for record in result.metrics:
+        if record.get("step") is not None and isinstance(record.get("value"), int | float):
+            curves.setdefault(record["name"], []).append((record["step"], record["value"]))
+    return {name: sorted(points) for name, points in curves.items() if len(points) > 1}
+
+
+def _result_json(result) -> dict:
+    return {"task": result.task, "party": result.party, "state": result.state, "error": result.error,
+            "seconds": result.seconds, "metrics": result.scalars(), "curves": _curves(result),
+            "report": result.report,
+            "importance": None if result.importance is None else result.importance.to_dict("records")}
+
+
+@app.command()
+def report(job_id: Annotated[str, typer.Argument(help="the job's id (`sharedml jobs` lists them)")],
+           output: Annotated[Path, typer.Option("--output", "-o", help="the HTML file to write")] = Path("report.html"),
+           workdir: Annotated[Path, typer.Option(help="the runs directory")] = Path("sharedml-runs")) -> None:
+    """Write a job's results as one self-contained HTML page: ROC, PR, KS, lift/gain, curves, importance."""
+    from .jobs.results import JobNotFound, collect
+
+    try:
+        from .viz.page import job_page
+    except ImportError as err:
+        fail(str(err))
+    try:
+        job, results = collect(workdir.resolve(), _store(workdir), job_id)
+    except JobNotFound as err:
+        fail(str(err))
+    write_bytes_atomic(output, job_page(job, results).encode())
+    console.print(f"wrote {output} ({output.stat().st_size:,} bytes)", highlight=False)
 
 
 @app.command()
@@ -266,7 +409,7 @@ class _ProgressBars(Progress):
 
     def __init__(self) -> None:
         super().__init__(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                         TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=console, transient=True)
+                         TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=console, transient=False)
         self._bars: dict[tuple[str, str], TaskID] = {}
 
     def update_all(self, records: list[ProgressRecord]) -> None:

@@ -6,9 +6,11 @@ import functools
 import importlib
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
+from ..did_you_mean import suggestion
 from ..runtime.component import Component, get_component
 from .spec import JobSpec, JobSpecError, OutputRef, parse_ref, validate_document
 from .yaml_errors import YamlDocument, read_yaml
@@ -37,6 +39,15 @@ def load_builtin_components() -> None:
             raise ImportError(f"cannot import component module {module!r} (from ${PLUGINS_ENV}): {err}") from err
 
 
+def _param_problem(comp: Component, error: dict[str, Any]) -> str:
+    """pydantic's message, or for a misspelt parameter one that names the closest real one."""
+    if error["type"] != "extra_forbidden" or len(error["loc"]) != 1:
+        return error["msg"]
+    name = str(error["loc"][0])
+    return (f"{comp.name} has no parameter {name!r}{suggestion(name, comp.params.model_fields)} "
+            f"(`sharedml components {comp.name}` lists them)")
+
+
 def load_checked_job(path: str | Path) -> JobSpec:
     """Load a job file and check it against the components; every problem names file, line, field."""
     document = read_yaml(path, JobSpecError)
@@ -61,7 +72,7 @@ def check_components(spec: JobSpec, document: YamlDocument | None = None) -> dic
             comp.params.model_validate(task.params)
         except ValidationError as err:
             for e in err.errors():
-                problems.append((("tasks", name, "params", *map(str, e["loc"])), e["msg"]))
+                problems.append((("tasks", name, "params", *map(str, e["loc"])), _param_problem(comp, e)))
         parties = spec.parties_for(name)
         if len(parties) < comp.min_parties:
             problems.append((("tasks", name), f"component {comp.name!r} needs at least {comp.min_parties} "

@@ -94,6 +94,7 @@ class LocalRunner:
                 results = self._run_threads(spec, job_id, catalogs, timeout, watch, allowed_code)
             else:
                 results = self._run_processes(spec, job_id, catalogs, timeout, watch, allowed_code)
+            watch.poll(final=True)  # the last progress each task reported, so what stays on screen is where it ended
         except KeyboardInterrupt:
             self._finish(job_id, "cancelled", "cancelled by the user (Ctrl-C)")
             raise
@@ -201,8 +202,8 @@ class _ProgressWatch:
         self.store, self.job_id, self.callback, self.interval = store, job_id, callback, interval
         self._next = 0.0
 
-    def poll(self) -> None:
-        if self.callback is not None and time.monotonic() >= self._next:
+    def poll(self, final: bool = False) -> None:
+        if self.callback is not None and (final or time.monotonic() >= self._next):
             self._next = time.monotonic() + self.interval
             self.callback(self.store.progress(self.job_id))
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from sharedml.did_you_mean import suggestion
 from sharedml.jobs.yaml_errors import YamlDocument, parse_yaml, read_yaml
 from sharedml.net.channel import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -236,7 +237,7 @@ def lineage(spec: JobSpec, party: str) -> dict[str, set[str]]:
 
 
 def _unknown(kind: str, name: str, known: dict[str, Any]) -> str:
-    return f"unknown {kind} '{name}' (known: {', '.join(known)})"
+    return f"unknown {kind} '{name}'{suggestion(name, known)} (known: {', '.join(known)})"
 
 
 def _job_error(loc: tuple[str | int, ...], message: str) -> InitErrorDetails:

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
+from ..did_you_mean import suggestion
+
 
 def _as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
@@ -101,7 +103,8 @@ def get_component(name: str) -> Component:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown component {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+        raise KeyError(f"unknown component {name!r}{suggestion(name, _REGISTRY)} (available: "
+                       f"{', '.join(sorted(_REGISTRY))}; `sharedml components` describes them)") from None
 
 
 def registered() -> dict[str, Component]:
