@@ -117,15 +117,18 @@ def job_submit(job: Path, wait: Annotated[bool, typer.Option(help="wait for the 
 
 @job_app.command("status")
 def job_status(job_id: Annotated[str | None, typer.Argument(help="a job id; none lists recent jobs")] = None,
-               coordinator: Url = None, certs: Certs = None, identity: Identity = None) -> None:
+               coordinator: Url = None, certs: Certs = None, identity: Identity = None,
+               as_json: Annotated[bool, typer.Option("--json", help="print the coordinator's JSON")] = False) -> None:
     """A job's state and each task's state per party (or the latest jobs)."""
-    if job_id is None:
-        table = Table("job", "state", "created", "finished")
-        for job in _call(coordinator, certs, identity, "GET", "/jobs"):
-            table.add_row(job["id"], job["state"], job["created_at"], job["finished_at"] or "")
-        console.print(table)
-        return
-    _print_job(_call(coordinator, certs, identity, "GET", f"/jobs/{job_id}"))
+    answer = _call(coordinator, certs, identity, "GET", "/jobs" if job_id is None else f"/jobs/{job_id}")
+    if as_json:
+        typer.echo(json.dumps(answer, indent=2))
+    elif job_id is None:
+        for job in answer:  # one line each, the full id first
+            console.print(f"{job['id']}  {job['state']:9}  {job['created_at']}  {job['finished_at'] or ''}",
+                          highlight=False, markup=False, overflow="fold")
+    else:
+        _print_job(answer)
 
 
 @job_app.command("logs")

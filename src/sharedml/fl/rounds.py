@@ -215,6 +215,7 @@ def run_aggregator(ctx: Context, config: RoundConfig, strategy: FedAvg,
     accountant = PrivacyAccountant() if config.dp else None
     weights = np.asarray(initial(size), dtype=np.float64)
     for r in range(config.rounds):
+        ctx.progress(r, config.rounds, f"round {r + 1} of {config.rounds}")
         started = time.perf_counter()
         sampled = sorted(sampler.sample(clients, m))
         for c in clients:
@@ -235,6 +236,7 @@ def run_aggregator(ctx: Context, config: RoundConfig, strategy: FedAvg,
         if validators:
             _log_evaluation(ctx, config, validators, metric_names, r)
         ctx.metrics.log("round_seconds", round(time.perf_counter() - started, 4), step=r)
+    ctx.progress(config.rounds, config.rounds, f"{config.rounds} rounds")
     return weights
 
 
@@ -326,6 +328,7 @@ def run_client(ctx: Context, config: RoundConfig, model: LocalModel, features: s
     validators = ctx.recv(server, "fl/start")["validators"]
     weights = np.zeros(model.size)
     for r in range(config.rounds):
+        ctx.progress(r, config.rounds, f"round {r + 1} of {config.rounds}")
         task = ctx.recv(server, f"fl/{r}/fit")
         if task["fit"]:
             _contribute(ctx, config, model, task, server, r)
@@ -341,6 +344,7 @@ def run_client(ctx: Context, config: RoundConfig, model: LocalModel, features: s
                             min(max(2, config.min_clients), len(validators)))
             else:
                 ctx.send(server, f"fl/{r}/eval", vector)
+    ctx.progress(config.rounds, config.rounds, f"{config.rounds} rounds")
     return weights
 
 

@@ -15,6 +15,7 @@ The guest's calls to its hosts, on every prediction's path, use the faster async
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import ssl
 import threading
@@ -71,6 +72,10 @@ class TlsFiles:
 
 
 # ---- server ---------------------------------------------------------------------------------------------
+
+
+# uvloop has no Windows wheels; asyncio serves the same, at about twice the CPU per request.
+EVENT_LOOP = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
 class _PeerCertProtocol(HttpToolsProtocol):
@@ -169,8 +174,8 @@ def server(app: Any, listen: str, tls: TlsFiles | None, *, verify_clients: bool 
 
     With `tls`, it serves HTTPS and, with `verify_clients` (always, for the federation services), requires a
     client certificate signed by `tls.ca`; `tls=None` is plain HTTP (the TEE route on loopback only).
-    uvloop and httptools (C) instead of asyncio and h11 (pure Python): on this machine they cut the CPU
-    of a kept-alive HTTPS request to about half, which online serving needs at 500 requests/s."""
+    uvloop (where installed) and httptools (C) instead of asyncio and h11 (pure Python): on this machine they cut
+    the CPU of a kept-alive HTTPS request to about half, which online serving needs at 500 requests/s."""
     host, _, port = listen.rpartition(":")
     if not port.isdigit():
         raise ValueError(f"listen address {listen!r} must be host:port, e.g. 127.0.0.1:8700")
@@ -182,7 +187,7 @@ def server(app: Any, listen: str, tls: TlsFiles | None, *, verify_clients: bool 
                    "ssl_ca_certs": None if tls.ca is None else str(tls.ca),
                    "ssl_cert_reqs": ssl.CERT_REQUIRED if verify_clients else ssl.CERT_NONE}
     config = uvicorn.Config(BoundedBody(app, max_body, callers), host=host or "127.0.0.1", port=int(port),
-                            http=_PeerCertProtocol, loop="uvloop", limit_concurrency=MAX_CONNECTIONS,
+                            http=_PeerCertProtocol, loop=EVENT_LOOP, limit_concurrency=MAX_CONNECTIONS,
                             log_level="warning", lifespan="off", timeout_keep_alive=KEEP_ALIVE_S,
                             proxy_headers=False, access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
                             **options)

@@ -224,9 +224,11 @@ def _aggregator_train(ctx: Context, p: HomoBoostParams) -> dict[str, Any]:
     ctx.broadcast("hsb/bins", {"binner": binner.to_dict(), "base_margin": base}, clients)
     trees = []
     for t in range(p.n_estimators):
+        ctx.progress(t, p.n_estimators, f"tree {t + 1} of {p.n_estimators}")
         tree = _grow(ctx, p, t, n_features)
         ctx.broadcast(f"hsb/{t}/tree", _tree_dict(tree, binner), clients)
         trees.append(_tree_dict(tree, binner))
+    ctx.progress(p.n_estimators, p.n_estimators, f"{p.n_estimators} trees")
     return _model(p, binner, base, trees, None)
 
 
