@@ -201,3 +201,17 @@ def test_read_real_shared_csv(tmp_path: Path) -> None:
     assert frame.shape == (227, 32)
     assert frame.columns[:3].tolist() == ["id", "y", "x0"]
     assert set(frame["y"].unique()) <= {0, 1}
+
+
+def test_a_model_entry_reads_a_saved_model_part_and_takes_no_contract(tmp_path):
+    from sharedml.net.serialization import dumps_bytes
+
+    (tmp_path / "part.msgpack").write_bytes(dumps_bytes({"role": "host", "coef": [1.0, 2.0]}))
+    catalog = Catalog.from_mapping({"datasets": {"m": {"path": "part.msgpack"}}}, "bank", tmp_path)
+    assert catalog.read("m", "bank") == {"role": "host", "coef": [1.0, 2.0]}
+    with pytest.raises(DatasetError, match="a model entry takes no data contract"):
+        Catalog.from_mapping({"datasets": {"m": {"path": "part.msgpack", "label": "y"}}}, "bank", tmp_path)
+    (tmp_path / "bad.msgpack").write_bytes(b"\xc1 not msgpack")
+    bad = Catalog.from_mapping({"datasets": {"m": {"path": "bad.msgpack"}}}, "bank", tmp_path)
+    with pytest.raises(DatasetError, match="party 'bank', model 'm'.*not a saved model part"):
+        bad.read("m", "bank")
