@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -16,6 +17,17 @@ DATA = datasets.folder()
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The CLI configures logging for its process (`logging.basicConfig(force=True)`, `--debug`); in a test that
+    process is pytest's, and a handler left on a closed test stream would break later tests' log records."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

@@ -156,13 +156,16 @@ def job_rerun(job_id: str, coordinator: Url = None, certs: Certs = None, identit
 
 @model_app.command("list")
 def model_list(name: Annotated[str | None, typer.Option(help="only this model name")] = None,
-               coordinator: Url = None, certs: Certs = None, identity: Identity = None) -> None:
-    """Registered models, every version."""
-    table = Table("id", "name", "version", "component", "parties", "job", "created")
-    for m in _call(coordinator, certs, identity, "GET", "/models", params={"name": name} if name else None):
-        table.add_row(m["id"], m["name"], str(m["version"]), m["component"], ", ".join(m["parties"]), m["job_id"],
-                      m["created_at"])
-    console.print(table)
+               coordinator: Url = None, certs: Certs = None, identity: Identity = None,
+               as_json: Annotated[bool, typer.Option("--json", help="print the coordinator's JSON")] = False) -> None:
+    """Registered models, every version: `name:version id` first, then component, parties and job."""
+    models = _call(coordinator, certs, identity, "GET", "/models", params={"name": name} if name else None)
+    if as_json:
+        typer.echo(json.dumps(models, indent=2))
+        return
+    for m in models:  # one line each, nothing cut: ids and job ids are what the other commands take
+        console.print(f"{m['name']}:{m['version']}  {m['id']}  {m['component']}  {','.join(m['parties'])}  "
+                      f"job {m['job_id']}  {m['created_at']}", highlight=False, markup=False, overflow="fold")
 
 
 @model_app.command("show")
