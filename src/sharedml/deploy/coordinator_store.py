@@ -12,11 +12,7 @@ from typing import Any
 from sqlalchemy import DateTime, Integer, String, Text, func, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from ..jobs.store import JobRecord, JobStore, TaskRecord
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+from ..jobs.store import JobRecord, JobStore, TaskRecord, utc_now
 
 
 class _Base(DeclarativeBase):
@@ -40,7 +36,7 @@ class TaskReport(_Base):
     state: Mapped[str] = mapped_column(String(20))
     metrics: Mapped[str] = mapped_column(Text, default="{}")
     log: Mapped[str] = mapped_column(Text, default="")
-    at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)
 
 
 class CoordinatorStore:
@@ -80,9 +76,9 @@ class CoordinatorStore:
         overwriting the other's decision, e.g. a job finishing just as a user cancels it."""
         values: dict[str, Any] = {"state": state}
         if state == "running":
-            values["started_at"] = _now()
+            values["started_at"] = utc_now()
         elif state in ("succeeded", "failed", "cancelled"):
-            values.update(finished_at=_now(), error=error)
+            values.update(finished_at=utc_now(), error=error)
         with Session(self.engine) as session, session.begin():
             result = session.execute(update(JobRecord).where(JobRecord.id == job_id, JobRecord.state.in_(allowed))
                                      .values(**values))

@@ -13,13 +13,9 @@ from sqlalchemy import DateTime, Engine, Integer, String, Text, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from ..jobs.store import private_sqlite
+from ..jobs.store import private_sqlite, utc_now
 
 FINISHED = ("succeeded", "failed", "cancelled")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class _Base(DeclarativeBase):
@@ -32,7 +28,7 @@ class NodeJob(_Base):
     spec: Mapped[str] = mapped_column(Text)  # JSON of the JobSpec as approved
     submitter: Mapped[str] = mapped_column(String(200))
     port: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)
 
 
 class NodeRun(_Base):
@@ -43,7 +39,7 @@ class NodeRun(_Base):
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
@@ -71,7 +67,7 @@ class NodeStore:
 
     def claim(self, job_id: str, task: str, attempt: int) -> bool:
         """Mark (job, task) running; False if it already runs here (the caller must not start it)."""
-        values = {"state": "running", "attempt": attempt, "pid": None, "error": None, "started_at": _now(),
+        values = {"state": "running", "attempt": attempt, "pid": None, "error": None, "started_at": utc_now(),
                   "finished_at": None}
         with Session(self.engine) as session, session.begin():
             changed = session.execute(update(NodeRun).where(NodeRun.job_id == job_id, NodeRun.task == task,
@@ -97,7 +93,7 @@ class NodeStore:
         with Session(self.engine) as session, session.begin():
             session.execute(update(NodeRun).where(NodeRun.job_id == job_id, NodeRun.task == task,
                                                   NodeRun.state == "running")
-                            .values(state=state, error=error, finished_at=_now()))
+                            .values(state=state, error=error, finished_at=utc_now()))
 
     def run(self, job_id: str, task: str) -> NodeRun | None:
         with Session(self.engine, expire_on_commit=False) as session:
@@ -111,5 +107,5 @@ class NodeStore:
         """On start-up: runs left 'running' by a previous node process lost their worker; fail them."""
         with Session(self.engine) as session, session.begin():
             result = session.execute(update(NodeRun).where(NodeRun.state == "running")
-                                     .values(state="failed", error=reason, finished_at=_now()))
+                                     .values(state="failed", error=reason, finished_at=utc_now()))
             return result.rowcount

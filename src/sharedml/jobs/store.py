@@ -20,7 +20,8 @@ from ..private_files import FILE_MODE, make_private_dirs
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
-def _now() -> dt.datetime:
+def utc_now() -> dt.datetime:
+    """Now in UTC, without a zone (the stores' DateTime columns hold naive UTC, on SQLite and PostgreSQL alike)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
@@ -35,7 +36,7 @@ class JobRecord(_Base):
     state: Mapped[str] = mapped_column(String(20), default="queued")
     spec: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
@@ -61,7 +62,7 @@ class ProgressRecord(_Base):
     done: Mapped[float] = mapped_column(Float, default=0.0)
     total: Mapped[float] = mapped_column(Float, default=1.0)
     message: Mapped[str] = mapped_column(Text, default="")
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)
 
 
 def sqlite_url(path: Path) -> str:
@@ -126,9 +127,9 @@ class JobStore:
                 raise KeyError(f"no job {job_id!r} in {self.url}")
             job.state = state
             if state == "running":
-                job.started_at = _now()
+                job.started_at = utc_now()
             elif state in ("succeeded", "failed", "cancelled"):
-                job.finished_at = _now()
+                job.finished_at = utc_now()
                 job.error = error
 
     def set_task_state(self, job_id: str, task: str, party: str, state: str, error: str | None = None) -> None:
@@ -140,9 +141,9 @@ class JobStore:
                 session.add(record)
             record.state = state
             if state == "running":
-                record.started_at = _now()
+                record.started_at = utc_now()
             elif state in ("succeeded", "failed", "cancelled"):
-                record.finished_at = _now()
+                record.finished_at = utc_now()
                 record.error = error
 
     def set_progress(self, job_id: str, task: str, party: str, done: float, total: float, message: str) -> None:
@@ -151,7 +152,7 @@ class JobStore:
             if record is None:
                 record = ProgressRecord(job_id=job_id, task=task, party=party)
                 session.add(record)
-            record.done, record.total, record.message, record.updated_at = done, total, message, _now()
+            record.done, record.total, record.message, record.updated_at = done, total, message, utc_now()
 
     def progress(self, job_id: str) -> list[ProgressRecord]:
         with Session(self.engine, expire_on_commit=False) as session:
