@@ -302,6 +302,22 @@ def report(job_id: Annotated[str, typer.Argument(help="the job's id (`sharedml j
 
 
 @app.command()
+def board(workdir: Annotated[Path, typer.Option(help="the runs directory to show")] = Path("sharedml-runs"),
+          port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8450) -> None:
+    """Serve read-only web pages of the jobs in a runs directory on this machine: states, the task graph,
+    figures, reports, comparisons (http://127.0.0.1:PORT/ui)."""
+    from .board.app import local_board
+    from .net.https import server
+
+    try:
+        app_ = local_board(workdir)
+    except FileNotFoundError as err:
+        fail(str(err))
+    console.print(f"board of {workdir.resolve()} at http://127.0.0.1:{port}/ui (Ctrl-C stops it)", highlight=False)
+    server(app_, f"127.0.0.1:{port}", None).run()
+
+
+@app.command()
 def demo(
     mode: Annotated[str, typer.Option(help="processes (one OS process per party, gRPC + mutual TLS) "
                                            "or threads (in-memory)")] = "processes",

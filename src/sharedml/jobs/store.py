@@ -12,7 +12,7 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from sqlalchemy import DateTime, Engine, Float, ForeignKey, String, Text, create_engine, delete, event, select
+from sqlalchemy import DateTime, Engine, Float, ForeignKey, String, Text, create_engine, delete, event, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from ..private_files import FILE_MODE, make_private_dirs
@@ -36,7 +36,7 @@ class JobRecord(_Base):
     state: Mapped[str] = mapped_column(String(20), default="queued")
     spec: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now, index=True)  # the job list's order
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
@@ -163,9 +163,30 @@ class JobStore:
         with Session(self.engine, expire_on_commit=False) as session:
             return session.get(JobRecord, job_id)
 
-    def jobs(self, limit: int = 50) -> list[JobRecord]:
+    def jobs(self, limit: int = 50, offset: int = 0, state: str | None = None) -> list[JobRecord]:
+        """The newest jobs first, `limit` of them after skipping `offset`, only those in `state` if given."""
+        query = select(JobRecord).order_by(JobRecord.created_at.desc(), JobRecord.id)
+        if state is not None:
+            query = query.where(JobRecord.state == state)
         with Session(self.engine, expire_on_commit=False) as session:
-            return list(session.scalars(select(JobRecord).order_by(JobRecord.created_at.desc()).limit(limit)))
+            return list(session.scalars(query.offset(offset).limit(limit)))
+
+    def task_states(self, job_ids: list[str]) -> dict[str, dict[str, int]]:
+        """{job id: {state: number of (task, party) in it}} for many jobs in one query (the job list)."""
+        query = (select(TaskRecord.job_id, TaskRecord.state, func.count()).where(TaskRecord.job_id.in_(job_ids))
+                 .group_by(TaskRecord.job_id, TaskRecord.state))
+        counts: dict[str, dict[str, int]] = {job_id: {} for job_id in job_ids}
+        with Session(self.engine) as session:
+            for job_id, state, count in session.execute(query):
+                counts[job_id][state] = int(count)
+        return counts
+
+    def count_jobs(self, state: str | None = None) -> int:
+        query = select(func.count()).select_from(JobRecord)
+        if state is not None:
+            query = query.where(JobRecord.state == state)
+        with Session(self.engine) as session:
+            return int(session.scalar(query) or 0)
 
     def tasks(self, job_id: str) -> list[TaskRecord]:
         with Session(self.engine, expire_on_commit=False) as session:

@@ -132,7 +132,8 @@ def curves(records: list[dict[str, Any]]) -> list[Figure]:
 def importance(table: pd.DataFrame, top: int = 20) -> Figure:
     """A party's own features by importance (its model part's table: feature and one numeric column)."""
     value = next(c for c in table.columns if c != "feature" and pd.api.types.is_numeric_dtype(table[c]))
-    shown = table.sort_values(value, ascending=False).head(top).iloc[::-1]
+    used = table[table[value] > 0]  # features no tree used have nothing to show
+    shown = (used if len(used) else table).sort_values(value, ascending=False).head(top).iloc[::-1]
     fig = Figure(figsize=(SIZE[0], max(2.0, 0.22 * len(shown) + 0.8)), layout="constrained")
     ax = fig.add_subplot()
     ax.set_title(f"feature importance ({value})", fontsize=10)

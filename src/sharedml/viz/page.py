@@ -28,7 +28,8 @@ td,th{border:1px solid #d0d7de;padding:.25rem .55rem;text-align:left} th{backgro
 SHOWN_SCALARS = 6  # numbers per row of the task table; a task with figures lists all in its section
 
 
-def _png(figure: Figure) -> str:
+def png(figure: Figure) -> str:
+    """The figure as base64 PNG, for a data: URI."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     return base64.b64encode(buffer.getvalue()).decode()
@@ -69,7 +70,7 @@ def _section(result: TaskResult) -> str:
                                          for k, v in numbers.items()) + "</table>")
     if drawn:
         parts.append("<div class='figures'>" + "".join(
-            f"<img alt='{html.escape(f.axes[0].get_title())}' src='data:image/png;base64,{_png(f)}'>"
+            f"<img alt='{html.escape(f.axes[0].get_title())}' src='data:image/png;base64,{png(f)}'>"
             for f in drawn) + "</div>")
     return "\n".join(parts)
 

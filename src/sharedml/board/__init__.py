@@ -1,0 +1,1 @@
+"""The board: web pages where people watch and compare jobs (see `app`)."""

@@ -1,0 +1,132 @@
+"""The board: web pages of jobs, their task graphs, states, figures and reports, rendered on the server.
+
+This first room is the local board (`sharedml board --workdir DIR`): read-only pages over the job store
+and artifacts of `sharedml run` or the Python API, served on loopback only. Why server-rendered and
+script-free: the pages need no build step and no JavaScript bundle (nothing to vendor, nothing to go
+stale), and a strict Content-Security-Policy (`default-src 'none'`, no script at all) holds; figures are
+PNGs drawn from the stored reports and metrics (`sharedml.viz`), the task graph an SVG (`dag.py`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from ..jobs.results import JobNotFound, TaskResult, collect
+from ..jobs.spec import JobSpecError, parse_job
+from ..jobs.store import STATES, JobStore, sqlite_url
+from .dag import dag_svg, task_state
+
+PAGE_SIZE = 50
+HEADERS = {  # no script, no framing, nothing fetched from elsewhere
+    "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; style-src 'self'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _templates() -> Environment:
+    env = Environment(loader=PackageLoader("sharedml.board", "templates"), autoescape=select_autoescape(),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["number"] = lambda v: f"{v:.4g}" if isinstance(v, float) else v
+    env.filters["when"] = lambda t: t.strftime("%Y-%m-%d %H:%M:%S") if t else ""
+    return env
+
+
+def local_board(workdir: Path) -> FastAPI:
+    """The read-only board over a local runs directory (`<workdir>/sharedml.db` and its artifacts)."""
+    workdir = Path(workdir).resolve()
+    db = workdir / "sharedml.db"
+    if not db.exists():
+        raise FileNotFoundError(f"no job database at {db}: run a job first (`sharedml run`) or pass --workdir")
+    store, env = JobStore(sqlite_url(db)), _templates()
+    app = FastAPI(title="sharedml board", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/ui/static", StaticFiles(packages=[("sharedml.board", "static")]), name="static")
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers.update(HEADERS)
+        return response
+
+    def page(name: str, **values: Any) -> HTMLResponse:
+        return HTMLResponse(env.get_template(name).render(workdir=workdir, **values))
+
+    @app.get("/", include_in_schema=False)
+    @app.get("/ui", include_in_schema=False)
+    def _home() -> RedirectResponse:
+        return RedirectResponse("/ui/jobs")
+
+    @app.get("/ui/jobs", response_class=HTMLResponse)
+    def jobs(state: str | None = None, page_number: int = 1) -> HTMLResponse:
+        if state is not None and state not in STATES:
+            raise HTTPException(400, f"unknown state {state!r}; one of {', '.join(STATES)}")
+        total = store.count_jobs(state)
+        pages = max(1, math.ceil(total / PAGE_SIZE))
+        current = min(max(1, page_number), pages)
+        listed = store.jobs(PAGE_SIZE, (current - 1) * PAGE_SIZE, state)
+        counts = store.task_states([j.id for j in listed])
+        return page("jobs.html", jobs=listed, counts=counts, state=state, states=STATES, page=current,
+                    pages=pages, total=total)
+
+    def _job(job_id: str) -> tuple[Any, list[TaskResult]]:
+        try:
+            return collect(workdir, store, job_id)
+        except JobNotFound as err:
+            raise HTTPException(404, str(err)) from None
+
+    @app.get("/ui/jobs/{job_id}", response_class=HTMLResponse)
+    def job(job_id: str) -> HTMLResponse:
+        record, results = _job(job_id)
+        by_task: dict[str, list[str]] = {}
+        for r in results:
+            by_task.setdefault(r.task, []).append(r.state)
+        try:
+            graph = dag_svg(parse_job(record.spec), {t: task_state(s) for t, s in by_task.items()})
+        except JobSpecError:  # a job stored before its spec was kept as YAML: no picture, the table still says all
+            graph = None
+        return page("job.html", job=record, results=results, graph=graph, sections=_sections(results))
+
+    @app.get("/ui/compare", response_class=HTMLResponse)
+    def compare(a: str, b: str) -> HTMLResponse:
+        runs = [_job(a), _job(b)]
+        rows: dict[tuple[str, str, str], list[Any]] = {}
+        for i, (_, results) in enumerate(runs):
+            for r in results:
+                figures = {**r.scalars(), **{k: v for k, v in (r.report or {}).items() if isinstance(v, int | float)}}
+                for name, value in figures.items():
+                    rows.setdefault((r.task, r.party, name), [None, None])[i] = value
+        return page("compare.html", runs=[run for run, _ in runs], rows=sorted(rows.items()))
+
+    return app
+
+
+def _sections(results: list[TaskResult]) -> list[dict[str, Any]]:
+    """Per task and party with something to show: its figures (PNG data URIs) and its numbers."""
+    try:
+        from ..viz import figures
+        from ..viz.page import png
+    except ImportError:  # matplotlib is the `viz` extra: without it the board still shows every number
+        figures = png = None
+    sections = []
+    for r in results:
+        drawn = []
+        if figures is not None:
+            drawn = figures.curves(r.metrics)
+            if r.report is not None:
+                drawn += figures.report_figures(r.report)
+            if r.importance is not None and len(r.importance):
+                drawn.append(figures.importance(r.importance))
+        numbers = {**r.scalars(), **{k: v for k, v in (r.report or {}).items() if isinstance(v, int | float | str)}}
+        if drawn or r.report is not None:
+            sections.append({"task": r.task, "party": r.party, "numbers": numbers,
+                             "images": [(f.axes[0].get_title(), png(f)) for f in drawn]})
+    return sections

@@ -1,0 +1,75 @@
+"""The local board: read-only pages of the jobs in a runs directory, without a line of script."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+import sharedml as sm
+from sharedml.board.app import local_board
+from sharedml.jobs.store import JobStore, sqlite_url
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A federation's runs directory with a fitted and an evaluated SecureBoost (two jobs)."""
+    parts = sm.datasets.load("breast_hetero")
+    fed = sm.Federation.local({"bank": "guest", "insurer": "host"}, workdir=tmp_path_factory.mktemp("fed"))
+    train = fed.vertical({"bank": parts["guest"].iloc[:400], "insurer": parts["host"]})
+    test = fed.vertical({"bank": parts["guest"].iloc[400:], "insurer": parts["host"]})
+    model = sm.SecureBoostClassifier(n_estimators=3, key_bits=1024).fit(train)
+    report = model.evaluate(test)
+    return fed.runner.workdir, report
+
+
+def _ids(html: str) -> list[str]:
+    return re.findall(r'href="/ui/jobs/([^"]+)"', html)
+
+
+def test_the_job_list_shows_full_ids_filters_and_no_script(runs):
+    workdir, _ = runs
+    client = TestClient(local_board(workdir))
+    page = client.get("/ui/jobs")
+    assert page.status_code == 200
+    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no script at all
+    assert "<script" not in page.text
+    ids = _ids(page.text)
+    assert len(ids) == 2 and all(re.fullmatch(r"hetero_secureboost-(fit|score)-\d{8}-\d{6}-[0-9a-f]{6}", i) for i in ids)
+    assert _ids(client.get("/ui/jobs?state=failed").text) == []
+    assert client.get("/ui/jobs?state=nonsense").status_code == 400
+
+
+def test_a_job_page_draws_its_graph_states_and_figures(runs):
+    workdir, report = runs
+    client = TestClient(local_board(workdir))
+    scoring = next(i for i in _ids(client.get("/ui/jobs").text) if "-score-" in i)
+    page = client.get(f"/ui/jobs/{scoring}").text
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    assert all(f'data-task="{t}"' in svg for t in ("align_data", "predict", "report"))
+    assert svg.count("<path") == 2  # align_data -> predict -> report
+    assert page.count('<img alt="ROC  (AUC') == 1 and f"{report['auc']:.4g}" in page
+    assert client.get("/ui/jobs/no-such-job").status_code == 404
+
+
+def test_two_runs_side_by_side(runs):
+    workdir, _ = runs
+    client = TestClient(local_board(workdir))
+    first, second = _ids(client.get("/ui/jobs").text)
+    page = client.get(f"/ui/compare?a={first}&b={second}").text
+    assert first in page and second in page and "intersection_size" in page
+
+
+def test_the_job_list_pages_a_thousand_jobs_quickly(tmp_path):
+    store = JobStore(sqlite_url(tmp_path / "sharedml.db"))
+    for i in range(1000):
+        store.create_job(f"job-{i:04d}", "j", "", {"t": ["a", "b"]})
+    client = TestClient(local_board(tmp_path))
+    client.get("/ui/jobs")  # templates compiled, connections opened
+    started = time.perf_counter()
+    page = client.get("/ui/jobs?page_number=20")
+    assert time.perf_counter() - started < 0.3
+    assert "page 20 of 20" in page.text and len(_ids(page.text)) == 50
+    assert "2 queued" in page.text
