@@ -37,7 +37,8 @@ def test_the_job_list_shows_full_ids_filters_and_no_script(runs):
     assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no script at all
     assert "<script" not in page.text
     ids = _ids(page.text)
-    assert len(ids) == 2 and all(re.fullmatch(r"hetero_secureboost-(fit|score)-\d{8}-\d{6}-[0-9a-f]{6}", i) for i in ids)
+    full = re.compile(r"hetero_secureboost-(fit|score)-\d{8}-\d{6}-[0-9a-f]{6}")
+    assert len(ids) == 2 and all(full.fullmatch(i) for i in ids)
     assert _ids(client.get("/ui/jobs?state=failed").text) == []
     assert client.get("/ui/jobs?state=nonsense").status_code == 400
 
