@@ -34,8 +34,9 @@ def test_the_job_list_shows_full_ids_filters_and_no_script(runs):
     client = TestClient(local_board(workdir))
     page = client.get("/ui/jobs")
     assert page.status_code == 200
-    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no script at all
-    assert "<script" not in page.text
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src 'self'" in policy and "unsafe" not in policy
+    assert re.findall(r"<script[^>]*>", page.text) == ['<script src="/ui/static/board.js" defer>']  # ours only
     ids = _ids(page.text)
     full = re.compile(r"hetero_secureboost-(fit|score)-\d{8}-\d{6}-[0-9a-f]{6}")
     assert len(ids) == 2 and all(full.fullmatch(i) for i in ids)
@@ -74,3 +75,18 @@ def test_the_job_list_pages_a_thousand_jobs_quickly(tmp_path):
     assert time.perf_counter() - started < 0.3
     assert "page 20 of 20" in page.text and len(_ids(page.text)) == 50
     assert "2 queued" in page.text
+
+
+def test_state_json_logs_and_components(runs):
+    workdir, _ = runs
+    client = TestClient(local_board(workdir))
+    fitted = next(i for i in _ids(client.get("/ui/jobs").text) if "-fit-" in i)
+    state = client.get(f"/ui/jobs/{fitted}/state.json").json()
+    assert state["state"] == "succeeded"
+    assert {(t["task"], t["party"]) for t in state["tasks"]} == {(t, p) for t in ("align_train", "fit")
+                                                                 for p in ("bank", "insurer")}
+    assert client.get(f"/ui/jobs/{fitted}/logs/bank").status_code == 404  # a threads run keeps no party log
+    assert client.get(f"/ui/jobs/{fitted}/logs/..%2F..%2Fsharedml.db").status_code == 404
+    assert client.get("/ui/static/board.js").status_code == 200
+    components = client.get("/ui/components").text
+    assert '<section id="hetero_lr">' in components and "<code>learning_rate</code>" in components

@@ -1,10 +1,11 @@
 """The board: web pages of jobs, their task graphs, states, figures and reports, rendered on the server.
 
 This first room is the local board (`sharedml board --workdir DIR`): read-only pages over the job store
-and artifacts of `sharedml run` or the Python API, served on loopback only. Why server-rendered and
-script-free: the pages need no build step and no JavaScript bundle (nothing to vendor, nothing to go
-stale), and a strict Content-Security-Policy (`default-src 'none'`, no script at all) holds; figures are
-PNGs drawn from the stored reports and metrics (`sharedml.viz`), the task graph an SVG (`dag.py`).
+and artifacts of `sharedml run` or the Python API, served on loopback only. Why server-rendered: the pages
+need no build step and no JavaScript bundle (nothing to vendor, nothing to go stale), and a strict
+Content-Security-Policy holds (`script-src 'self'`: one small script of ours, `static/board.js`, which
+polls a job's states so a running job's page follows it without reloading); figures are PNGs drawn from
+the stored reports and metrics (`sharedml.viz`), the task graph an SVG (`dag.py`).
 """
 
 from __future__ import annotations
@@ -15,19 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from ..jobs.components import load_builtin_components
 from ..jobs.results import JobNotFound, TaskResult, collect
 from ..jobs.spec import JobSpecError, parse_job
 from ..jobs.store import STATES, JobStore, sqlite_url
+from ..runtime.component import registered
+from ..runtime.component_docs import describe
 from .dag import dag_svg, task_state
 
 PAGE_SIZE = 50
+LOG_TAIL_BYTES = 256 << 10  # the end of a party's log that its page shows
 HEADERS = {  # no script, no framing, nothing fetched from elsewhere
-    "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; style-src 'self'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "
+                               "style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
@@ -93,7 +98,38 @@ def local_board(workdir: Path) -> FastAPI:
             graph = dag_svg(parse_job(record.spec), {t: task_state(s) for t, s in by_task.items()})
         except JobSpecError:  # a job stored before its spec was kept as YAML: no picture, the table still says all
             graph = None
-        return page("job.html", job=record, results=results, graph=graph, sections=_sections(results))
+        logs = sorted(p.name.removesuffix(".log") for p in (workdir / job_id / "_local").glob("*.log"))
+        return page("job.html", job=record, results=results, graph=graph, sections=_sections(results), logs=logs)
+
+    @app.get("/ui/jobs/{job_id}/state.json")
+    def job_state(job_id: str) -> dict[str, Any]:
+        """What the job page's script polls: the job's state and each task's state and progress per party."""
+        record = store.job(job_id)
+        if record is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        progress = {(p.task, p.party): p for p in store.progress(job_id)}
+        tasks = []
+        for t in store.tasks(job_id):
+            p = progress.get((t.task, t.party))
+            tasks.append({"task": t.task, "party": t.party, "state": t.state,
+                          "done": p.done if p else None, "total": p.total if p else None,
+                          "message": p.message if p else ""})
+        return {"state": record.state, "tasks": tasks}
+
+    @app.get("/ui/jobs/{job_id}/logs/{party}", response_class=PlainTextResponse)
+    def job_log(job_id: str, party: str) -> str:
+        """A party's log of a job run with `--mode processes` (threads mode logs to the caller's console)."""
+        if store.job(job_id) is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        log = (workdir / job_id / "_local" / f"{party}.log").resolve()
+        if log.parent != (workdir / job_id / "_local").resolve() or not log.is_file():  # no path outside the run
+            raise HTTPException(404, f"no log of party {party!r} for job {job_id} (only processes-mode runs keep one)")
+        return log.read_bytes()[-LOG_TAIL_BYTES:].decode(errors="replace")
+
+    @app.get("/ui/components", response_class=HTMLResponse)
+    def components() -> HTMLResponse:
+        load_builtin_components()
+        return page("components.html", components=[describe(c) for c in registered().values()])
 
     @app.get("/ui/compare", response_class=HTMLResponse)
     def compare(a: str, b: str) -> HTMLResponse:

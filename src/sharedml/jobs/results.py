@@ -9,6 +9,7 @@ the local runner's work folder holds every party's.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .artifacts import SUCCESS, PartyArtifacts
+from .spec import JobSpecError, parse_job
 from .store import JobRecord, JobStore
 
 
@@ -40,7 +42,7 @@ class JobNotFound(LookupError):
 
 
 def collect(workdir: Path, store: JobStore, job_id: str) -> tuple[JobRecord, list[TaskResult]]:
-    """The job's record and one TaskResult per (task, party), in the store's order."""
+    """The job's record and one TaskResult per (task, party), in the job's task order (then the store's)."""
     job = store.job(job_id)
     if job is None:
         known = ", ".join(j.id for j in store.jobs(5)) or "none"
@@ -55,7 +57,15 @@ def collect(workdir: Path, store: JobStore, job_id: str) -> tuple[JobRecord, lis
         if (folder / SUCCESS).exists():
             _read_outputs(folder, result)
         results.append(result)
-    return job, results
+    return job, sorted(results, key=_task_order(job))
+
+
+def _task_order(job: JobRecord) -> Callable[[TaskResult], int]:
+    try:
+        order = {task: i for i, task in enumerate(parse_job(job.spec).topological_order())}
+    except JobSpecError:  # a spec that no longer parses keeps the store's order
+        order = {}
+    return lambda result: order.get(result.task, len(order))
 
 
 def _read_outputs(folder: Path, result: TaskResult) -> None:
