@@ -141,11 +141,12 @@ def test_arbiter_lr_with_guest_taylor_point_and_paillier(data_dir):
     np.testing.assert_allclose(coordinated["guest"]["predictions"]["score"], plain["score"], atol=1e-4)
 
 
-def test_one_vs_rest_on_vehicle_matches_sklearn(data_dir):
+@pytest.mark.parametrize("taylor_point", ["guest", "exact"])
+def test_one_vs_rest_on_vehicle_matches_sklearn(data_dir, taylor_point):
     guest, host = load(data_dir, "vehicle_scale")
     alpha = 0.01
     params = HeteroLRParams(epochs=5, optimizer="preconditioned", learning_rate=0.8, alpha=alpha,
-                            key_bits=KEY_BITS, seed=7, taylor_point="guest")
+                            key_bits=KEY_BITS, seed=7, taylor_point=taylor_point)
     out = fit(hetero_lr, params, guest, {"host": host})
     ours = out["guest"]["predictions"]
     assert [c for c in ours.columns if c.startswith("score_")] == [f"score_{k}" for k in range(4)]

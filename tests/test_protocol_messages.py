@@ -77,16 +77,18 @@ def test_secureboost_training_and_prediction_send_only_declared_messages(breast)
 
 
 def test_hetero_lr_with_and_without_an_arbiter_sends_only_declared_messages(breast):
+    """Both residual forms: the guest's Taylor point and the exact residual (shares and the MPC sigmoid)."""
     guest, host = breast
     half = [c for c in host.columns if c != "id"][:10]
     hosts = {"h1": host[["id", *half]], "h2": host.drop(columns=half)}
-    params = HeteroLRParams(epochs=1, key_bits=KEY_BITS, seed=1)
     sent = []
-    for parties, arbiter in ((hosts, False), ({"host": host}, True)):
+    for taylor_point, parties, arbiter in [(point, parties, arbiter) for point in ("guest", "exact")
+                                           for parties, arbiter in ((hosts, False), ({"host": host}, True))]:
+        params = HeteroLRParams(epochs=1, key_bits=KEY_BITS, seed=1, taylor_point=taylor_point)
         roles = {"guest": "guest", **{h: "host" for h in parties}, **({"arbiter": "arbiter"} if arbiter else {})}
         tables = {"guest": guest, **parties}
 
-        def fit(ctx, tables=tables):
+        def fit(ctx, tables=tables, params=params):
             return hetero_lr(ctx, params, tables.get(ctx.party, pd.DataFrame()))
         models, fitted = run(fit, roles)
 

@@ -78,10 +78,14 @@ class HeteroLRParams(HeteroGLMParams):
     learning_rate: LearningRate = Field(0.05, description="adam: the largest step of a standardised weight")
     learning_rate_schedule: Schedule = Field("inverse_sqrt",
                                              description="inverse_sqrt: learning_rate / sqrt(1 + epoch)")
-    taylor_point: Literal["zero", "guest"] = Field(
+    taylor_point: Literal["zero", "guest", "exact"] = Field(
         "guest", description="where the sigmoid is linearised: zero (FATE: d = z/4 + 1/2 - y) or each row's guest "
         "partial score (closer to exact logistic regression when the guest's features carry much of the signal; "
-        "one more encrypted vector per batch, same disclosure)")
+        "one more encrypted vector per batch, same disclosure); exact: not at all, the guest and the first host "
+        "compute d = sigmoid(z) - y on secret shares of z with the MPC engine (dealer-free, error 3.5e-4) and the "
+        "gradients use those shares under HE (same disclosure; within 0.0011 AUC of sklearn on 3 % positives where "
+        "guest fell 0.0034 short, but each epoch's MPC tuples are made by oblivious transfer: about 2x the CPU "
+        "and 70x the bytes of guest per epoch, 1.7 GB on 30,000 rows)")
 
 
 class HeteroPoissonParams(HeteroGLMParams):

@@ -20,6 +20,9 @@ masks cancel in the guest's sum. With an arbiter (FATE's coordinated LR), the ar
 key pair, guest and hosts exchange [[·]] under it and the arbiter decrypts every masked gradient; the
 arbiter must not collude with anyone. `docs/security.md` lists what each party learns.
 
+hetero_lr's `taylor_point: exact` replaces (c, s, v) by ring shares of d = σ(z) − y that the guest and the
+first host compute with the MPC engine (`hetero_exact`); the masked decryptions above stay as they are.
+
 Numbers: c, s and v are encrypted with `FRAC_BITS` fractional bits under a *declared* public bound
 (`VALUE_LIMIT`), so ciphertext bounds reveal nothing data-dependent; features enter products with
 `FEATURE_FRAC_BITS`, elementwise plaintext factors with `SCALE_FRAC_BITS`. `EncryptedArray` refuses
@@ -70,6 +73,8 @@ class Objective:
     * logistic, Taylor point "zero" (FATE): σ(z) ≈ 0.5 + z/4, so c = u_g/4 + 1/2 − y, s = 1/4, v_h = u_h.
     * logistic, Taylor point "guest": σ(z) ≈ σ(u_g) + σ'(u_g)·u_h, exact where the hosts' share of z is
       small: c = σ(u_g) − y, s = σ'(u_g) (per row, secret: sent encrypted), v_h = u_h.
+    * logistic, Taylor point "exact": no linearisation; d = σ(z) − y is computed on secret shares by the
+      guest and the first host (`hetero_exact`), so this form (c, s, v) is not used.
     * linear: c = u_g − y, s = 1, v_h = u_h (exact).
     * poisson: d = exposure·exp(u_g)·exp(u_h) − y, so c = −y, s = exposure·exp(u_g) (secret), v_h = exp(u_h)
       (exact, one host only: several would multiply their secrets).
@@ -81,6 +86,11 @@ class Objective:
     @property
     def secret_scale(self) -> bool:
         return self.name == "poisson" or (self.name == "logistic" and self.taylor_point == "guest")
+
+    @property
+    def shared_residual(self) -> bool:
+        """The residual comes from the two-party sigmoid on shares (`hetero_exact`), not from (c, s, v)."""
+        return self.name == "logistic" and self.taylor_point == "exact"
 
     @property
     def scale(self) -> float:
@@ -194,6 +204,13 @@ def decrypt_for(ctx: Context, peer: str, private_key: HEPrivateKey) -> None:
     GRADIENT_PLAIN.send(ctx, peer, private_key.decrypt(enc.ciphertexts))
 
 
+def decrypt_masked_ints(ctx: Context, owner: str, enc: EncryptedArray) -> np.ndarray:
+    """Have `owner` decrypt the integers of enc behind a fresh mask; return them exactly (Python ints)."""
+    masked, r = mask(enc)
+    GRADIENT.send(ctx, owner, masked.to_wire())
+    return _ints(GRADIENT_PLAIN.recv(ctx, owner), r.shape, owner) - r
+
+
 def decrypt_masked(ctx: Context, owner: str, enc: EncryptedArray) -> np.ndarray:
     """Have `owner` (the key holder) decrypt the gradient enc behind a fresh mask; return the float values."""
     masked, r = mask(enc)
@@ -266,10 +283,26 @@ class BatchProtocol:
         self.hosts = ctx.parties_with_role("host")
         self.others = [h for h in self.hosts if h != ctx.party]  # a host's fellow hosts
         self.c_frac = FRAC_BITS + (SCALE_FRAC_BITS if objective.secret_scale else 0)  # [[c]] matches [[s·v]]
+        self.exact = None
+        if objective.shared_residual:
+            from .hetero_exact import ExactResidual  # noqa: PLC0415 - the MPC engine only where it is used
+
+            self.exact = ExactResidual(self)
+
+    def prepare_epoch(self, batch_sizes: list[int], classes: int) -> None:
+        """Before an epoch's batches: the exact residual's offline phase (its sigmoids' tuples); else nothing."""
+        if self.exact is not None:
+            self.exact.prepare(batch_sizes, classes)
+
+    def close(self) -> None:
+        if self.exact is not None:
+            self.exact.close()
 
     def encryptions_per_row(self) -> dict[str, int]:
         """Values per row and class this party encrypts, by whose key (for `Keys.precompute`)."""
         me, secret = self.ctx.party, self.objective.secret_scale
+        if self.exact is not None:
+            return self.exact.encryptions_per_row()
         if me == self.guest:
             return {self.arbiter or me: 2 if secret else 1}
         if self.arbiter is not None:
@@ -289,6 +322,8 @@ class BatchProtocol:
     def guest_gradient(self, X: np.ndarray, U: np.ndarray, Y: np.ndarray, exposure: np.ndarray) -> np.ndarray:
         """X (B, d) with the intercept column, U = X W (B, K), Y targets (B, K); returns Xᵀd (d, K)."""
         ctx, party = self.ctx, self.ctx.party
+        if self.exact is not None:
+            return self.exact.guest_gradient(X, _bounded(U, "the guest's partial scores", party), Y)
         c, s = self.objective.guest_terms(_bounded(U, "the guest's partial scores", party), Y, exposure)
         key = self.keys.shared if self.arbiter is not None else self.keys.own[1]
         message = {"c": encrypt_bounded(key, c, "residual terms", party, self.c_frac).to_wire()}
@@ -316,6 +351,8 @@ class BatchProtocol:
     def host_gradient(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
         """X (B, d), U = X W (B, K); returns Xᵀd (d, K) without seeing d."""
         ctx, party, objective = self.ctx, self.ctx.party, self.objective
+        if self.exact is not None:
+            return self.exact.host_gradient(X, _bounded(U, "the host's partial scores", party))
         v = _bounded(objective.host_term(_bounded(U, "the host's partial scores", party)), "host terms", party)
         key = self._guest_key()
         own_key = key if self.arbiter is not None else self.keys.own[1]

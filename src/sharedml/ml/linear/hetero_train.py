@@ -188,7 +188,11 @@ def fit_guest(ctx: Context, params: HeteroGLMParams, objective: Objective, X: np
     for epoch in range(epochs):
         started = time.perf_counter()
         before = W
-        for rows in _batches(_order(seed, epoch, n), params.batch_size):
+        batches = _batches(_order(seed, epoch, n), params.batch_size)
+        if objective.shared_residual:  # the exact residual's offline phase: this epoch's MPC tuples
+            protocol.prepare_epoch([len(rows) for rows in batches], K)
+            ctx.metrics.log("offline_seconds", round(time.perf_counter() - started, 3), step=epoch)
+        for rows in batches:
             gradient = protocol.guest_gradient(X[rows], X[rows] @ W, Y[rows], exposure[rows]) / len(rows)
             W = optimizer.step(W, gradient, epoch)
         reports = REPORT.gather(ctx, hosts)
@@ -210,6 +214,7 @@ def fit_guest(ctx: Context, params: HeteroGLMParams, objective: Objective, X: np
         if not go:
             ctx.metrics.log("epochs", epoch + 1)
             break
+    protocol.close()
     return best
 
 
@@ -232,7 +237,9 @@ def fit_host(ctx: Context, params: HeteroGLMParams, objective: Objective, X: np.
     best = W
     for epoch in range(planned_epochs(params, n)):
         before = W
-        for rows in _batches(_order(setup["seed"], epoch, n), params.batch_size):
+        batches = _batches(_order(setup["seed"], epoch, n), params.batch_size)
+        protocol.prepare_epoch([len(rows) for rows in batches], K)
+        for rows in batches:
             W = optimizer.step(W, protocol.host_gradient(X[rows], X[rows] @ W) / len(rows), epoch)
         REPORT.send(ctx, guest, {"change": float(np.sum((W - before) ** 2)) if params.tol > 0 else None,
                                  "valid": None if X_valid is None else X_valid @ W})
@@ -241,6 +248,7 @@ def fit_host(ctx: Context, params: HeteroGLMParams, objective: Objective, X: np.
             best = W
         if not control["go"]:
             break
+    protocol.close()
     return best
 
 
