@@ -84,7 +84,7 @@ def test_hetero_lr_with_and_without_an_arbiter_sends_only_declared_messages(brea
     sent = []
     for taylor_point, parties, arbiter in [(point, parties, arbiter) for point in ("guest", "exact")
                                            for parties, arbiter in ((hosts, False), ({"host": host}, True))]:
-        params = HeteroLRParams(epochs=1, key_bits=KEY_BITS, seed=1, taylor_point=taylor_point)
+        params = HeteroLRParams(epochs=1, key_bits=KEY_BITS, seed=1, taylor_point=taylor_point, exact_epochs=0)
         roles = {"guest": "guest", **{h: "host" for h in parties}, **({"arbiter": "arbiter"} if arbiter else {})}
         tables = {"guest": guest, **parties}
 

@@ -55,7 +55,7 @@ class HeteroGLMParams(HEParams):
 
     def objective(self, name: str) -> Objective:
         """The residual form of model family `name` (logistic, linear or poisson) under these parameters."""
-        return Objective(name, getattr(self, "taylor_point", "zero"))
+        return Objective(name, getattr(self, "taylor_point", "zero"), getattr(self, "exact_epochs", 0))
 
 
 class HeteroLRParams(HeteroGLMParams):
@@ -86,6 +86,12 @@ class HeteroLRParams(HeteroGLMParams):
         "gradients use those shares under HE (same disclosure; within 0.0011 AUC of sklearn on 3 % positives where "
         "guest fell 0.0034 short, but each epoch's MPC tuples are made by oblivious transfer: about 2x the CPU "
         "and 70x the bytes of guest per epoch, 1.7 GB on 30,000 rows)")
+    exact_epochs: int = Field(
+        2, ge=0, description="with taylor_point zero or guest, the last this many passes use the exact residual "
+        "(as taylor_point exact does): where the linearised sigmoid biases the weights, on imbalanced classes with "
+        "much of the signal at the hosts, these passes at the smallest step sizes pull them to the exact optimum "
+        "(worst gap to sklearn over 18 imbalanced runs of the training loop: 0.0059 with none, 0.0035 with 2, "
+        "0.0011 with 4), for 2 of 20 passes at the exact residual's cost; 0: none")
 
 
 class HeteroPoissonParams(HeteroGLMParams):

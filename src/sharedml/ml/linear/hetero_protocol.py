@@ -82,6 +82,7 @@ class Objective:
 
     name: str
     taylor_point: str = "zero"
+    exact_epochs: int = 0  # logistic: the last this many passes use the exact residual (`hetero_exact`)
 
     @property
     def secret_scale(self) -> bool:
@@ -89,8 +90,13 @@ class Objective:
 
     @property
     def shared_residual(self) -> bool:
-        """The residual comes from the two-party sigmoid on shares (`hetero_exact`), not from (c, s, v)."""
-        return self.name == "logistic" and self.taylor_point == "exact"
+        """Some pass takes its residual from the two-party sigmoid on shares (`hetero_exact`), not (c, s, v)."""
+        return self.name == "logistic" and (self.taylor_point == "exact" or self.exact_epochs > 0)
+
+    def exact_in(self, epoch: int, epochs: int) -> bool:
+        """Whether pass `epoch` of `epochs` uses the exact residual: every pass with `taylor_point: exact`,
+        else the last `exact_epochs` (every party computes the same from the agreed settings)."""
+        return self.shared_residual and (self.taylor_point == "exact" or epoch >= epochs - self.exact_epochs)
 
     @property
     def scale(self) -> float:
@@ -284,14 +290,17 @@ class BatchProtocol:
         self.others = [h for h in self.hosts if h != ctx.party]  # a host's fellow hosts
         self.c_frac = FRAC_BITS + (SCALE_FRAC_BITS if objective.secret_scale else 0)  # [[c]] matches [[s·v]]
         self.exact = None
+        self.exact_now = False  # this pass's residual: exact (set by prepare_epoch) or the Taylor point's
         if objective.shared_residual:
             from .hetero_exact import ExactResidual  # noqa: PLC0415 - the MPC engine only where it is used
 
             self.exact = ExactResidual(self)
 
-    def prepare_epoch(self, batch_sizes: list[int], classes: int) -> None:
-        """Before an epoch's batches: the exact residual's offline phase (its sigmoids' tuples); else nothing."""
-        if self.exact is not None:
+    def prepare_epoch(self, batch_sizes: list[int], classes: int, exact: bool) -> None:
+        """Before an epoch's batches: which residual it uses, and for the exact one its offline phase (the
+        sigmoids' tuples)."""
+        self.exact_now = exact and self.exact is not None
+        if self.exact_now:
             self.exact.prepare(batch_sizes, classes)
 
     def close(self) -> None:
@@ -301,7 +310,7 @@ class BatchProtocol:
     def encryptions_per_row(self) -> dict[str, int]:
         """Values per row and class this party encrypts, by whose key (for `Keys.precompute`)."""
         me, secret = self.ctx.party, self.objective.secret_scale
-        if self.exact is not None:
+        if self.exact is not None and self.objective.taylor_point == "exact":
             return self.exact.encryptions_per_row()
         if me == self.guest:
             return {self.arbiter or me: 2 if secret else 1}
@@ -322,7 +331,7 @@ class BatchProtocol:
     def guest_gradient(self, X: np.ndarray, U: np.ndarray, Y: np.ndarray, exposure: np.ndarray) -> np.ndarray:
         """X (B, d) with the intercept column, U = X W (B, K), Y targets (B, K); returns Xᵀd (d, K)."""
         ctx, party = self.ctx, self.ctx.party
-        if self.exact is not None:
+        if self.exact_now:
             return self.exact.guest_gradient(X, _bounded(U, "the guest's partial scores", party), Y)
         c, s = self.objective.guest_terms(_bounded(U, "the guest's partial scores", party), Y, exposure)
         key = self.keys.shared if self.arbiter is not None else self.keys.own[1]
@@ -351,7 +360,7 @@ class BatchProtocol:
     def host_gradient(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
         """X (B, d), U = X W (B, K); returns Xᵀd (d, K) without seeing d."""
         ctx, party, objective = self.ctx, self.ctx.party, self.objective
-        if self.exact is not None:
+        if self.exact_now:
             return self.exact.host_gradient(X, _bounded(U, "the host's partial scores", party))
         v = _bounded(objective.host_term(_bounded(U, "the host's partial scores", party)), "host terms", party)
         key = self._guest_key()

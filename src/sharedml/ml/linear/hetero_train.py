@@ -94,6 +94,7 @@ def arbiter_of(ctx: Context) -> str | None:
 def _agreed(params: HeteroGLMParams, objective: Objective) -> dict[str, object]:
     """The settings every party must share (the job gives all the same parameters; this catches mix-ups)."""
     return {"objective": objective.name, "taylor_point": objective.taylor_point,
+            "exact_epochs": objective.exact_epochs,
             **{k: getattr(params, k) for k in ("epochs", "batch_size", "he_scheme", "key_bits", "tol")}}
 
 
@@ -189,8 +190,9 @@ def fit_guest(ctx: Context, params: HeteroGLMParams, objective: Objective, X: np
         started = time.perf_counter()
         before = W
         batches = _batches(_order(seed, epoch, n), params.batch_size)
-        if objective.shared_residual:  # the exact residual's offline phase: this epoch's MPC tuples
-            protocol.prepare_epoch([len(rows) for rows in batches], K)
+        exact = objective.exact_in(epoch, epochs)
+        protocol.prepare_epoch([len(rows) for rows in batches], K, exact)
+        if exact:  # the exact residual's offline phase: this epoch's MPC tuples
             ctx.metrics.log("offline_seconds", round(time.perf_counter() - started, 3), step=epoch)
         for rows in batches:
             gradient = protocol.guest_gradient(X[rows], X[rows] @ W, Y[rows], exposure[rows]) / len(rows)
@@ -235,10 +237,11 @@ def fit_host(ctx: Context, params: HeteroGLMParams, objective: Objective, X: np.
     optimizer = Optimizer(params, objective, None, X)
     W = np.zeros((X.shape[1], K))
     best = W
-    for epoch in range(planned_epochs(params, n)):
+    epochs = planned_epochs(params, n)
+    for epoch in range(epochs):
         before = W
         batches = _batches(_order(setup["seed"], epoch, n), params.batch_size)
-        protocol.prepare_epoch([len(rows) for rows in batches], K)
+        protocol.prepare_epoch([len(rows) for rows in batches], K, objective.exact_in(epoch, epochs))
         for rows in batches:
             W = optimizer.step(W, protocol.host_gradient(X[rows], X[rows] @ W) / len(rows), epoch)
         REPORT.send(ctx, guest, {"change": float(np.sum((W - before) ** 2)) if params.tol > 0 else None,
