@@ -375,7 +375,8 @@ def _print_vertical(vertical) -> None:
     importance = result.output("insurer", "boost", "importance")
     console.print("the insurer's own feature importance (only it sees this): " +
                   ", ".join(f"{r.feature} {r.splits}" for r in importance.head(5).itertuples()))
-    console.print(f"job file: {vertical.job_path}\noutputs:  {result.workdir / result.job_id}")
+    console.print(f"job file: {vertical.job_path}\noutputs:  {result.workdir / result.job_id}\n"
+                  f"pages:    sharedml board --workdir {result.workdir}")
 
 
 def _serve_online(workdir: Path, vertical) -> None:
