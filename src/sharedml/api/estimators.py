@@ -13,7 +13,6 @@ prediction job is again an ordinary job. `save` copies the parts into one folder
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,6 +20,7 @@ from typing import Any, ClassVar
 import pandas as pd
 from pydantic import ValidationError
 
+from ..did_you_mean import suggestion
 from ..jobs.components import load_builtin_components
 from ..jobs.spec import JobSpec
 from ..private_files import make_private_dirs, write_bytes_atomic
@@ -65,10 +65,8 @@ class FederatedModel:
         fields = self._spec().params.model_fields
         for name in params:
             if name not in fields:
-                hint = difflib.get_close_matches(name, fields, n=1)
-                raise TypeError(f"{type(self).__name__} has no parameter {name!r}"
-                                f"{f'; did you mean {hint[0]!r}?' if hint else ''} (`sharedml components "
-                                f"{self.component}` lists them)")
+                raise TypeError(f"{type(self).__name__} has no parameter {name!r}{suggestion(name, fields)} "
+                                f"(`sharedml components {self.component}` lists them)")
             if name in self.contract_params:
                 raise TypeError(f"{name!r} comes from the data: give it to federation.vertical/horizontal")
         try:

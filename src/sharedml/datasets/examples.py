@@ -8,12 +8,13 @@ project's examples (Apache-2.0); `data/NOTICE.md` names each one's source.
 
 from __future__ import annotations
 
-import difflib
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
+
+from ..did_you_mean import suggestion
 
 SUFFIX = ".csv.gz"
 
@@ -39,9 +40,8 @@ def catalogue() -> dict[str, tuple[str, ...]]:
 def parties(name: str) -> tuple[str, ...]:
     """The parties of data set `name`; a KeyError naming the close matches for an unknown name."""
     if name not in catalogue():
-        hint = difflib.get_close_matches(name, catalogue(), n=1)
-        raise KeyError(f"no example data set {name!r}{f'; did you mean {hint[0]!r}' if hint else ''}; "
-                       f"available: {', '.join(catalogue())}")
+        raise KeyError(f"no example data set {name!r}{suggestion(name, catalogue())} "
+                       f"(available: {', '.join(catalogue())})")
     return catalogue()[name]
 
 

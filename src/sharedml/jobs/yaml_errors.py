@@ -9,7 +9,6 @@ read their config files, so they all report problems the same way.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..did_you_mean import suggestion
 
 Loc = Sequence[str | int]
 
@@ -159,9 +160,8 @@ def _describe(error: Any, model: type[BaseModel]) -> str:
     if error["type"] == "extra_forbidden":
         allowed = _allowed_fields(model, error["loc"][:-1])
         if allowed:
-            close = difflib.get_close_matches(str(error["loc"][-1]), allowed, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            return f"{message}; {hint}allowed fields: {', '.join(allowed)}"
+            hint = suggestion(str(error["loc"][-1]), allowed) or ";"
+            return f"{message}{hint} allowed fields: {', '.join(allowed)}"
         return message
     value = error.get("input")
     if isinstance(value, str | int | float | bool):
