@@ -11,14 +11,11 @@ the stored reports and metrics (`sharedml.viz`), the task graph an SVG (`dag.py`
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
-from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..jobs.components import load_builtin_components
 from ..jobs.results import JobNotFound, TaskResult, collect
@@ -27,23 +24,11 @@ from ..jobs.store import STATES, JobStore, sqlite_url
 from ..runtime.component import registered
 from ..runtime.component_docs import describe
 from .dag import dag_svg, task_state
+from .render import add_board_basics, sections
+from .render import page as render_page
 
 PAGE_SIZE = 50
 LOG_TAIL_BYTES = 256 << 10  # the end of a party's log that its page shows
-HEADERS = {  # no script, no framing, nothing fetched from elsewhere
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "
-                               "style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
-
-
-def _templates() -> Environment:
-    env = Environment(loader=PackageLoader("sharedml.board", "templates"), autoescape=select_autoescape(),
-                      trim_blocks=True, lstrip_blocks=True)
-    env.filters["number"] = lambda v: f"{v:.4g}" if isinstance(v, float) else v
-    env.filters["when"] = lambda t: t.strftime("%Y-%m-%d %H:%M:%S") if t else ""
-    return env
 
 
 def local_board(workdir: Path) -> FastAPI:
@@ -52,18 +37,12 @@ def local_board(workdir: Path) -> FastAPI:
     db = workdir / "sharedml.db"
     if not db.exists():
         raise FileNotFoundError(f"no job database at {db}: run a job first (`sharedml run`) or pass --workdir")
-    store, env = JobStore(sqlite_url(db)), _templates()
+    store = JobStore(sqlite_url(db))
     app = FastAPI(title="sharedml board", docs_url=None, redoc_url=None, openapi_url=None)
-    app.mount("/ui/static", StaticFiles(packages=[("sharedml.board", "static")]), name="static")
-
-    @app.middleware("http")
-    async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        response.headers.update(HEADERS)
-        return response
+    add_board_basics(app)
 
     def page(name: str, **values: Any) -> HTMLResponse:
-        return HTMLResponse(env.get_template(name).render(workdir=workdir, **values))
+        return render_page(name, where=str(workdir), base="/ui", **values)
 
     @app.get("/", include_in_schema=False)
     @app.get("/ui", include_in_schema=False)
@@ -99,7 +78,7 @@ def local_board(workdir: Path) -> FastAPI:
         except JobSpecError:  # a job stored before its spec was kept as YAML: no picture, the table still says all
             graph = None
         logs = sorted(p.name.removesuffix(".log") for p in (workdir / job_id / "_local").glob("*.log"))
-        return page("job.html", job=record, results=results, graph=graph, sections=_sections(results), logs=logs)
+        return page("job.html", job=record, results=results, graph=graph, sections=sections(results), logs=logs)
 
     @app.get("/ui/jobs/{job_id}/state.json")
     def job_state(job_id: str) -> dict[str, Any]:
@@ -144,25 +123,3 @@ def local_board(workdir: Path) -> FastAPI:
 
     return app
 
-
-def _sections(results: list[TaskResult]) -> list[dict[str, Any]]:
-    """Per task and party with something to show: its figures (PNG data URIs) and its numbers."""
-    try:
-        from ..viz import figures
-        from ..viz.page import png
-    except ImportError:  # matplotlib is the `viz` extra: without it the board still shows every number
-        figures = png = None
-    sections = []
-    for r in results:
-        drawn = []
-        if figures is not None:
-            drawn = figures.curves(r.metrics)
-            if r.report is not None:
-                drawn += figures.report_figures(r.report)
-            if r.importance is not None and len(r.importance):
-                drawn.append(figures.importance(r.importance))
-        numbers = {**r.scalars(), **{k: v for k, v in (r.report or {}).items() if isinstance(v, int | float | str)}}
-        if drawn or r.report is not None:
-            sections.append({"task": r.task, "party": r.party, "numbers": numbers,
-                             "images": [(f.axes[0].get_title(), png(f)) for f in drawn]})
-    return sections

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..jobs.store import sqlite_url
 from ..jobs.yaml_errors import ConfigError, ConfigFile, load_config
@@ -48,6 +48,15 @@ class NodeConfig(ConfigFile):
         return self.db_url or sqlite_url(self.storage_dir / "node.db")
 
 
+class BoardSettings(BaseModel):
+    """The web board under ``/ui`` on the service's own listener: who may log in, and the key that signs
+    their sessions (both private files, relative to the config file's folder)."""
+
+    model_config = ConfigDict(extra="forbid")
+    accounts: str = Field("board-accounts.yaml", description="accounts file (`sharedml coordinator user add`)")
+    secret: str = Field("board.secret", description="session signing key; made on first start if missing")
+
+
 class CoordinatorConfig(ConfigFile):
     """The coordinator: its identity, the nodes it schedules on, its job store and its limits."""
 
@@ -61,6 +70,8 @@ class CoordinatorConfig(ConfigFile):
     node_timeout: float = Field(15.0, gt=0, description="seconds a node may stay unreachable during a job")
     admins: list[PartyName] = Field(default_factory=list, description="certificate names that may delete any "
                                     "model (others only the models of jobs they submitted)")
+    board: BoardSettings | None = Field(None, description="serve the board under /ui (browsers may then connect "
+                                        "without a client certificate, to /ui only)")
 
     @property
     def tls(self) -> TlsFiles:

@@ -42,6 +42,9 @@ def create_app(coordinator: Coordinator) -> FastAPI:
     def _registry(_request: Request, err: RegistryError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=404 if str(err).startswith("no model") else 400)
 
+    if coordinator.config.board is not None:
+        _add_board(app, coordinator)
+
     @app.post("/jobs", status_code=201)
     def submit(body: Submission, caller: str = Depends(peer_name)) -> dict[str, str]:
         return {"id": coordinator.submit(body.spec, caller)}
@@ -98,6 +101,21 @@ def create_app(coordinator: Coordinator) -> FastAPI:
     return app
 
 
+def _add_board(app: FastAPI, coordinator: Coordinator) -> None:
+    """The board's pages under /ui, its people from the accounts file, admins also by certificate."""
+    from ..board.accounts import Accounts
+    from ..board.federation import add_federation_board
+    from ..board.login import Gate, add_login, session_secret
+    from ..board.render import add_board_basics
+
+    config, settings = coordinator.config, coordinator.config.board
+    gate = Gate(Accounts(config.path(settings.accounts)), session_secret(config.path(settings.secret)),
+                set(config.admins))
+    add_board_basics(app)
+    add_login(app, gate)
+    add_federation_board(app, coordinator, gate)
+
+
 def serve(config_path: Path) -> None:
     """Run the coordinator until SIGINT/SIGTERM: the API in this process, the scheduler in a child process.
 
@@ -110,7 +128,8 @@ def serve(config_path: Path) -> None:
                                                              name="sharedml-scheduler", daemon=True)
     scheduler.start()
     try:
-        server(create_app(coordinator), config.listen, config.tls).run()
+        server(create_app(coordinator), config.listen, config.tls,
+               browsers_under="/ui" if config.board is not None else None).run()
     finally:
         scheduler.terminate()
         scheduler.join(SCHEDULER_STOP_S)

@@ -111,16 +111,22 @@ class BoundedBody:
     """ASGI middleware that keeps a caller from making the server read or hold more than it should.
 
     A caller whose certificate is not in `callers` (when given) is answered 403 before a byte of its body
-    is read; a body over `max_bytes` is answered 413 by its Content-Length before it is read, or, sent
-    without one (chunked), as soon as the bytes read pass the bound. Only then does the app parse it."""
+    is read, and one with no certificate at all, allowed only on a server that lets browsers in, is answered
+    401 outside `open_prefix` (the web pages, which log people in themselves); a body over `max_bytes` is
+    answered 413 by its Content-Length before it is read, or, sent without one (chunked), as soon as the
+    bytes read pass the bound. Only then does the app parse it."""
 
-    def __init__(self, app: Any, max_bytes: int, callers: set[str] | None = None) -> None:
-        self.app, self.max_bytes, self.callers = app, max_bytes, callers
+    def __init__(self, app: Any, max_bytes: int, callers: set[str] | None = None,
+                 open_prefix: str | None = None) -> None:
+        self.app, self.max_bytes, self.callers, self.open_prefix = app, max_bytes, callers, open_prefix
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         peer = scope.get("state", {}).get(PEER_KEY)
+        if peer is None and self.open_prefix is not None and not _under(scope["path"], self.open_prefix):
+            return await _answer(send, 401, "no client certificate: connect with mutual TLS "
+                                            f"(only {self.open_prefix} is open to browsers)")
         if self.callers is not None and peer not in self.callers:
             return await _answer(send, 403, f"certificate {peer!r} may not call this API; allowed: "
                                             f"{', '.join(sorted(self.callers))}")
@@ -146,6 +152,10 @@ class BoundedBody:
         return await self.app(scope, replay, send)
 
 
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
 async def _answer(send: Any, status: int, detail: str) -> None:
     """A JSON error answer that also closes the connection, so an unread body is dropped, not drained."""
     body = json.dumps({"detail": detail}).encode()
@@ -168,12 +178,16 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def server(app: Any, listen: str, tls: TlsFiles | None, *, verify_clients: bool = True,
-           max_body: int = MAX_BODY_BYTES, callers: set[str] | None = None) -> uvicorn.Server:
+           max_body: int = MAX_BODY_BYTES, callers: set[str] | None = None,
+           browsers_under: str | None = None) -> uvicorn.Server:
     """A uvicorn server on `listen` (``host:port``; port 0 picks a free one) that bounds request bodies to
     `max_body` and, if `callers` is given, refuses other certificates before reading a body.
 
     With `tls`, it serves HTTPS and, with `verify_clients` (always, for the federation services), requires a
     client certificate signed by `tls.ca`; `tls=None` is plain HTTP (the TEE route on loopback only).
+    `browsers_under` (a path prefix such as ``/ui``) lets clients without a certificate in, to that prefix
+    only: the TLS handshake then asks for a certificate without requiring one, a certificate that is sent
+    is still verified, and every other path answers 401 to a certificate-less client before the app runs.
     uvloop (where installed) and httptools (C) instead of asyncio and h11 (pure Python): on this machine they cut
     the CPU of a kept-alive HTTPS request to about half, which online serving needs at 500 requests/s."""
     host, _, port = listen.rpartition(":")
@@ -185,8 +199,9 @@ def server(app: Any, listen: str, tls: TlsFiles | None, *, verify_clients: bool 
             raise ValueError("verifying client certificates needs a CA file (ca)")
         options = {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key),
                    "ssl_ca_certs": None if tls.ca is None else str(tls.ca),
-                   "ssl_cert_reqs": ssl.CERT_REQUIRED if verify_clients else ssl.CERT_NONE}
-    config = uvicorn.Config(BoundedBody(app, max_body, callers), host=host or "127.0.0.1", port=int(port),
+                   "ssl_cert_reqs": ssl.CERT_NONE if not verify_clients
+                   else ssl.CERT_OPTIONAL if browsers_under else ssl.CERT_REQUIRED}
+    config = uvicorn.Config(BoundedBody(app, max_body, callers, browsers_under), host=host or "127.0.0.1", port=int(port),
                             http=_PeerCertProtocol, loop=EVENT_LOOP, limit_concurrency=MAX_CONNECTIONS,
                             log_level="warning", lifespan="off", timeout_keep_alive=KEEP_ALIVE_S,
                             proxy_headers=False, access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

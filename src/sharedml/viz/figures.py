@@ -144,10 +144,12 @@ def importance(table: pd.DataFrame, top: int = 20) -> Figure:
 
 REPORT_FIGURES = {"roc": roc, "precision_recall": precision_recall, "ks": ks, "lift_gain": lift_gain,
                   "confusion": confusion}
+NEEDS = {"roc": ("auc", "roc_curve"), "precision_recall": ("pr_curve", "confusion_matrix", "rows"),
+         "ks": ("ks", "roc_curve"), "lift_gain": ("lift_gain",), "confusion": ("confusion_matrix",)}
 
 
 def report_figures(report: dict[str, Any]) -> list[Figure]:
-    """Every figure a report supports: all five for binary, the confusion matrix for multi-class, none else."""
-    if report.get("task_type") == "binary":
-        return [draw(report) for draw in REPORT_FIGURES.values()]
-    return [confusion(report)] if "confusion_matrix" in report else []
+    """Every figure a report has the data for: all five for an `evaluate` report of a binary task, the
+    confusion matrix for multi-class, none for regression; a figure whose data a report lacks is skipped."""
+    kinds = REPORT_FIGURES if report.get("task_type") == "binary" else {"confusion": confusion}
+    return [draw(report) for kind, draw in kinds.items() if all(key in report for key in NEEDS[kind])]

@@ -1,27 +1,27 @@
-// The job page follows a running job without reloading: it polls the job's states once a second and
-// updates each task's state and progress; when the job ends it reloads once, to show the figures.
+// A job's page follows the job without reloading: it polls the job's states once a second and updates
+// each task's state, times and progress; when the job ends it reloads once, to show results and figures.
 (function () {
   "use strict";
   const badge = document.getElementById("job-state");
-  if (!badge || ["succeeded", "failed", "cancelled"].includes(badge.textContent)) return;
+  const done = ["succeeded", "failed", "cancelled"];
+  if (!badge || done.includes(badge.textContent)) return;
   const url = "/ui/jobs/" + encodeURIComponent(badge.dataset.job) + "/state.json";
-  const find = (kind, t) => document.querySelector(
-    kind + '[data-task="' + CSS.escape(t.task) + '"][data-party="' + CSS.escape(t.party) + '"]');
+  const cells = (selector, t) => document.querySelectorAll(
+    selector + '[data-task="' + CSS.escape(t.task) + '"][data-party="' + CSS.escape(t.party) + '"]');
   async function poll() {
-    const answer = await fetch(url, {cache: "no-store"});
-    if (!answer.ok) return;
+    const answer = await fetch(url, {cache: "no-store", credentials: "same-origin"});
+    if (!answer.ok) { setTimeout(poll, 3000); return; }
     const job = await answer.json();
     for (const t of job.tasks) {
-      const state = find("span.state", t);
-      if (state) { state.textContent = t.state; state.className = "state " + t.state; }
-      const progress = find("span.progress", t);
-      if (progress && t.total && t.state === "running") {
-        progress.textContent = Math.round(100 * t.done / t.total) + "% " + t.message;
-      } else if (progress) { progress.textContent = ""; }
+      for (const state of cells("span.state", t)) { state.textContent = t.state; state.className = "state " + t.state; }
+      for (const cell of cells("td.when", t)) { cell.textContent = (t[cell.dataset.what] || "").slice(11, 19); }
+      for (const progress of cells("span.progress", t)) {
+        progress.textContent = t.total && t.state === "running" ? Math.round(100 * t.done / t.total) + "% " + t.message : "";
+      }
     }
     badge.textContent = job.state;
     badge.className = "state " + job.state;
-    if (["succeeded", "failed", "cancelled"].includes(job.state)) { window.location.reload(); return; }
+    if (done.includes(job.state)) { window.location.reload(); return; }
     setTimeout(poll, 1000);
   }
   setTimeout(poll, 1000);

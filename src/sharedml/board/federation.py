@@ -1,0 +1,288 @@
+"""The coordinator's board: `/ui` on the coordinator's own TLS listener, for people with a login.
+
+Pages: the jobs (paginated, filtered by state and submitter), a job (its graph, every task's state and times
+per party, followed live, the failing party's root cause, and the results, logs and figures of the person's
+own party), the job forms and the YAML editor, the model registry and the nodes. What the board does, it
+does through the coordinator's own operations (`Coordinator.submit`, `cancel`, `rerun`), so node policies
+and approvals apply exactly as to the CLI, with the person recorded as the actor.
+
+Who sees what: viewers read; operators also submit, cancel and rerun; admins are operators who may also
+delete any model. Each party's metrics, reports, feature importance and logs are shown to that party's
+people only, never to another party's (nor to anyone without a party): a host's feature importance, for
+one, is the host's own business.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any
+
+import pandas as pd
+import yaml
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
+
+from ..deploy.coordinator import Coordinator, CoordinatorError
+from ..deploy.coordinator_store import JobMeta
+from ..jobs.components import check_components
+from ..jobs.results import TaskResult
+from ..jobs.spec import JobSpec, JobSpecError, validate_document
+from ..jobs.store import STATES, JobRecord
+from ..jobs.yaml_errors import parse_yaml
+from ..runtime.component import registered
+from ..runtime.component_docs import describe
+from .accounts import Person
+from .dag import dag_svg, task_state
+from .login import Gate
+from .pipelines import PIPELINES, FieldError
+from .render import page, sections
+
+PAGE_SIZE = 50
+MAX_FORM_BYTES = 256 << 10
+FIGURE_CACHE = 128  # finished tasks' drawn results, kept: they never change
+EDITOR_SOURCE = "the YAML editor"
+
+
+def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> None:
+    """Add the board's pages to the coordinator's app (`/ui/...`)."""
+    drawn: OrderedDict[tuple[str, str, str, int], dict[str, Any]] = OrderedDict()
+
+    def show(request: Request, person: Person | None, name: str, **values: Any) -> HTMLResponse:
+        return page(name, person=person, csrf=gate.csrf(request), **values)
+
+    async def form_of(request: Request, person: Person) -> FormData:
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > MAX_FORM_BYTES:
+            raise HTTPException(413, f"a board form takes at most {MAX_FORM_BYTES >> 10} KiB")
+        form = await request.form(max_files=0, max_fields=500)
+        gate.check_csrf(request, str(form.get("csrf", "")))
+        return form
+
+    @app.get("/ui", include_in_schema=False)
+    def _home() -> RedirectResponse:
+        return RedirectResponse("/ui/jobs")
+
+    @app.get("/ui/jobs", response_class=HTMLResponse, include_in_schema=False)
+    def jobs(request: Request, state: str | None = None, submitter: str | None = None,
+             page_number: int = 1) -> HTMLResponse:
+        person = gate.need(request)
+        if state is not None and state not in STATES:
+            raise HTTPException(400, f"unknown state {state!r}; one of {', '.join(STATES)}")
+        total, listed = _job_page(coordinator, state, submitter, page_number)
+        pages = max(1, math.ceil(total / PAGE_SIZE))
+        counts = coordinator.store.states.task_states([job.id for job, _ in listed])
+        return show(request, person, "fed_jobs.html", jobs=listed, counts=counts, state=state, states=STATES,
+                    submitter=submitter, page=min(max(1, page_number), pages), pages=pages, total=total)
+
+    @app.get("/ui/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)
+    def job(request: Request, job_id: str) -> HTMLResponse:
+        person = gate.need(request)
+        view = _job_or_404(coordinator, job_id)
+        spec = JobSpec.model_validate_json(coordinator.store.states.job(job_id).spec)
+        by_task: dict[str, list[str]] = {}
+        for t in view["tasks"]:
+            by_task.setdefault(t["task"], []).append(t["state"])
+        order = {task: i for i, task in enumerate(spec.topological_order())}
+        tasks = sorted(view["tasks"], key=lambda t: (order.get(t["task"], len(order)), t["party"]))
+        reports = [r for r in coordinator.logs(job_id) if r["party"] == person.party]
+        return show(request, person, "fed_job.html", job=view, tasks=tasks, spec=spec,
+                    graph=dag_svg(spec, {t: task_state(s) for t, s in by_task.items()}),
+                    sections=[_drawn(drawn, job_id, r) for r in reports],
+                    logs=[(r["task"], r["party"]) for r in reports if r["log"]],
+                    approvals=view.get("approvals") or {})
+
+    @app.get("/ui/jobs/{job_id}/state.json", include_in_schema=False)
+    def job_state(request: Request, job_id: str) -> JSONResponse:
+        """What the job page's script polls: the job's and each task's state per party."""
+        gate.need(request)
+        view = _job_or_404(coordinator, job_id)
+        return JSONResponse({"state": view["state"], "error": view["error"],
+                             "tasks": [{"task": t["task"], "party": t["party"], "state": t["state"],
+                                        "started_at": t["started_at"], "finished_at": t["finished_at"]}
+                                       for t in view["tasks"]]})
+
+    @app.get("/ui/jobs/{job_id}/logs/{task}/{party}", response_class=HTMLResponse, include_in_schema=False)
+    def job_log(request: Request, job_id: str, task: str, party: str) -> HTMLResponse:
+        person = gate.need(request)
+        _job_or_404(coordinator, job_id)
+        if party != person.party:
+            raise HTTPException(403, f"only {party!r}'s people read {party!r}'s logs")
+        runs = [r for r in coordinator.logs(job_id) if r["task"] == task and r["party"] == party]
+        if not runs:
+            raise HTTPException(404, f"no log of task {task!r} at {party!r} yet: a node reports it when the task ends")
+        return show(request, person, "fed_log.html", job_id=job_id, task=task, party=party, runs=runs)
+
+    @app.post("/ui/jobs/{job_id}/cancel", include_in_schema=False)
+    async def cancel(request: Request, job_id: str) -> Response:
+        person = gate.need(request, "operator")
+        await form_of(request, person)
+        coordinator.cancel(job_id, f"board:{person.name}")
+        return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
+
+    @app.post("/ui/jobs/{job_id}/rerun", include_in_schema=False)
+    async def rerun(request: Request, job_id: str) -> Response:
+        person = gate.need(request, "operator")
+        await form_of(request, person)
+        coordinator.rerun(job_id)
+        return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
+
+    @app.get("/ui/new", response_class=HTMLResponse, include_in_schema=False)
+    def new_job(request: Request, pipeline: str = "vertical-secureboost") -> HTMLResponse:
+        person = gate.need(request, "operator")
+        chosen = _pipeline(pipeline)
+        return show(request, person, "fed_new.html", pipelines=PIPELINES.values(), pipeline=chosen,
+                    fields=chosen.fields(), nodes=list(coordinator.nodes), values={}, error=None, error_field=None)
+
+    @app.post("/ui/new", response_class=HTMLResponse, include_in_schema=False)
+    async def submit_form(request: Request) -> Response:
+        person = gate.need(request, "operator")
+        form = {k: str(v) for k, v in (await form_of(request, person)).items()}
+        chosen = _pipeline(form.get("pipeline", ""))
+        error = error_field = None
+        try:
+            parties = {role: (form.get(f"party.{role}", ""), form.get(f"data.{role}", "").strip())
+                       for role in chosen.roles}
+            document = chosen.document(form.get("job", "").strip() or chosen.name, parties, form)
+            text = yaml.safe_dump(document, sort_keys=False)
+            if form.get("action") == "yaml":
+                return show(request, person, "fed_yaml.html", text=text, error=None, checked=False)
+            return _submitted(coordinator, person, text)
+        except FieldError as err:
+            error, error_field = str(err), err.field
+        except _Refused as err:
+            error, error_field = str(err), _field_named(str(err), chosen)
+        answer = show(request, person, "fed_new.html", pipelines=PIPELINES.values(), pipeline=chosen,
+                      fields=chosen.fields(), nodes=list(coordinator.nodes), values=form, error=error,
+                      error_field=error_field)
+        answer.status_code = 400
+        return answer
+
+    @app.get("/ui/new/yaml", response_class=HTMLResponse, include_in_schema=False)
+    def yaml_editor(request: Request) -> HTMLResponse:
+        person = gate.need(request, "operator")
+        return show(request, person, "fed_yaml.html", text="", error=None, checked=False)
+
+    @app.post("/ui/new/yaml", response_class=HTMLResponse, include_in_schema=False)
+    async def submit_yaml(request: Request) -> Response:
+        person = gate.need(request, "operator")
+        form = await form_of(request, person)
+        text = str(form.get("spec", ""))
+        try:
+            if form.get("action") == "check":
+                _checked(text)
+                return show(request, person, "fed_yaml.html", text=text, error=None, checked=True)
+            return _submitted(coordinator, person, text)
+        except _Refused as err:
+            answer = show(request, person, "fed_yaml.html", text=text, error=str(err), checked=False)
+            answer.status_code = 400
+            return answer
+
+    @app.get("/ui/models", response_class=HTMLResponse, include_in_schema=False)
+    def models(request: Request, name: str | None = None) -> HTMLResponse:
+        person = gate.need(request)
+        records = [m.to_json() for m in coordinator.registry.models(name)]
+        for m in records:  # each party's metrics for its own people only
+            m["own_metrics"] = {r["name"]: r["value"] for r in m["metrics"].get(person.party or "", [])
+                                if r.get("step") is None}
+        return show(request, person, "fed_models.html", models=records)
+
+    @app.get("/ui/nodes", response_class=HTMLResponse, include_in_schema=False)
+    def nodes(request: Request) -> HTMLResponse:
+        person = gate.need(request)
+        return show(request, person, "fed_nodes.html", nodes=coordinator.node_status())
+
+    @app.get("/ui/components", response_class=HTMLResponse, include_in_schema=False)
+    def components(request: Request) -> HTMLResponse:
+        person = gate.need(request)
+        return show(request, person, "components.html", components=[describe(c) for c in registered().values()])
+
+
+class _Refused(ValueError):
+    """A job the board could not submit; the message says where and why."""
+
+
+def _pipeline(name: str) -> Any:
+    if name not in PIPELINES:
+        raise HTTPException(404, f"no job form {name!r}; forms: {', '.join(PIPELINES)}")
+    return PIPELINES[name]
+
+
+def _checked(text: str) -> JobSpec:
+    """The spec in `text`, validated as the coordinator will, every problem located by line and field."""
+    try:
+        document = parse_yaml(text, EDITOR_SOURCE, JobSpecError)
+        spec = validate_document(document)
+    except JobSpecError as err:
+        raise _Refused(str(err)) from None
+    try:
+        check_components(spec, document)
+    except JobSpecError as err:
+        raise _Refused(str(err)) from None
+    return spec
+
+
+def _submitted(coordinator: Coordinator, person: Person, text: str) -> Response:
+    _checked(text)
+    try:
+        job_id = coordinator.submit(text, person.party or person.name)
+    except CoordinatorError as err:
+        node = f" (node {err.extra['node']!r})" if "node" in err.extra else ""
+        raise _Refused(f"{err}{node}") from None
+    return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
+
+
+def _field_named(message: str, pipeline: Any) -> str | None:
+    for task in pipeline.fields():
+        for p in task["parameters"]:
+            if f"tasks.{task['task']}.params.{p['name']}" in message:
+                return p["field"]
+    return None
+
+
+def _job_or_404(coordinator: Coordinator, job_id: str) -> dict[str, Any]:
+    try:
+        return coordinator.job(job_id)
+    except CoordinatorError as err:
+        raise HTTPException(err.status, str(err)) from None
+
+
+def _job_page(coordinator: Coordinator, state: str | None, submitter: str | None,
+              page_number: int) -> tuple[int, list[tuple[JobRecord, str]]]:
+    """(how many jobs match, this page of them as (job, submitter)), newest first, in two queries."""
+    conditions = []
+    if state is not None:
+        conditions.append(JobRecord.state == state)
+    if submitter:
+        conditions.append(JobMeta.submitter == submitter)
+    joined = select(JobRecord, JobMeta.submitter).join(JobMeta, JobMeta.job_id == JobRecord.id).where(*conditions)
+    counted = select(func.count()).select_from(JobRecord).join(JobMeta, JobMeta.job_id == JobRecord.id) \
+        .where(*conditions)
+    with Session(coordinator.store.engine, expire_on_commit=False) as session:
+        total = int(session.scalar(counted) or 0)
+        pages = max(1, math.ceil(total / PAGE_SIZE))
+        offset = (min(max(1, page_number), pages) - 1) * PAGE_SIZE
+        rows = session.execute(joined.order_by(JobRecord.created_at.desc(), JobRecord.id)
+                               .offset(offset).limit(PAGE_SIZE))
+        return total, [(job, who) for job, who in rows]
+
+
+def _drawn(cache: OrderedDict[tuple[str, str, str, int], dict[str, Any]], job_id: str,
+           run: dict[str, Any]) -> dict[str, Any]:
+    """A party's results of one finished task run as numbers and figures, drawn once."""
+    key = (job_id, run["task"], run["party"], run["attempt"])
+    if key not in cache:
+        reported = run["metrics"] or {}
+        importance = run.get("importance") or reported.get("importance")
+        result = TaskResult(run["task"], run["party"], run["state"], None, None,
+                            metrics=reported.get("metrics", []), report=run.get("report") or reported.get("report"),
+                            importance=pd.DataFrame(importance) if importance else None)
+        drawn = sections([result])
+        cache[key] = drawn[0] if drawn else {"task": run["task"], "party": run["party"], "numbers": {},
+                                             "images": []}
+        while len(cache) > FIGURE_CACHE:
+            cache.popitem(last=False)
+    return cache[key]

@@ -1,0 +1,169 @@
+"""Logging people into a service's board: the login and logout pages, who a request comes from, the role a
+page needs and the CSRF token every form carries.
+
+A person logs in with an account of the accounts file (`accounts.py`), or is an admin by presenting a client
+certificate the service names as an admin (the CLI's identity, in a browser that holds it). The session is
+a signed cookie (`auth.SessionSigner`) named with the `__Host-` prefix, so the browser keeps it to this
+origin, only over HTTPS (Secure), out of reach of script (HttpOnly) and off requests started by other sites
+(SameSite=Strict). Every POST carries a CSRF token bound to the login as a second line, and failed logins
+are limited per name so a password cannot be guessed at the speed of the network.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from ..net.https import PEER_KEY
+from ..private_files import write_bytes_atomic
+from .accounts import Accounts, Person
+from .auth import SESSION_SECONDS, Role, Session, SessionSigner, hash_password, verify_password
+from .render import page
+
+COOKIE = "__Host-sharedml-board"
+SECRET_BYTES = 32
+FAILURES_ALLOWED, FAILURE_WINDOW_S = 5, 300.0  # failed logins per name within the window before a pause
+MAX_TRACKED_NAMES = 10_000
+_DUMMY_HASH = hash_password("not-a-password-of-anyone")  # unknown names cost a scrypt too: no timing oracle
+
+
+class LoginRequired(Exception):
+    """A page asked for by nobody logged in: answered with a redirect to the login page."""
+
+
+class Forbidden(Exception):
+    """A person whose role does not allow what they asked: answered 403 with the role needed."""
+
+
+def session_secret(path: Path) -> bytes:
+    """The board's signing key: read from `path`, or made there (32 random bytes, a private file) once."""
+    path = Path(path)
+    if not path.exists():
+        write_bytes_atomic(path, secrets.token_bytes(SECRET_BYTES))
+    secret = path.read_bytes()
+    if len(secret) < SECRET_BYTES:
+        raise ValueError(f"{path}: the board's session key is shorter than {SECRET_BYTES} bytes; delete the file "
+                         "and restart to make a new one (everyone is logged out)")
+    return secret
+
+
+class Gate:
+    """Who a request comes from and whether they may do what they ask."""
+
+    def __init__(self, accounts: Accounts, secret: bytes, admins: set[str]) -> None:
+        self.accounts, self.signer, self.admins = accounts, SessionSigner(secret), admins
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def person(self, request: Request) -> Person | None:
+        peer = getattr(request.state, PEER_KEY, None)
+        if peer is not None and peer in self.admins:
+            return Person(peer, "admin", None)
+        session = self.signer.verify(request.cookies.get(COOKIE))
+        account = self.accounts.get(session.user) if session else None
+        if session is None or account is None:  # a removed account is logged out at once
+            return None
+        return Person(session.user, account.role, account.party)
+
+    def need(self, request: Request, role: Role = "viewer") -> Person:
+        person = self.person(request)
+        if person is None:
+            raise LoginRequired
+        if not person.may(role):
+            raise Forbidden(f"{person.name} is a {person.role}; this needs the {role} role or higher "
+                            "(ask the coordinator's operator: `sharedml coordinator user add`)")
+        return person
+
+    def csrf(self, request: Request) -> str:
+        """The token the page's forms carry (empty for nobody)."""
+        session = self._session_for_csrf(request)
+        return self.signer.csrf_token(session) if session else ""
+
+    def check_csrf(self, request: Request, token: str | None) -> None:
+        session = self._session_for_csrf(request)
+        if session is None or not self.signer.check_csrf(session, token):
+            raise Forbidden("the form's security token is missing or stale: reload the page and try again")
+
+    def _session_for_csrf(self, request: Request) -> Session | None:
+        peer = getattr(request.state, PEER_KEY, None)
+        if peer is not None and peer in self.admins:  # bound to the certificate's name, unforgeable without the key
+            return Session(peer, "admin", 0.0, f"certificate:{peer}")
+        return self.signer.verify(request.cookies.get(COOKIE))
+
+    def try_login(self, name: str, password: str) -> str | None:
+        """A session cookie for a right name and password, None otherwise (or while the name is paused)."""
+        name = name[:64]
+        if self._paused(name):
+            return None
+        account = self.accounts.get(name)
+        if not verify_password(account.password if account else _DUMMY_HASH, password) or account is None:
+            self._failed(name)
+            return None
+        return self.signer.issue(name, account.role)
+
+    def _paused(self, name: str) -> bool:
+        with self._lock:
+            recent = self._failures.get(name)
+            now = time.monotonic()
+            while recent and now - recent[0] > FAILURE_WINDOW_S:
+                recent.popleft()
+            return bool(recent) and len(recent) >= FAILURES_ALLOWED
+
+    def _failed(self, name: str) -> None:
+        with self._lock:
+            if name not in self._failures and len(self._failures) >= MAX_TRACKED_NAMES:
+                self._failures.pop(next(iter(self._failures)))
+            self._failures.setdefault(name, deque(maxlen=FAILURES_ALLOWED)).append(time.monotonic())
+
+
+def add_login(app: FastAPI, gate: Gate) -> None:
+    """The login and logout pages, and the answers to LoginRequired and Forbidden."""
+
+    @app.exception_handler(LoginRequired)
+    def _login_first(request: Request, _err: LoginRequired) -> Response:
+        return RedirectResponse(f"/ui/login?next={quote(request.url.path)}", status_code=303)
+
+    @app.exception_handler(Forbidden)
+    def _forbidden(request: Request, err: Forbidden) -> Response:
+        response = page("message.html", title="Not allowed", message=str(err), person=gate.person(request),
+                        csrf=gate.csrf(request))
+        response.status_code = 403
+        return response
+
+    @app.get("/ui/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_page(next: str = "/ui/jobs") -> HTMLResponse:  # noqa: A002 - the query parameter's name
+        return page("login.html", next=_local(next), error=None, person=None, csrf="")
+
+    @app.post("/ui/login", include_in_schema=False)
+    def login(name: str = Form(max_length=200), password: str = Form(max_length=1000),
+              next: str = Form("/ui/jobs", max_length=2000)) -> Response:  # noqa: A002
+        cookie = gate.try_login(name, password)
+        if cookie is None:
+            response = page("login.html", next=_local(next), person=None, csrf="",
+                            error="Wrong name or password (after 5 failures a name waits 5 minutes).")
+            response.status_code = 401
+            return response
+        response = RedirectResponse(_local(next), status_code=303)
+        response.set_cookie(COOKIE, cookie, max_age=SESSION_SECONDS, path="/", secure=True, httponly=True,
+                            samesite="strict")
+        return response
+
+    @app.post("/ui/logout", include_in_schema=False)
+    def logout(request: Request, csrf: str = Form("", max_length=200)) -> Response:
+        gate.check_csrf(request, csrf)
+        response = RedirectResponse("/ui/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+        return response
+
+
+def _local(target: str) -> str:
+    """Only a board page as the place to go after logging in: never another site (an open redirect)."""
+    return target if target.startswith("/ui/") and not target.startswith("/ui//") and "\\" not in target \
+        else "/ui/jobs"

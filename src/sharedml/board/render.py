@@ -1,0 +1,77 @@
+"""What every board page shares: the templates, the security headers, the static files and the figures of
+a task's results.
+
+The headers allow no script but our own file (`static/board.js`), no inline style or script, no framing and
+no request to another origin, so an injected string in a job name or a metric cannot run; Jinja2 escapes
+every value anyway. Figures are PNGs drawn on the server from a task's metrics, report and feature importance
+(`sharedml.viz`), so any component's logged metrics and report show up without code for that component.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from ..jobs.results import TaskResult
+
+HEADERS = {  # no script but ours, no framing, nothing fetched from elsewhere
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "
+                               "style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",  # pages show private results: not kept by the browser or a proxy
+}
+
+
+@lru_cache(maxsize=1)
+def templates() -> Environment:
+    env = Environment(loader=PackageLoader("sharedml.board", "templates"), autoescape=select_autoescape(),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["number"] = lambda v: f"{v:.4g}" if isinstance(v, float) else v
+    env.filters["when"] = lambda t: t.strftime("%Y-%m-%d %H:%M:%S") if t else ""
+    return env
+
+
+def page(name: str, **values: Any) -> HTMLResponse:
+    return HTMLResponse(templates().get_template(name).render(**values))
+
+
+def add_board_basics(app: FastAPI) -> None:
+    """Mount the static files under /ui/static and put the security headers on every /ui answer."""
+    app.mount("/ui/static", StaticFiles(packages=[("sharedml.board", "static")]), name="board-static")
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith("/ui"):
+            response.headers.update(HEADERS)
+        return response
+
+
+def sections(results: list[TaskResult]) -> list[dict[str, Any]]:
+    """Per task and party with something to show: its figures (PNG data URIs) and its numbers."""
+    try:
+        from ..viz import figures
+        from ..viz.page import png
+    except ImportError:  # matplotlib is the `viz` extra: without it the board still shows every number
+        figures = png = None
+    drawn_sections = []
+    for r in results:
+        drawn = []
+        if figures is not None:
+            drawn = figures.curves(r.metrics)
+            if r.report is not None:
+                drawn += figures.report_figures(r.report)
+            if r.importance is not None and len(r.importance):
+                drawn.append(figures.importance(r.importance))
+        numbers = {**r.scalars(), **{k: v for k, v in (r.report or {}).items() if isinstance(v, int | float | str)}}
+        if drawn or r.report is not None or numbers:
+            drawn_sections.append({"task": r.task, "party": r.party, "numbers": numbers,
+                                   "images": [(f.axes[0].get_title(), png(f)) for f in drawn]})
+    return drawn_sections
