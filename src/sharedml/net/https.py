@@ -201,8 +201,8 @@ def server(app: Any, listen: str, tls: TlsFiles | None, *, verify_clients: bool 
                    "ssl_ca_certs": None if tls.ca is None else str(tls.ca),
                    "ssl_cert_reqs": ssl.CERT_NONE if not verify_clients
                    else ssl.CERT_OPTIONAL if browsers_under else ssl.CERT_REQUIRED}
-    config = uvicorn.Config(BoundedBody(app, max_body, callers, browsers_under), host=host or "127.0.0.1", port=int(port),
-                            http=_PeerCertProtocol, loop=EVENT_LOOP, limit_concurrency=MAX_CONNECTIONS,
+    config = uvicorn.Config(BoundedBody(app, max_body, callers, browsers_under), host=host or "127.0.0.1",
+                            port=int(port), http=_PeerCertProtocol, loop=EVENT_LOOP, limit_concurrency=MAX_CONNECTIONS,
                             log_level="warning", lifespan="off", timeout_keep_alive=KEEP_ALIVE_S,
                             proxy_headers=False, access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
                             **options)
