@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -317,6 +318,30 @@ def board(workdir: Annotated[Path, typer.Option(help="the runs directory to show
     server(app_, f"127.0.0.1:{port}", None).run()
 
 
+def _board_demo(workdir: Path, port: int) -> None:
+    from .demo_board import USERS, start_board_demo
+
+    console.rule("[bold]sharedml demo --board")
+    with console.status("starting two nodes and a coordinator (each its own process, mutual TLS)..."):
+        started = start_board_demo(workdir, port)
+    console.print(f"Board: [bold]{started.url}[/] (the federation's own CA signed its certificate: your browser "
+                  "will warn once)", highlight=False)
+    for name, (role, party) in USERS.items():
+        sees = f", sees {party}'s results" if party else ""
+        console.print(f"  log in as [bold]{name}[/] ({role}{sees})", highlight=False)
+    console.print(f"  password (all three, this run only): [bold]{started.password}[/]", highlight=False)
+    console.print(f"Jobs submitted: {', '.join(started.job_ids)}\nFiles under {workdir}. Ctrl-C stops everything.",
+                  highlight=False)
+    try:
+        while all(proc.poll() is None for proc in started.deployment.procs.values()):
+            time.sleep(1)
+        console.print("[red]a service stopped; its log is under " + str(workdir), highlight=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        started.deployment.stop()
+
+
 @app.command()
 def demo(
     mode: Annotated[str, typer.Option(help="processes (one OS process per party, gRPC + mutual TLS) "
@@ -327,12 +352,18 @@ def demo(
     trees: Annotated[int, typer.Option(help="SecureBoost trees")] = 5,
     depth: Annotated[int, typer.Option(help="SecureBoost tree depth")] = 4,
     online: Annotated[bool, typer.Option(help="serve the trained SecureBoost model online and query it")] = True,
+    board: Annotated[bool, typer.Option(help="instead: start a coordinator with its board and two nodes, submit "
+                                             "two vertical jobs, and serve until Ctrl-C")] = False,
+    port: Annotated[int, typer.Option(help="with --board: the coordinator's port on 127.0.0.1")] = 8440,
 ) -> None:
     """Run the example jobs: vertical (PSI, binning, SecureBoost, prediction, evaluation), the trained model
-    served online, then horizontal (secure sum, statistics)."""
+    served online, then horizontal (secure sum, statistics). With --board, a deployment with the board."""
     from .demo import run_demo
     from .demo_vertical import run_vertical
 
+    if board:
+        _board_demo(workdir.resolve() / "board", port)
+        return
     _check_mode(mode)
     console.rule("[bold]sharedml demo")
     transport = "gRPC + mutual TLS, one process per party" if mode == "processes" else "in-memory"

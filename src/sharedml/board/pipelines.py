@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ..jobs.components import load_builtin_components
 from ..runtime.component import get_component
 from ..runtime.component_docs import parameters
 
@@ -29,13 +30,15 @@ class Pipeline:
 
     def fields(self) -> list[dict[str, Any]]:
         """Per task: its component and every parameter as a form field (name `param.<task>.<parameter>`)."""
+        load_builtin_components()
         out = []
         for task, doc in self.tasks.items():
             described = parameters(get_component(doc["component"]))
             for p in described:
                 p["field"] = f"param.{task}.{p['name']}"
                 p["value"] = _text(doc.get("params", {}).get(p["name"], p["default"]))
-                p["choices"] = p["type"].split(" | ") if _is_choice(p["type"]) else None
+                p["choices"] = ["true", "false"] if p["type"] == "bool" else \
+                    p["type"].split(" | ") if _is_choice(p["type"]) else None
             out.append({"task": task, "component": doc["component"], "parameters": described})
         return out
 

@@ -21,13 +21,18 @@ from .client import ApiError, CoordinatorClient
 FINISHED = ("succeeded", "failed", "cancelled")
 ADMIN = "admin"
 STOP_GRACE_S = 10.0
+BOARD_PASSWORD = "loopback-board-password"  # a throw-away deployment's accounts only
 
 
 class Deployment:
     """`nodes`: {party: {"datasets": {name: csv text or source path}, "policy": {...}}}."""
 
     def __init__(self, root: Path, nodes: dict[str, dict[str, Any]], max_concurrent_jobs: int = 4,
-                 node_timeout: float = 5.0, poll_interval: float = 0.2, node_niceness: int = 0) -> None:
+                 node_timeout: float = 5.0, poll_interval: float = 0.2, node_niceness: int = 0,
+                 board_users: dict[str, tuple[str, str | None]] | None = None,
+                 board_password: str = BOARD_PASSWORD, coordinator_port: int | None = None) -> None:
+        """`board_users` ({name: (role, party)}), when given, turns the coordinator's board on with these
+        accounts, each with the password `board_password`."""
         self.root = root
         self.node_niceness = node_niceness  # >0 stands in for the nodes' own machines when measuring the coordinator
         self.certs = root / "certs"
@@ -48,12 +53,16 @@ class Deployment:
                 "party": party, "certs": str(self.certs), "listen": f"127.0.0.1:{self.ports[party]}",
                 "peers": {p: "127.0.0.1" for p in nodes if p != party}, "catalog": "catalog.yaml",
                 "policy": "policy.yaml", **spec.get("extra", {})})
-        self.url = f"https://127.0.0.1:{free_port()}"
+        self.url = f"https://127.0.0.1:{coordinator_port or free_port()}"
         self.coordinator_config = write_yaml(root / "coordinator" / "coordinator.yaml", {
             "certs": str(self.certs), "listen": self.url.removeprefix("https://"),
             "nodes": {p: f"https://127.0.0.1:{port}" for p, port in self.ports.items()},
             "max_concurrent_jobs": max_concurrent_jobs, "node_timeout": node_timeout,
-            "poll_interval": poll_interval})
+            "poll_interval": poll_interval, **({"board": {}} if board_users is not None else {})})
+        if board_users is not None:
+            from ..board.accounts import add_user
+            for name, (role, party) in board_users.items():
+                add_user(self.coordinator_config.parent / "board-accounts.yaml", name, board_password, role, party)
         self.procs: dict[str, subprocess.Popen] = {}
         self.env = child_env()  # fixed now, so that services restarted later see the same one (component plugins)
         self._client: CoordinatorClient | None = None
