@@ -29,6 +29,7 @@ from .render import page as render_page
 
 PAGE_SIZE = 50
 LOG_TAIL_BYTES = 256 << 10  # the end of a party's log that its page shows
+NAV = (("/ui/jobs", "jobs", None), ("/ui/components", "components", None))
 
 
 def local_board(workdir: Path) -> FastAPI:
@@ -42,7 +43,7 @@ def local_board(workdir: Path) -> FastAPI:
     add_board_basics(app)
 
     def page(name: str, **values: Any) -> HTMLResponse:
-        return render_page(name, where=str(workdir), base="/ui", **values)
+        return render_page(name, nav=NAV, where=str(workdir), **values)
 
     @app.get("/", include_in_schema=False)
     @app.get("/ui", include_in_schema=False)

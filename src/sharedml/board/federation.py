@@ -45,6 +45,8 @@ PAGE_SIZE = 50
 MAX_FORM_BYTES = 256 << 10
 FIGURE_CACHE = 128  # finished tasks' drawn results, kept: they never change
 EDITOR_SOURCE = "the YAML editor"
+NAV = (("/ui/jobs", "jobs", "viewer"), ("/ui/new", "new job", "operator"), ("/ui/models", "models", "viewer"),
+       ("/ui/nodes", "nodes", "viewer"), ("/ui/components", "components", "viewer"))
 
 
 def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> None:
@@ -52,7 +54,7 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
     drawn: OrderedDict[tuple[str, str, str, int], dict[str, Any]] = OrderedDict()
 
     def show(request: Request, person: Person | None, name: str, **values: Any) -> HTMLResponse:
-        return page(name, person=person, csrf=gate.csrf(request), **values)
+        return page(name, nav=gate.nav, person=person, csrf=gate.csrf(request), **values)
 
     async def form_of(request: Request, person: Person) -> FormData:
         length = request.headers.get("content-length", "0")

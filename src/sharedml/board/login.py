@@ -57,8 +57,9 @@ def session_secret(path: Path) -> bytes:
 class Gate:
     """Who a request comes from and whether they may do what they ask."""
 
-    def __init__(self, accounts: Accounts, secret: bytes, admins: set[str]) -> None:
-        self.accounts, self.signer, self.admins = accounts, SessionSigner(secret), admins
+    def __init__(self, accounts: Accounts, secret: bytes, admins: set[str],
+                 nav: tuple[tuple[str, str, str | None], ...] = ()) -> None:
+        self.accounts, self.signer, self.admins, self.nav = accounts, SessionSigner(secret), admins, nav
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
@@ -133,20 +134,20 @@ def add_login(app: FastAPI, gate: Gate) -> None:
     @app.exception_handler(Forbidden)
     def _forbidden(request: Request, err: Forbidden) -> Response:
         response = page("message.html", title="Not allowed", message=str(err), person=gate.person(request),
-                        csrf=gate.csrf(request))
+                        csrf=gate.csrf(request), nav=gate.nav)
         response.status_code = 403
         return response
 
     @app.get("/ui/login", response_class=HTMLResponse, include_in_schema=False)
     def login_page(next: str = "/ui/jobs") -> HTMLResponse:  # noqa: A002 - the query parameter's name
-        return page("login.html", next=_local(next), error=None, person=None, csrf="")
+        return page("login.html", next=_local(next), error=None, person=None, csrf="", nav=gate.nav)
 
     @app.post("/ui/login", include_in_schema=False)
     def login(name: str = Form(max_length=200), password: str = Form(max_length=1000),
               next: str = Form("/ui/jobs", max_length=2000)) -> Response:  # noqa: A002
         cookie = gate.try_login(name, password)
         if cookie is None:
-            response = page("login.html", next=_local(next), person=None, csrf="",
+            response = page("login.html", next=_local(next), person=None, csrf="", nav=gate.nav,
                             error="Wrong name or password (after 5 failures a name waits 5 minutes).")
             response.status_code = 401
             return response

@@ -21,6 +21,15 @@ Host = Annotated[str, StringConstraints(pattern=r"^[^:\s/]+$")]
 __all__ = ["ConfigError", "CoordinatorConfig", "NodeConfig", "load_config"]
 
 
+class BoardSettings(BaseModel):
+    """The web board under ``/ui`` on the service's own listener: who may log in, and the key that signs
+    their sessions (both private files, relative to the config file's folder)."""
+
+    model_config = ConfigDict(extra="forbid")
+    accounts: str = Field("board-accounts.yaml", description="accounts file (`sharedml coordinator user add`)")
+    secret: str = Field("board.secret", description="session signing key; made on first start if missing")
+
+
 class NodeConfig(ConfigFile):
     """One institution's node: who it is, where it listens, whom it talks to, what data and rules it has."""
 
@@ -34,6 +43,8 @@ class NodeConfig(ConfigFile):
     policy: str
     storage: str = "storage"
     db_url: str | None = None
+    board: BoardSettings | None = Field(None, description="serve the node's board (approvals, audit log) under /ui "
+                                        "(browsers may then connect without a client certificate, to /ui only)")
 
     @property
     def tls(self) -> TlsFiles:
@@ -46,15 +57,6 @@ class NodeConfig(ConfigFile):
     @property
     def database_url(self) -> str:
         return self.db_url or sqlite_url(self.storage_dir / "node.db")
-
-
-class BoardSettings(BaseModel):
-    """The web board under ``/ui`` on the service's own listener: who may log in, and the key that signs
-    their sessions (both private files, relative to the config file's folder)."""
-
-    model_config = ConfigDict(extra="forbid")
-    accounts: str = Field("board-accounts.yaml", description="accounts file (`sharedml coordinator user add`)")
-    secret: str = Field("board.secret", description="session signing key; made on first start if missing")
 
 
 class CoordinatorConfig(ConfigFile):

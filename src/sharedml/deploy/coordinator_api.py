@@ -104,13 +104,13 @@ def create_app(coordinator: Coordinator) -> FastAPI:
 def _add_board(app: FastAPI, coordinator: Coordinator) -> None:
     """The board's pages under /ui, its people from the accounts file, admins also by certificate."""
     from ..board.accounts import Accounts
-    from ..board.federation import add_federation_board
+    from ..board.federation import NAV, add_federation_board
     from ..board.login import Gate, add_login, session_secret
     from ..board.render import add_board_basics
 
     config, settings = coordinator.config, coordinator.config.board
     gate = Gate(Accounts(config.path(settings.accounts)), session_secret(config.path(settings.secret)),
-                set(config.admins))
+                set(config.admins), NAV)
     add_board_basics(app)
     add_login(app, gate)
     add_federation_board(app, coordinator, gate)
