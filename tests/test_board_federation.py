@@ -207,3 +207,11 @@ def test_every_page_answers_within_300_ms_with_1000_jobs(coordinator):
         assert min(times) < 0.3, (path, times)
     state = json.loads(client.get(f"/ui/jobs/{newest}/state.json").text)
     assert state["state"] == "succeeded" and len(state["tasks"]) == 7
+
+
+def test_two_runs_side_by_side_show_the_persons_party_only(coordinator):
+    coord, newest = coordinator
+    page = logged_in(coord, "vera").get(f"/ui/compare?a=scored-0000&b={newest}").text
+    assert re.search(r"<td>report</td><td>bank</td><td>auc</td>\s*<td></td><td>0.9731</td>", page)
+    assert "insurer" not in page.split("<tbody>")[1]
+    assert logged_in(coord, "vera").get("/ui/compare?a=nope&b=scored-0000").status_code == 404

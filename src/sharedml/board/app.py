@@ -24,7 +24,7 @@ from ..jobs.store import STATES, JobStore, sqlite_url
 from ..runtime.component import registered
 from ..runtime.component_docs import describe
 from .dag import dag_svg, task_state
-from .render import add_board_basics, sections
+from .render import add_board_basics, compared, sections
 from .render import page as render_page
 
 PAGE_SIZE = 50
@@ -114,13 +114,7 @@ def local_board(workdir: Path) -> FastAPI:
     @app.get("/ui/compare", response_class=HTMLResponse)
     def compare(a: str, b: str) -> HTMLResponse:
         runs = [_job(a), _job(b)]
-        rows: dict[tuple[str, str, str], list[Any]] = {}
-        for i, (_, results) in enumerate(runs):
-            for r in results:
-                figures = {**r.scalars(), **{k: v for k, v in (r.report or {}).items() if isinstance(v, int | float)}}
-                for name, value in figures.items():
-                    rows.setdefault((r.task, r.party, name), [None, None])[i] = value
-        return page("compare.html", runs=[run for run, _ in runs], rows=sorted(rows.items()))
+        return page("compare.html", runs=[run for run, _ in runs], rows=compared([results for _, results in runs]))
 
     return app
 

@@ -39,7 +39,7 @@ from .accounts import Person
 from .dag import dag_svg, task_state
 from .login import Gate
 from .pipelines import PIPELINES, FieldError
-from .render import page, sections
+from .render import compared, page, sections
 
 PAGE_SIZE = 50
 MAX_FORM_BYTES = 256 << 10
@@ -96,6 +96,14 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
                     sections=[_drawn(drawn, job_id, r) for r in reports],
                     logs=[(r["task"], r["party"]) for r in reports if r["log"]],
                     approvals=view.get("approvals") or {})
+
+    @app.get("/ui/compare", response_class=HTMLResponse, include_in_schema=False)
+    def compare(request: Request, a: str, b: str) -> HTMLResponse:
+        """Two runs' figures side by side: those of the person's own party."""
+        person = gate.need(request)
+        runs = [_job_or_404(coordinator, job_id) for job_id in (a, b)]
+        results = [[_result(r) for r in coordinator.logs(run["id"]) if r["party"] == person.party] for run in runs]
+        return show(request, person, "compare.html", runs=runs, rows=compared(results))
 
     @app.get("/ui/jobs/{job_id}/state.json", include_in_schema=False)
     def job_state(request: Request, job_id: str) -> JSONResponse:
@@ -272,17 +280,21 @@ def _job_page(coordinator: Coordinator, state: str | None, submitter: str | None
         return total, [(job, who) for job, who in rows]
 
 
+def _result(run: dict[str, Any]) -> TaskResult:
+    """A party's report of one task run (`Coordinator.logs`) as the results the figures are drawn from."""
+    reported = run["metrics"] or {}
+    importance = run.get("importance") or reported.get("importance")
+    return TaskResult(run["task"], run["party"], run["state"], None, None, metrics=reported.get("metrics", []),
+                      report=run.get("report") or reported.get("report"),
+                      importance=pd.DataFrame(importance) if importance else None)
+
+
 def _drawn(cache: OrderedDict[tuple[str, str, str, int], dict[str, Any]], job_id: str,
            run: dict[str, Any]) -> dict[str, Any]:
     """A party's results of one finished task run as numbers and figures, drawn once."""
     key = (job_id, run["task"], run["party"], run["attempt"])
     if key not in cache:
-        reported = run["metrics"] or {}
-        importance = run.get("importance") or reported.get("importance")
-        result = TaskResult(run["task"], run["party"], run["state"], None, None,
-                            metrics=reported.get("metrics", []), report=run.get("report") or reported.get("report"),
-                            importance=pd.DataFrame(importance) if importance else None)
-        drawn = sections([result])
+        drawn = sections([_result(run)])
         cache[key] = drawn[0] if drawn else {"task": run["task"], "party": run["party"], "numbers": {},
                                              "images": []}
         while len(cache) > FIGURE_CACHE:

@@ -75,3 +75,14 @@ def sections(results: list[TaskResult]) -> list[dict[str, Any]]:
             drawn_sections.append({"task": r.task, "party": r.party, "numbers": numbers,
                                    "images": [(f.axes[0].get_title(), png(f)) for f in drawn]})
     return drawn_sections
+
+
+def compared(runs: list[list[TaskResult]]) -> list[tuple[tuple[str, str, str], list[Any]]]:
+    """Rows (task, party, figure) -> its value in each run (None where a run lacks it), for side by side."""
+    rows: dict[tuple[str, str, str], list[Any]] = {}
+    for i, results in enumerate(runs):
+        for r in results:
+            figures = {**r.scalars(), **{k: v for k, v in (r.report or {}).items() if isinstance(v, int | float)}}
+            for name, value in figures.items():
+                rows.setdefault((r.task, r.party, name), [None] * len(runs))[i] = value
+    return sorted(rows.items())
