@@ -1,9 +1,10 @@
 """The board in a real browser: headless Chromium (Debian's `chromium` and `chromium-driver`, which `.ci/run`
 installs) driven by Selenium against a coordinator and two nodes, each its own process over mutual TLS.
 
-A person logs in, submits the vertical PSI -> SecureBoost -> evaluate job from the form, watches every task
-reach `succeeded` without reloading by hand, opens the ROC curve (its AUC equal to the job's `evaluate`
-figure) and reads a task's log; a viewer cannot submit; the other party's private results are in no page.
+A person logs in, submits the vertical PSI -> SecureBoost -> evaluate job from the form; the insurer's node
+wants each job approved by hand, and its operator approves it on the insurer's own board; the page follows
+the tasks to `succeeded` without being reloaded, shows the ROC curve (its AUC equal to the job's `evaluate`
+figure) and a task's log; a viewer cannot submit; the other party's private results are in no page.
 Screenshots of every page land in `$SHAREDML_SCREENSHOTS` when it is set (to look at them).
 """
 
@@ -46,7 +47,9 @@ def deployment(tmp_path_factory):
         "bank": {"datasets": {"breast_guest": DATA / "breast_hetero_guest.csv.gz"},
                  "policy": {"datasets": {"breast_guest": {"peers": ["insurer"], "components": VERTICAL}}}},
         "insurer": {"datasets": {"breast_host": DATA / "breast_hetero_host.csv.gz"},
-                    "policy": {"datasets": {"breast_host": {"peers": ["bank"], "components": VERTICAL}}}},
+                    "policy": {"datasets": {"breast_host": {"peers": ["bank"], "components": VERTICAL}},
+                               "approval": "manual"},
+                    "board_users": {"olga": "approver"}},
     }
     deploy = Deployment(tmp_path_factory.mktemp("deploy"), nodes, board_users=USERS).start()
     yield deploy
@@ -76,14 +79,14 @@ def shot(chrome, name: str) -> None:
         chrome.save_screenshot(str(Path(SHOTS) / f"{name}.png"))
 
 
-def log_in(chrome, url: str, name: str) -> None:
-    chrome.get(f"{url}/ui/jobs")
+def log_in(chrome, url: str, name: str, page: str = "/ui/jobs") -> None:
+    chrome.get(f"{url}{page}")
     WebDriverWait(chrome, 10).until(expected_conditions.presence_of_element_located((By.NAME, "password")))
     shot(chrome, "login")
     chrome.find_element(By.NAME, "name").send_keys(name)
     chrome.find_element(By.NAME, "password").send_keys(BOARD_PASSWORD)
     chrome.find_element(By.CSS_SELECTOR, "form.login button").click()
-    WebDriverWait(chrome, 10).until(expected_conditions.title_contains("jobs"))
+    WebDriverWait(chrome, 10).until(lambda c: "/ui/login" not in c.current_url)
 
 
 def test_submit_from_the_form_watch_it_succeed_and_read_its_roc_and_log(deployment, browser):
@@ -102,18 +105,43 @@ def test_submit_from_the_form_watch_it_succeed_and_read_its_roc_and_log(deployme
     WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "job-state")))
     job_url = browser.current_url
     assert re.search(r"/ui/jobs/vertical-secureboost-", job_url)
+    browser.execute_script("window.sameDocument = true")  # gone if the page were reloaded
+    pending = browser.find_element(By.CSS_SELECTOR, 'span.approval[data-approval="insurer"]')
+    assert pending.text == "insurer: pending" and browser.find_element(By.ID, "job-state").text == "queued"
+    shot(browser, "job-pending")
+
+    # The insurer's operator approves it on the insurer node's own board, in another tab.
+    job_id = job_url.rsplit("/", 1)[1]
+    watching = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    node_url = f"https://127.0.0.1:{deployment.ports['insurer']}"
+    log_in(browser, node_url, "olga", "/ui/approvals")
+    waiting = browser.find_element(By.CSS_SELECTOR, f'section.approval[data-job="{job_id}"]')
+    assert "breast_host" in waiting.text and "bank" in waiting.text  # what it would use, with whom
+    shot(browser, "node-approvals")
+    waiting.find_element(By.NAME, "reason").send_keys("checked with the data protection officer")
+    waiting.find_element(By.CSS_SELECTOR, 'button[value="approve"]').click()
+    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "none-pending"))
+    browser.find_element(By.LINK_TEXT, "audit log").click()
+    assert "board:olga" in browser.page_source and "checked with the data protection officer" in browser.page_source
+    shot(browser, "node-audit")
+    browser.close()
+    browser.switch_to.window(watching)
+
+    # The job's page follows it: task badges change while it is the same document...
+    WebDriverWait(browser, 120, poll_frequency=0.2).until(lambda b: b.execute_script(
+        "return window.sameDocument === true && [...document.querySelectorAll('table.tasks span.state')]"
+        ".some(e => e.textContent === 'succeeded')"))
+    assert browser.find_element(By.CSS_SELECTOR, 'span.approval[data-approval="insurer"]').text == "insurer: approved"
     shot(browser, "job-running")
-    reloads = browser.execute_script("return performance.getEntriesByType('navigation').length")
-    # The page follows the job by itself: every task's badge turns `succeeded`, then it reloads once.
+    # ...and once the job has ended it reloads once, to draw the results.
     WebDriverWait(browser, 180, poll_frequency=0.5).until(
         lambda b: b.find_element(By.ID, "job-state").text in ("succeeded", "failed", "cancelled"))
     WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.CSS_SELECTOR, "section.results"))
-    assert reloads == 1
     shot(browser, "job-succeeded")
     assert browser.find_element(By.ID, "job-state").text == "succeeded", browser.find_element(By.ID, "job-error").text
     states = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "table.tasks span.state")]
     assert len(states) == 7 and set(states) == {"succeeded"}
-    job_id = job_url.rsplit("/", 1)[1]
     auc = next(r for r in deployment.client.call("GET", f"/jobs/{job_id}/logs") if r["task"] == "report")
     expected = next(m["value"] for m in auc["metrics"]["metrics"] if m["name"] == "auc")
     roc = browser.find_element(By.CSS_SELECTOR, 'section.results[data-task="report"] img[alt^="ROC"]')

@@ -8,6 +8,7 @@ import socket
 import ssl
 import time
 
+import httpx
 import pytest
 from fastapi import FastAPI, Request
 
@@ -126,5 +127,47 @@ def test_a_caller_that_may_not_call_is_refused_before_its_body_is_read(certs):
             assert answer.startswith("HTTP/1.1 403") and "'shop' may not call" in answer and sent < 8 << 20
         assert reached == [True, True]  # the intruder's requests never reached the app
         allowed.close()
+    finally:
+        srv.should_exit = True
+
+
+def test_a_server_open_to_browsers_lets_them_reach_its_pages_only(certs):
+    """`browsers_under="/ui"`: no client certificate reaches /ui and nothing else; a certificate from another CA
+    is still refused in the handshake; a federation certificate reaches everything."""
+    reached = []
+    app = FastAPI()
+
+    @app.get("/ui/page")
+    async def page() -> dict[str, str]:
+        reached.append("page")
+        return {"page": "ok"}
+
+    @app.get("/jobs")
+    async def jobs() -> dict[str, str]:
+        reached.append("api")
+        return {"api": "ok"}
+
+    listen = f"127.0.0.1:{free_port()}"
+    srv = server(app, listen, TlsFiles.in_dir(certs, "coordinator"), browsers_under="/ui")
+    serve_in_thread(srv)
+    try:
+        anonymous = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+        anonymous.check_hostname = False
+        with httpx.Client(verify=anonymous, base_url=f"https://{listen}") as browser:
+            assert browser.get("/ui/page").json() == {"page": "ok"}
+            refused = browser.get("/jobs")
+            assert refused.status_code == 401 and "only /ui is open" in refused.json()["detail"]
+            assert browser.get("/uix").status_code == 401 and browser.get("/docs").status_code == 401
+        member = MtlsClient(f"https://{listen}", TlsFiles.in_dir(certs, "shop"), "coordinator")
+        assert member.request("GET", "/jobs").json() == {"api": "ok"}
+        member.close()
+        stranger_dir = certs.parent / "stranger"
+        init_federation(["shop"], stranger_dir)  # another CA: its certificate is refused in the handshake
+        stranger = MtlsClient(f"https://{listen}", TlsFiles(stranger_dir / "shop.crt", stranger_dir / "shop.key",
+                                                            certs / "ca.crt"), "coordinator")
+        with pytest.raises(httpx.HTTPError):
+            stranger.request("GET", "/ui/page")
+        stranger.close()
+        assert reached == ["page", "api"]
     finally:
         srv.should_exit = True

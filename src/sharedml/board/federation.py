@@ -110,7 +110,7 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
         """What the job page's script polls: the job's and each task's state per party."""
         gate.need(request)
         view = _job_or_404(coordinator, job_id)
-        return JSONResponse({"state": view["state"], "error": view["error"],
+        return JSONResponse({"state": view["state"], "error": view["error"], "approvals": view.get("approvals") or {},
                              "tasks": [{"task": t["task"], "party": t["party"], "state": t["state"],
                                         "started_at": t["started_at"], "finished_at": t["finished_at"]}
                                        for t in view["tasks"]]})

@@ -25,7 +25,8 @@ BOARD_PASSWORD = "loopback-board-password"  # a throw-away deployment's accounts
 
 
 class Deployment:
-    """`nodes`: {party: {"datasets": {name: csv text or source path}, "policy": {...}}}."""
+    """`nodes`: {party: {"datasets": {name: csv text or source path}, "policy": {...}}}; a node's optional
+    "board_users" ({name: role}) turns its board on with those accounts (password `board_password`)."""
 
     def __init__(self, root: Path, nodes: dict[str, dict[str, Any]], max_concurrent_jobs: int = 4,
                  node_timeout: float = 5.0, poll_interval: float = 0.2, node_niceness: int = 0,
@@ -52,7 +53,10 @@ class Deployment:
             self.node_configs[party] = write_yaml(home / "node.yaml", {
                 "party": party, "certs": str(self.certs), "listen": f"127.0.0.1:{self.ports[party]}",
                 "peers": {p: "127.0.0.1" for p in nodes if p != party}, "catalog": "catalog.yaml",
-                "policy": "policy.yaml", **spec.get("extra", {})})
+                "policy": "policy.yaml", **({"board": {}} if "board_users" in spec else {}), **spec.get("extra", {})})
+            for name, role in spec.get("board_users", {}).items():
+                from ..board.accounts import add_user
+                add_user(home / "board-accounts.yaml", name, board_password, role, party)
         self.url = f"https://127.0.0.1:{coordinator_port or free_port()}"
         self.coordinator_config = write_yaml(root / "coordinator" / "coordinator.yaml", {
             "certs": str(self.certs), "listen": self.url.removeprefix("https://"),

@@ -19,6 +19,10 @@
         progress.textContent = t.total && t.state === "running" ? Math.round(100 * t.done / t.total) + "% " + t.message : "";
       }
     }
+    for (const [party, state] of Object.entries(job.approvals || {})) {
+      const mark = document.querySelector('span.approval[data-approval="' + CSS.escape(party) + '"]');
+      if (mark) { mark.textContent = party + ": " + state; mark.className = "approval " + state; }
+    }
     badge.textContent = job.state;
     badge.className = "state " + job.state;
     if (done.includes(job.state)) { window.location.reload(); return; }
