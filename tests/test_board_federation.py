@@ -215,3 +215,29 @@ def test_two_runs_side_by_side_show_the_persons_party_only(coordinator):
     assert re.search(r"<td>report</td><td>bank</td><td>auc</td>\s*<td></td><td>0.9731</td>", page)
     assert "insurer" not in page.split("<tbody>")[1]
     assert logged_in(coord, "vera").get("/ui/compare?a=nope&b=scored-0000").status_code == 404
+
+
+def test_accounts_are_managed_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from sharedml.board.accounts import Accounts
+    from sharedml.board.auth import verify_password
+    from sharedml.cli import app
+
+    config = write_yaml(tmp_path / "coordinator.yaml", {"certs": "certs", "nodes": {"bank": "https://x:1"},
+                                                         "board": {"accounts": "people.yaml"}})
+    run = CliRunner().invoke
+    added = run(app, ["coordinator", "user", "add", "alice", "--config", str(config), "--role", "approver",
+                      "--party", "bank", "--password-stdin"], input=PASSWORD + "\n")
+    assert added.exit_code == 0, added.output
+    accounts = tmp_path / "people.yaml"
+    assert accounts.stat().st_mode & 0o777 == 0o600 and PASSWORD not in accounts.read_text()
+    alice = Accounts(accounts).get("alice")
+    assert (alice.role, alice.party) == ("approver", "bank") and verify_password(alice.password, PASSWORD)
+    short = run(app, ["coordinator", "user", "add", "bob", "--config", str(config), "--password-stdin"], input="abc\n")
+    assert short.exit_code == 2 and "at least 12 characters" in short.output
+    assert run(app, ["coordinator", "user", "remove", "alice", "--config", str(config)]).exit_code == 0
+    assert Accounts(accounts).get("alice") is None
+    bare = write_yaml(tmp_path / "bare.yaml", {"certs": "certs", "nodes": {"bank": "https://x:1"}})
+    refused = run(app, ["coordinator", "user", "list", "--config", str(bare)])
+    assert refused.exit_code == 2 and "no `board:` section" in refused.output

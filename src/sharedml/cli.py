@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .board.cli import user_app
 from .cli_errors import err_console, fail, show_tracebacks
 from .deploy.cli import coordinator_app, job_app, model_app, node_app
 from .did_you_mean import suggestion
@@ -54,6 +55,8 @@ def _options(debug: Annotated[bool, typer.Option("--debug", help="show log recor
     logging.getLogger("sharedml.party").setLevel(logging.NOTSET if debug else logging.CRITICAL)
 
 
+coordinator_app.add_typer(user_app("coordinator", parties=True), name="user")
+node_app.add_typer(user_app("node", parties=False), name="user")
 app.add_typer(certs_app, name="certs")
 app.add_typer(node_app, name="node")
 app.add_typer(coordinator_app, name="coordinator")

@@ -87,11 +87,23 @@ def add_user(path: Path, name: str, password: str, role: Role, party: str | None
     users = load_config(path, AccountsFile).users if path.exists() else {}
     try:
         users[name] = Account(password=hash_password(password), role=role, party=party)
-        document = AccountsFile(users=users)
+        _write(path, AccountsFile(users=users))
     except ValueError as err:
         raise ConfigError(f"{path}: account {name!r} not added: {err}") from None
-    header = b"# board accounts (sharedml coordinator user add); private: password hashes\n"
+
+
+def remove_user(path: Path, name: str) -> bool:
+    """Remove one account; False if there was none of that name."""
+    path = Path(path)
+    users = load_config(path, AccountsFile).users if path.exists() else {}
+    if users.pop(name, None) is None:
+        return False
+    _write(path, AccountsFile(users=users))
+    return True
+
+
+def _write(path: Path, document: AccountsFile) -> None:
+    header = b"# board accounts (sharedml coordinator|node user add); private: password hashes\n"
     body = yaml.safe_dump(document.model_dump(mode="json", exclude_none=True), sort_keys=True).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, header + body)
     os.chmod(path, 0o600)
