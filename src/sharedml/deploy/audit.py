@@ -13,7 +13,7 @@ import json
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime, Engine, Integer, String, Text, select
+from sqlalchemy import DateTime, Engine, Integer, String, Text, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -84,6 +84,13 @@ class AuditLog:
             if job_id is not None:
                 query = query.where(AuditRecord.job_id == job_id)
             return list(session.scalars(query))
+
+    def page(self, limit: int, offset: int = 0) -> tuple[int, list[AuditRecord]]:
+        """(how many records there are, `limit` of them newest first after skipping `offset`): a page to show."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            total = session.scalar(select(func.count()).select_from(AuditRecord)) or 0
+            query = select(AuditRecord).order_by(AuditRecord.seq.desc()).offset(offset).limit(limit)
+            return int(total), list(session.scalars(query))
 
     def verify(self) -> int | None:
         """The sequence number of the first record that breaks the chain, or None if it is intact."""

@@ -87,6 +87,66 @@ def node_export(config: Annotated[Path, typer.Option(help="the node's node.yaml"
     console.print(f"outputs of {task} in job {job} copied to {out}")
 
 
+NodeConfigPath = Annotated[Path, typer.Option("--config", help="the node's node.yaml")]
+
+
+def _with_node(config: Path, act: Any) -> Any:
+    """Run `act(node)` on this machine's node (its own database: the service may be running meanwhile)."""
+    from .config import ConfigError, NodeConfig, load_config
+    from .node import Node, NodeError
+    from .policy import PolicyDenied, PolicyError
+
+    try:
+        node = Node(load_config(config, NodeConfig), str(config))
+        try:
+            return act(node)
+        finally:
+            node.close()
+    except (ConfigError, PolicyError, NodeError, PolicyDenied) as err:
+        fail(str(err))
+
+
+@node_app.command("approvals")
+def node_approvals(config: NodeConfigPath) -> None:
+    """Jobs waiting for this node's operators (policy `approval: manual`), with what each would do here."""
+    pending = _with_node(config, lambda node: node.pending_approvals())
+    if not pending:
+        console.print("no job is waiting for a decision")
+        return
+    for job in pending:
+        console.print(f"[bold]{job['job_id']}[/] submitted by {job['submitter']} at {job['created_at']}",
+                      highlight=False)
+        for task in job["tasks"]:
+            console.print(f"  {task['task']}: {task['component']} on {', '.join(task['datasets']) or 'no dataset'} "
+                          f"with {', '.join(task['peers'])}", highlight=False)
+        if job["problem"]:
+            console.print(f"  [red]the policy would now refuse it:[/] {job['problem']}", highlight=False)
+
+
+def _operator() -> str:
+    import getpass
+
+    return f"operator:{getpass.getuser()}"
+
+
+@node_app.command("approve")
+def node_approve(job_id: Annotated[str, typer.Argument(help="the job's id (`sharedml node approvals`)")],
+                 config: NodeConfigPath,
+                 reason: Annotated[str, typer.Option(help="recorded in the audit log")] = "") -> None:
+    """Approve a waiting job: the policy is checked again, and the audit log records you."""
+    _with_node(config, lambda node: node.decide(job_id, True, _operator(), reason))
+    console.print(f"job {job_id} approved; the coordinator starts it at its next check", highlight=False)
+
+
+@node_app.command("reject")
+def node_reject(job_id: Annotated[str, typer.Argument(help="the job's id (`sharedml node approvals`)")],
+                config: NodeConfigPath,
+                reason: Annotated[str, typer.Option(help="why: the submitter sees it")] = "") -> None:
+    """Reject a waiting job: it fails at the coordinator with your reason."""
+    _with_node(config, lambda node: node.decide(job_id, False, _operator(), reason))
+    console.print(f"job {job_id} rejected", highlight=False)
+
+
 @coordinator_app.command("start")
 def coordinator_start(config: Annotated[Path, typer.Option(help="coordinator.yaml")]) -> None:
     """Run the coordinator (API + scheduler) until interrupted; API docs at https://LISTEN/docs."""

@@ -36,6 +36,7 @@ from .node_client import NodeClient, NodeRefused, NodeUnreachable
 FINISHED = ("succeeded", "failed", "cancelled")
 MAX_REQUEST_TIMEOUT_S = 5.0
 FAILURE_GRACE_S = 2.0
+PRIVATE_RESULTS = ("report", "importance")  # what a node reports for its own people only
 ECHOES = ("aborted by party", "PeerUnreachable:", "PeerTimeout:", "PeerRejected:")
 _log = logging.getLogger(__name__)
 
@@ -82,16 +83,18 @@ class Coordinator:
         job_id = new_job_id(spec.job)
         document = spec.model_dump(mode="json")
         approvals = {p: self._pool.submit(self.nodes[p].approve, job_id, document, submitter) for p in spec.parties}
+        awaiting = []
         for party, approval in approvals.items():
             try:
-                approval.result()
+                if approval.result().get("pending"):
+                    awaiting.append(party)
             except NodeRefused as err:
                 raise CoordinatorError(403 if err.status == 403 else 400, f"job {spec.job!r} refused: {err}",
                                        node=party) from err
             except NodeUnreachable as err:
                 raise CoordinatorError(503, f"job {spec.job!r} not submitted: {err}", node=party) from err
         self.store.create(job_id, spec.job, json.dumps(document),
-                          {task: spec.parties_for(task) for task in spec.topological_order()}, submitter)
+                          {task: spec.parties_for(task) for task in spec.topological_order()}, submitter, awaiting)
         return job_id
 
     def cancel(self, job_id: str, actor: str) -> None:
@@ -118,7 +121,9 @@ class Coordinator:
         if found is None:
             raise CoordinatorError(404, f"no job {job_id!r}; list jobs with GET /jobs")
         job, meta, tasks = found
+        approvals = {party: row.state for party, row in self.store.approvals(job_id).items()}
         return {"id": job.id, "name": job.name, "state": job.state, "error": job.error, "submitter": meta.submitter,
+                "approvals": approvals,
                 "attempt": meta.attempt, "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
                 "finished_at": _iso(job.finished_at),
                 "tasks": [{"task": t.task, "party": t.party, "state": t.state, "error": t.error,
@@ -129,10 +134,18 @@ class Coordinator:
         return [{"id": j.id, "name": j.name, "state": j.state, "created_at": _iso(j.created_at),
                  "finished_at": _iso(j.finished_at)} for j in self.store.states.jobs(limit)]
 
-    def logs(self, job_id: str) -> list[dict[str, Any]]:
+    def logs(self, job_id: str, caller: str | None = None) -> list[dict[str, Any]]:
+        """Each party's report of each finished task run: metrics, log tail, and its `report` and feature
+        importance, which go only to that party itself (`caller`; None: the board, which filters by person)."""
         self._job(job_id)
-        return [{"task": r.task, "party": r.party, "attempt": r.attempt, "state": r.state,
-                 "metrics": json.loads(r.metrics), "log": r.log} for r in self.store.reports(job_id)]
+        out = []
+        for r in self.store.reports(job_id):
+            metrics = json.loads(r.metrics)
+            if caller is not None and caller != r.party:
+                metrics = {key: value for key, value in metrics.items() if key not in PRIVATE_RESULTS}
+            out.append({"task": r.task, "party": r.party, "attempt": r.attempt, "state": r.state,
+                        "metrics": metrics, "log": r.log})
+        return out
 
     def node_status(self) -> dict[str, dict[str, Any]]:
         def probe(client: NodeClient) -> dict[str, Any]:
@@ -142,7 +155,8 @@ class Coordinator:
             except (NodeUnreachable, NodeRefused) as err:
                 return {"url": client.url, "ok": False, "error": str(err)}
             return {"url": client.url, "ok": True, "latency_ms": round(1000 * (time.perf_counter() - start), 1),
-                    "running": health["running"], "datasets": health["datasets"]}
+                    **{key: health.get(key) for key in ("running", "datasets", "version", "approval", "shared",
+                                                        "certificate_expires", "waiting")}}
         return dict(zip(self.nodes, self._pool.map(probe, self.nodes.values()), strict=True))
 
     def import_model(self, document: dict[str, Any], caller: str) -> dict[str, Any]:
@@ -218,9 +232,13 @@ class Coordinator:
         """Advance every running job, then start queued ones while below the concurrency limit."""
         running = [job.id for job in self.store.in_state("running")]
         list(self._pool.map(self._guarded, [self._advance] * len(running), running))
+        waiting = self.store.awaiting_approval()
+        list(self._pool.map(self._guarded, [self._check_approvals] * len(waiting), waiting))
         free = self.config.max_concurrent_jobs - self.store.count("running")
         if free > 0:
-            queued = [job.id for job in self.store.in_state("queued", limit=free)]
+            waiting = self.store.awaiting_approval()  # jobs waiting for operators do not hold up the queue
+            queued = [job.id for job in self.store.in_state("queued", limit=free + len(waiting))
+                      if job.id not in waiting][:free]
             list(self._pool.map(self._guarded, [self._start] * len(queued), queued))
 
     def _guarded(self, step: Callable[[str], None], job_id: str) -> None:
@@ -232,9 +250,29 @@ class Coordinator:
             with self._lock(job_id):
                 self._end(job_id, "failed", f"coordinator error while scheduling: {type(err).__name__}: {err}")
 
+    def _check_approvals(self, job_id: str) -> None:
+        """Read the decisions of the nodes whose operators must approve the job (the coordinator cannot
+        decide for them); a rejection fails the job with the operator's reason."""
+        for party, row in self.store.approvals(job_id).items():
+            if row.state != "pending":
+                continue
+            try:
+                decision = self.nodes[party].approval(job_id)
+            except (NodeUnreachable, NodeRefused) as err:
+                _log.warning("could not read node %s's decision on job %s: %s", party, job_id, err)
+                continue
+            if decision["state"] in ("approved", "rejected"):
+                self.store.set_approval(job_id, party, decision["state"], decision.get("reason") or "")
+            if decision["state"] == "rejected":
+                with self._lock(job_id):
+                    why = f": {decision['reason']}" if decision.get("reason") else ""
+                    self._end(job_id, "failed", f"job refused by the operator of node {party!r} "
+                                                f"({decision.get('decided_by')}){why}")
+                return
+
     def _start(self, job_id: str) -> None:
         with self._lock(job_id):
-            if self._job(job_id).state != "queued":
+            if self._job(job_id).state != "queued" or job_id in self.store.awaiting_approval():
                 return
             spec = self._spec(job_id)
             ports: dict[str, int] = {}
@@ -287,8 +325,9 @@ class Coordinator:
         self._silent_since.pop((job_id, row.party), None)
         if status["state"] == "running":
             return None
-        self.store.add_report(job_id, row.task, row.party, attempt, status["state"], status.get("metrics") or {},
-                              status.get("log") or "")
+        reported = {**(status.get("metrics") or {}), **{key: status[key] for key in ("report", "importance", "notes")
+                                                          if key in status}}
+        self.store.add_report(job_id, row.task, row.party, attempt, status["state"], reported, status.get("log") or "")
         return status["state"], status.get("error")
 
     def _dispatch_next(self, job_id: str, rows: list[TaskRecord], attempt: int) -> None:

@@ -62,8 +62,8 @@ def create_app(coordinator: Coordinator) -> FastAPI:
         return JSONResponse(coordinator.job(job_id))  # already plain JSON: skip FastAPI's re-encoding
 
     @app.get("/jobs/{job_id}/logs")
-    def logs(job_id: str, _caller: str = Depends(peer_name)) -> list[dict[str, Any]]:
-        return coordinator.logs(job_id)
+    def logs(job_id: str, caller: str = Depends(peer_name)) -> list[dict[str, Any]]:
+        return coordinator.logs(job_id, caller)
 
     @app.post("/jobs/{job_id}/cancel")
     def cancel(job_id: str, caller: str = Depends(peer_name)) -> dict[str, Any]:

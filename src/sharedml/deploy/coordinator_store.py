@@ -39,16 +39,49 @@ class TaskReport(_Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)
 
 
+class JobApproval(_Base):
+    """A node whose operators must approve a job by hand, and their decision as last read from the node."""
+
+    __tablename__ = "coordinator_approvals"
+    job_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    party: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))  # pending | approved | rejected
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
 class CoordinatorStore:
     def __init__(self, url: str) -> None:
         self.states = JobStore(url)
         self.engine = self.states.engine
         _Base.metadata.create_all(self.engine)
 
-    def create(self, job_id: str, name: str, spec_json: str, tasks: dict[str, list[str]], submitter: str) -> None:
+    def create(self, job_id: str, name: str, spec_json: str, tasks: dict[str, list[str]], submitter: str,
+               awaiting: list[str] = ()) -> None:
+        """Record a queued job; `awaiting`: the parties whose operators must still approve it."""
         self.states.create_job(job_id, name, spec_json, tasks)
         with Session(self.engine) as session, session.begin():
             session.add(JobMeta(job_id=job_id, submitter=submitter))
+            session.add_all(JobApproval(job_id=job_id, party=party, state="pending") for party in awaiting)
+
+    def approvals(self, job_id: str) -> dict[str, JobApproval]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            rows = session.scalars(select(JobApproval).where(JobApproval.job_id == job_id))
+            return {row.party: row for row in rows}
+
+    def awaiting_approval(self) -> dict[str, list[str]]:
+        """{job id: parties still pending} over queued jobs."""
+        query = (select(JobApproval.job_id, JobApproval.party).join(JobRecord, JobRecord.id == JobApproval.job_id)
+                 .where(JobApproval.state == "pending", JobRecord.state == "queued"))
+        waiting: dict[str, list[str]] = {}
+        with Session(self.engine) as session:
+            for job_id, party in session.execute(query):
+                waiting.setdefault(job_id, []).append(party)
+        return waiting
+
+    def set_approval(self, job_id: str, party: str, state: str, reason: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(update(JobApproval).where(JobApproval.job_id == job_id, JobApproval.party == party)
+                            .values(state=state, reason=reason))
 
     def meta(self, job_id: str) -> JobMeta:
         with Session(self.engine, expire_on_commit=False) as session:

@@ -20,8 +20,11 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+from cryptography import x509
 from sqlalchemy import create_engine, event
 
+from .. import __version__
 from ..jobs.artifacts import PartyArtifacts
 from ..jobs.catalog import Catalog, DatasetError
 from ..jobs.components import check_components
@@ -39,6 +42,10 @@ from .policy import Policy, PolicyChecker
 CANCEL_GRACE_S = 5.0
 REAP_INTERVAL_S = 0.2
 LOG_TAIL_LINES = 40
+MAX_PENDING = 1000  # jobs waiting for an operator's decision
+MAX_REASON_CHARS = 500
+MAX_REPORT_BYTES = 256 << 10  # a task's `report` output sent to the coordinator with its metrics
+MAX_IMPORTANCE_ROWS = 1000
 _log = logging.getLogger(__name__)
 
 
@@ -65,6 +72,8 @@ class Node:
     def __init__(self, config: NodeConfig, config_source: str = "node.yaml") -> None:
         self.config, self.party, self.source = config, config.party, config_source
         self.tls = config.tls
+        self._cert_expiry = x509.load_pem_x509_certificate(self.tls.cert.read_bytes()) \
+            .not_valid_after_utc.strftime("%Y-%m-%d")
         self.catalog = Catalog.load(config.path(config.catalog))
         policy_path = config.path(config.policy)
         self.checker = PolicyChecker(self.party, Policy.load(policy_path), str(policy_path))
@@ -110,13 +119,83 @@ class Node:
                 self.catalog.check_columns(dataset, self.party)
             except (ContractError, DatasetError) as err:
                 raise NodeError(400, str(err)) from err
+        if self.checker.policy.approval == "manual":
+            if not self.store.add_pending(job_id, json.dumps(spec_doc), submitter, MAX_PENDING):
+                raise NodeError(429, f"node {self.party!r} already has {MAX_PENDING} jobs waiting for its operators; "
+                                     "submit again once they have decided some")
+            self.audit.append(AuditEntry("pending", actor, job_id, detail=f"submitted by {submitter!r}; waits for "
+                                         "an operator's decision (policy: approval: manual)"))
+        else:
+            self._remember(job_id, spec, spec_doc, submitter, uses, actor)
+        return {task: sorted(datasets) for task, datasets in uses.items()}
+
+    def _remember(self, job_id: str, spec: JobSpec, spec_doc: dict[str, Any], submitter: str,
+                  uses: dict[str, set[str]], actor: str) -> None:
+        """The job is approved: keep its spec (tasks may now run) and audit each dataset it uses."""
         self.store.remember_job(job_id, json.dumps(spec_doc), submitter)
         for task, datasets in uses.items():
             for dataset in sorted(datasets):
                 self.audit.append(AuditEntry("approved", actor, job_id, task, dataset,
                                              f"submitted by {submitter!r}; "
                                              f"peers: {', '.join(p for p in spec.parties if p != self.party)}"))
-        return {task: sorted(datasets) for task, datasets in uses.items()}
+
+    # ---- an operator's decision (policy `approval: manual`) -------------------------------------
+    def approval_state(self, job_id: str) -> dict[str, Any]:
+        """Whether the operators approved a job (what the coordinator polls; it can only read it)."""
+        record = self.store.approval(job_id)
+        if record is None:
+            state = "approved" if self.store.job(job_id) is not None else None
+            if state is None:
+                raise NodeError(404, f"node {self.party!r} has no job {job_id!r}")
+            return {"state": state, "decided_by": None, "reason": ""}
+        return {"state": record.state, "decided_by": record.decided_by, "reason": record.reason}
+
+    def pending_approvals(self) -> list[dict[str, Any]]:
+        """The jobs waiting for an operator, oldest first, each with what it would do here: per task of this
+        node its component, the datasets of this node it would use, and the peers."""
+        out = []
+        for record in self.store.pending():
+            spec = JobSpec.model_validate_json(record.spec)
+            try:
+                uses = self.checker.check_job(spec, record.submitter)
+            except Exception as err:  # noqa: BLE001 - the policy changed since: show why it would be refused
+                uses, problem = {}, str(err)
+            else:
+                problem = ""
+            peers = [p for p in spec.parties if p != self.party]
+            out.append({"job_id": record.job_id, "job": spec.job, "submitter": record.submitter,
+                        "created_at": record.created_at.strftime("%Y-%m-%d %H:%M:%S"), "problem": problem,
+                        "tasks": [{"task": task, "component": spec.tasks[task].component,
+                                   "datasets": sorted(uses.get(task, ())), "peers": peers}
+                                  for task in spec.tasks_for(self.party)]})
+        return out
+
+    def decide(self, job_id: str, approve: bool, actor: str, reason: str = "") -> str:
+        """An operator approves or rejects a waiting job; the policy is checked again on approval. The same
+        for `sharedml node approve|reject` and the node's board; `actor` names the person."""
+        record = self.store.approval(job_id)
+        if record is None:
+            raise NodeError(404, f"node {self.party!r} has no job {job_id!r} waiting for a decision")
+        if record.state != "pending":
+            raise NodeError(409, f"job {job_id!r} was already {record.state} by {record.decided_by}")
+        reason = reason.strip()[:MAX_REASON_CHARS]
+        spec = JobSpec.model_validate_json(record.spec)
+        if approve:
+            try:
+                uses = self.checker.check_job(spec, record.submitter)
+            except Exception as err:
+                self.audit.append(AuditEntry("denied", actor, job_id, detail=f"operator's approval: {err}"))
+                raise
+        state = "approved" if approve else "rejected"
+        if not self.store.decide(job_id, state, actor, reason):
+            raise NodeError(409, f"job {job_id!r} was decided meanwhile by someone else")
+        self.audit.append(AuditEntry(f"{state}-by-operator", actor, job_id, detail=reason))
+        if approve:
+            self._remember(job_id, spec, json.loads(record.spec), record.submitter, uses, actor)
+        return state
+
+    def audit_page(self, limit: int, offset: int = 0) -> tuple[int, list[Any]]:
+        return self.audit.page(limit, offset)
 
     def open_job(self, job_id: str) -> int:
         """Allocate this job's protocol port (the coordinator announces it to the peers)."""
@@ -203,11 +282,14 @@ class Node:
         else:
             out["metrics"] = self._metrics(job_id, task)
             out["log"] = _tail(self.storage / "runs" / job_id / f"{task}.{run.attempt}" / "worker.log")
+            out.update(self._results(job_id, task))
         return out
 
     def health(self) -> dict[str, Any]:
         return {"party": self.party, "running": [f"{r.job_id}/{r.task}" for r in self.store.running()],
-                "datasets": self.catalog.names()}
+                "datasets": self.catalog.names(), "version": __version__, "approval": self.checker.policy.approval,
+                "shared": sorted(self.checker.policy.datasets), "certificate_expires": self._cert_expiry,
+                "waiting": len(self.store.pending())}
 
     # ---- outputs --------------------------------------------------------------------------------
     def export_output(self, job_id: str, task: str, dest: Path, actor: str) -> Path:
@@ -291,6 +373,23 @@ class Node:
             return json.loads(path.read_text())
         except (OSError, ValueError):
             return {}
+
+    def _results(self, job_id: str, task: str) -> dict[str, Any]:
+        """What the board draws for this party's people: the task's `report` and its feature importance, each
+        bounded; a report over the bound is left out with a note."""
+        folder = PartyArtifacts(self.storage / "artifacts", job_id, self.party).task_dir(task)
+        out: dict[str, Any] = {}
+        report = folder / "report.json"
+        if report.is_file():
+            if report.stat().st_size <= MAX_REPORT_BYTES:
+                out["report"] = json.loads(report.read_bytes())
+            else:
+                out["notes"] = [f"report of {report.stat().st_size} bytes kept at the node (over {MAX_REPORT_BYTES})"]
+        importance = folder / "importance.parquet"
+        if importance.is_file():
+            table = pd.read_parquet(importance).head(MAX_IMPORTANCE_ROWS)
+            out["importance"] = json.loads(table.to_json(orient="records"))
+        return out
 
     def _reap_loop(self) -> None:
         while not self._stop.wait(REAP_INTERVAL_S):

@@ -52,7 +52,14 @@ def create_app(node: Node) -> FastAPI:
 
     @app.post("/jobs/{job_id}/approve")
     def approve(job_id: str, body: JobRequest, actor: str = Depends(coordinator)) -> dict[str, Any]:
-        return {"datasets": node.approve(job_id, body.spec, actor, body.submitter)}
+        """Check a job against the policy; `pending` when the node's operators must also approve it."""
+        datasets = node.approve(job_id, body.spec, actor, body.submitter)
+        return {"datasets": datasets, "pending": node.approval_state(job_id)["state"] == "pending"}
+
+    @app.get("/jobs/{job_id}/approval")
+    def approval(job_id: str, _actor: str = Depends(coordinator)) -> dict[str, Any]:
+        """Whether the node's operators approved the job (only they decide: nothing here can)."""
+        return node.approval_state(job_id)
 
     @app.post("/jobs/{job_id}/open")
     def open_job(job_id: str, _actor: str = Depends(coordinator)) -> dict[str, int]:
@@ -75,7 +82,23 @@ def create_app(node: Node) -> FastAPI:
     def delete_outputs(job_id: str, task: str, actor: str = Depends(coordinator)) -> dict[str, bool]:
         return {"deleted": node.delete_outputs(job_id, task, actor)}
 
+    if node.config.board is not None:
+        _add_board(app, node)
     return app
+
+
+def _add_board(app: FastAPI, node: Node) -> None:
+    """The node's board under /ui: its operators' approvals and the audit log, for the node's own accounts."""
+    from ..board.accounts import Accounts
+    from ..board.login import Gate, add_login, session_secret
+    from ..board.node_pages import NAV, add_node_board
+    from ..board.render import add_board_basics
+
+    config, settings = node.config, node.config.board
+    gate = Gate(Accounts(config.path(settings.accounts)), session_secret(config.path(settings.secret)), set(), NAV)
+    add_board_basics(app)
+    add_login(app, gate)
+    add_node_board(app, node, gate)
 
 
 def serve(config_path: Path) -> None:
@@ -87,6 +110,7 @@ def serve(config_path: Path) -> None:
     node = Node(config, str(config_path))
     node.start()
     try:
-        server(create_app(node), config.listen, node.tls, callers={config.coordinator}).run()
+        server(create_app(node), config.listen, node.tls, callers={config.coordinator},
+               browsers_under="/ui" if config.board is not None else None).run()
     finally:
         node.close()

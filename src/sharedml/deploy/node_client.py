@@ -47,6 +47,9 @@ class NodeClient:
     def approve(self, job_id: str, spec: dict[str, Any], submitter: str) -> dict[str, Any]:
         return self._call("POST", f"/jobs/{job_id}/approve", {"spec": spec, "submitter": submitter})
 
+    def approval(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{job_id}/approval")
+
     def open_job(self, job_id: str) -> int:
         return int(self._call("POST", f"/jobs/{job_id}/open")["port"])
 

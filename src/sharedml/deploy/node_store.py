@@ -1,4 +1,5 @@
-"""A node's own records: the jobs it joined (spec, protocol port) and its task runs.
+"""A node's own records: the jobs it joined (spec, protocol port), its task runs, and the jobs waiting for
+its operators' approval (under a policy with `approval: manual`).
 
 The runs table is also the guard that a task never runs twice at once on a node: starting a run is
 one conditional UPDATE (or INSERT) on the (job, task) row that succeeds only when the row is not
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import DateTime, Engine, Integer, String, Text, select, update
+from sqlalchemy import DateTime, Engine, Integer, String, Text, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -41,6 +42,20 @@ class NodeRun(_Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class NodeApproval(_Base):
+    """A job that passed the policy and waits for (or got) an operator's decision."""
+
+    __tablename__ = "node_approvals"
+    job_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    spec: Mapped[str] = mapped_column(Text)  # JSON of the JobSpec as submitted
+    submitter: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(20))  # pending | approved | rejected
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class NodeStore:
@@ -109,3 +124,33 @@ class NodeStore:
             result = session.execute(update(NodeRun).where(NodeRun.state == "running")
                                      .values(state="failed", error=reason, finished_at=utc_now()))
             return result.rowcount
+
+    # ---- approvals by an operator ----------------------------------------------------------------
+    def add_pending(self, job_id: str, spec_json: str, submitter: str, limit: int) -> bool:
+        """Record a job as waiting for an operator (again, if it was decided before: a new submission);
+        False when `limit` jobs already wait."""
+        with Session(self.engine) as session, session.begin():
+            waiting = session.scalar(select(func.count()).select_from(NodeApproval)
+                                     .where(NodeApproval.state == "pending")) or 0
+            if waiting >= limit:
+                return False
+            session.merge(NodeApproval(job_id=job_id, spec=spec_json, submitter=submitter, state="pending",
+                                       decided_by=None, reason="", created_at=utc_now(), decided_at=None))
+            return True
+
+    def approval(self, job_id: str) -> NodeApproval | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.get(NodeApproval, job_id)
+
+    def pending(self) -> list[NodeApproval]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            query = select(NodeApproval).where(NodeApproval.state == "pending").order_by(NodeApproval.created_at)
+            return list(session.scalars(query))
+
+    def decide(self, job_id: str, state: str, by: str, reason: str) -> bool:
+        """Move a pending job to `state` (approved or rejected); False if it was not pending (decided already)."""
+        with Session(self.engine) as session, session.begin():
+            changed = session.execute(update(NodeApproval).where(NodeApproval.job_id == job_id,
+                                                                 NodeApproval.state == "pending")
+                                      .values(state=state, decided_by=by, reason=reason, decided_at=utc_now()))
+            return changed.rowcount == 1

@@ -12,7 +12,7 @@ derived values can travel on through later tasks. Anything not listed is denied,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -65,7 +65,8 @@ class DatalessRule(BaseModel):
 
 class Policy(BaseModel):
     """A node's policy file: ``datasets: {name: rule}`` (unlisted datasets are not shared at all),
-    ``dataless`` (tasks using no dataset) and ``code`` (code references a job may name)."""
+    ``dataless`` (tasks using no dataset), ``code`` (code references a job may name) and ``approval`` (whether
+    an operator must also approve each job)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -73,6 +74,9 @@ class Policy(BaseModel):
     dataless: DatalessRule = Field(default_factory=DatalessRule)
     code: list[CodeRef] = Field(default_factory=list, description="'package.module:function' names a job may "
                                 "make this node import and call (model factories); none if unset")
+    approval: Literal["auto", "manual"] = Field("auto", description="auto: a job the rules allow is approved at "
+                                                "once; manual: it also waits for an operator's decision (`sharedml "
+                                                "node approve`, or the node's board)")
 
     @classmethod
     def load(cls, path: str | Path) -> Policy:

@@ -124,10 +124,11 @@ class BoundedBody:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         peer = scope.get("state", {}).get(PEER_KEY)
-        if peer is None and self.open_prefix is not None and not _under(scope["path"], self.open_prefix):
+        browser = peer is None and self.open_prefix is not None
+        if browser and not _under(scope["path"], self.open_prefix):
             return await _answer(send, 401, "no client certificate: connect with mutual TLS "
                                             f"(only {self.open_prefix} is open to browsers)")
-        if self.callers is not None and peer not in self.callers:
+        if self.callers is not None and peer not in self.callers and not browser:
             return await _answer(send, 403, f"certificate {peer!r} may not call this API; allowed: "
                                             f"{', '.join(sorted(self.callers))}")
         length = dict(scope["headers"]).get(b"content-length")
