@@ -16,6 +16,7 @@ from sharedml.deploy.config import NodeConfig, load_config
 from sharedml.deploy.loopback import Deployment
 from sharedml.deploy.node import Node, NodeError
 from sharedml.jobs.spec import parse_job
+from sharedml.jobs.store import JobStore, sqlite_url
 from sharedml.net.certs import init_federation
 from sharedml.net.https import MtlsClient, TlsFiles
 from sharedml.net.loopback import write_yaml
@@ -140,6 +141,11 @@ def test_the_coordinator_waits_reads_decisions_and_fails_a_rejected_job(tmp_path
         assert run(app, ["node", "approve", approved_id, "--config", insurer_config]).exit_code == 0
         done = deploy.wait(approved_id, 90)
         assert done["state"] == "succeeded" and done["approvals"] == {"insurer": "approved"}
+        # While the trees were built the coordinator kept each party's progress (the board shows it live).
+        store = JobStore(sqlite_url(deploy.coordinator_config.parent / "coordinator.db"))
+        followed = {(p.task, p.party) for p in store.progress(approved_id) if p.total}
+        store.close()
+        assert {("boost", "bank"), ("boost", "insurer")} <= followed
         logs = deploy.client.call("GET", f"/jobs/{approved_id}/logs")
         report = next(r for r in logs if r["task"] == "report")
         assert "report" not in report["metrics"]  # the admin is not the bank: the bank's report is the bank's

@@ -93,8 +93,8 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
         reports = [r for r in coordinator.logs(job_id) if r["party"] == person.party]
         return show(request, person, "fed_job.html", job=view, tasks=tasks, spec=spec,
                     graph=dag_svg(spec, {t: task_state(s) for t, s in by_task.items()}),
-                    sections=[_drawn(drawn, job_id, r) for r in reports],
-                    logs=[(r["task"], r["party"]) for r in reports if r["log"]],
+                    sections=[_drawn(drawn, job_id, r) for r in reports if r["state"] != "running"],
+                    logs=list(dict.fromkeys((r["task"], r["party"]) for r in reports if r["log"])),
                     approvals=view.get("approvals") or {})
 
     @app.get("/ui/compare", response_class=HTMLResponse, include_in_schema=False)
@@ -110,21 +110,37 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
         """What the job page's script polls: the job's and each task's state per party."""
         gate.need(request)
         view = _job_or_404(coordinator, job_id)
+        progress = {(p.task, p.party): p for p in coordinator.store.states.progress(job_id)}
+        tasks = []
+        for t in view["tasks"]:
+            p = progress.get((t["task"], t["party"]))
+            tasks.append({"task": t["task"], "party": t["party"], "state": t["state"], "started_at": t["started_at"],
+                          "finished_at": t["finished_at"], "done": p.done if p else None,
+                          "total": p.total if p else None, "message": p.message if p else ""})
         return JSONResponse({"state": view["state"], "error": view["error"], "approvals": view.get("approvals") or {},
-                             "tasks": [{"task": t["task"], "party": t["party"], "state": t["state"],
-                                        "started_at": t["started_at"], "finished_at": t["finished_at"]}
-                                       for t in view["tasks"]]})
+                             "tasks": tasks})
 
-    @app.get("/ui/jobs/{job_id}/logs/{task}/{party}", response_class=HTMLResponse, include_in_schema=False)
-    def job_log(request: Request, job_id: str, task: str, party: str) -> HTMLResponse:
+    def runs_of(request: Request, job_id: str, task: str, party: str) -> tuple[Person, list[dict[str, Any]]]:
         person = gate.need(request)
         _job_or_404(coordinator, job_id)
         if party != person.party:
             raise HTTPException(403, f"only {party!r}'s people read {party!r}'s logs")
         runs = [r for r in coordinator.logs(job_id) if r["task"] == task and r["party"] == party]
         if not runs:
-            raise HTTPException(404, f"no log of task {task!r} at {party!r} yet: a node reports it when the task ends")
+            raise HTTPException(404, f"no log of task {task!r} at {party!r} yet: it arrives once the task runs")
+        return person, runs
+
+    @app.get("/ui/jobs/{job_id}/logs/{task}/{party}", response_class=HTMLResponse, include_in_schema=False)
+    def job_log(request: Request, job_id: str, task: str, party: str) -> HTMLResponse:
+        person, runs = runs_of(request, job_id, task, party)
         return show(request, person, "fed_log.html", job_id=job_id, task=task, party=party, runs=runs)
+
+    @app.get("/ui/jobs/{job_id}/logs/{task}/{party}/last.json", include_in_schema=False)
+    def job_log_last(request: Request, job_id: str, task: str, party: str) -> JSONResponse:
+        """What a running task's log page polls: the latest attempt's state and log tail."""
+        _, runs = runs_of(request, job_id, task, party)
+        last = max(runs, key=lambda r: r["attempt"])
+        return JSONResponse({"attempt": last["attempt"], "state": last["state"], "log": last["log"]})
 
     @app.post("/ui/jobs/{job_id}/cancel", include_in_schema=False)
     async def cancel(request: Request, job_id: str) -> Response:

@@ -36,6 +36,7 @@ from .node_client import NodeClient, NodeRefused, NodeUnreachable
 FINISHED = ("succeeded", "failed", "cancelled")
 MAX_REQUEST_TIMEOUT_S = 5.0
 FAILURE_GRACE_S = 2.0
+LIVE_LOG_S = 2.0  # how often a running task's log tail is kept
 PRIVATE_RESULTS = ("report", "importance")  # what a node reports for its own people only
 ECHOES = ("aborted by party", "PeerUnreachable:", "PeerTimeout:", "PeerRejected:")
 _log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class Coordinator:
         self._locks_guard = threading.Lock()
         self._silent_since: dict[tuple[str, str], float] = {}
         self._failing_since: dict[str, float] = {}
+        self._progress_seen: dict[tuple[str, str, str], tuple[float, float, str]] = {}
+        self._log_seen: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._specs: dict[str, JobSpec] = {}
         # Few threads: each holds a database connection (the pool has 15) that API requests also need.
         self._pool = ThreadPoolExecutor(max_workers=min(8, config.max_concurrent_jobs + 2), thread_name_prefix="sched")
@@ -324,11 +327,28 @@ class Coordinator:
             return "failed", f"node {row.party!r} lost task {row.task!r}: {err}"
         self._silent_since.pop((job_id, row.party), None)
         if status["state"] == "running":
+            self._follow(job_id, row, attempt, status)
             return None
+        self._progress_seen.pop((job_id, row.task, row.party), None)
+        self._log_seen.pop((job_id, row.task, row.party), None)
         reported = {**(status.get("metrics") or {}), **{key: status[key] for key in ("report", "importance", "notes")
                                                           if key in status}}
         self.store.add_report(job_id, row.task, row.party, attempt, status["state"], reported, status.get("log") or "")
         return status["state"], status.get("error")
+
+    def _follow(self, job_id: str, row: TaskRecord, attempt: int, status: dict[str, Any]) -> None:
+        """Keep what a running task shows: its progress, and its log tail at most every LIVE_LOG_S seconds
+        (both only when changed), so the board can follow it."""
+        key = (job_id, row.task, row.party)
+        for p in status.get("progress") or []:
+            seen = (p["done"], p["total"], p["message"])
+            if self._progress_seen.get(key) != seen:
+                self._progress_seen[key] = seen
+                self.store.states.set_progress(job_id, row.task, row.party, *seen)
+        log, (last, when) = status.get("log") or "", self._log_seen.get(key, ("", 0.0))
+        if log != last and time.monotonic() - when >= LIVE_LOG_S:
+            self._log_seen[key] = (log, time.monotonic())
+            self.store.add_report(job_id, row.task, row.party, attempt, "running", {}, log)
 
     def _dispatch_next(self, job_id: str, rows: list[TaskRecord], attempt: int) -> None:
         """Start the parties of the first unfinished task that are not running it yet; finish the job

@@ -42,6 +42,7 @@ from .policy import Policy, PolicyChecker
 CANCEL_GRACE_S = 5.0
 REAP_INTERVAL_S = 0.2
 LOG_TAIL_LINES = 40
+TAIL_BYTES = 64 << 10
 MAX_PENDING = 1000  # jobs waiting for an operator's decision
 MAX_REASON_CHARS = 500
 MAX_REPORT_BYTES = 256 << 10  # a task's `report` output sent to the coordinator with its metrics
@@ -269,7 +270,7 @@ class Node:
             return True
 
     def status(self, job_id: str, task: str) -> dict[str, Any]:
-        """The run's state; once finished also its metrics and the tail of its log."""
+        """The run's state and the tail of its log; while it runs its progress, once finished its metrics."""
         run = self.store.run(job_id, task)
         if run is None:
             raise NodeError(404, f"task {task!r} of job {job_id!r} never ran on node {self.party!r}")
@@ -279,6 +280,7 @@ class Node:
         if run.state == "running":
             out["progress"] = [{"done": p.done, "total": p.total, "message": p.message}
                                for p in self.jobstore.progress(job_id) if p.task == task and p.party == self.party]
+            out["log"] = _tail(self.storage / "runs" / job_id / f"{task}.{run.attempt}" / "worker.log")
         else:
             out["metrics"] = self._metrics(job_id, task)
             out["log"] = _tail(self.storage / "runs" / job_id / f"{task}.{run.attempt}" / "worker.log")
@@ -442,8 +444,11 @@ def _outcome(party: str, worker: _Worker) -> tuple[str, str | None]:
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of a log, reading only its last 64 KiB (a running task's log is read often)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with path.open("rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - TAIL_BYTES))
+            return "\n".join(handle.read().decode(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
 

@@ -30,3 +30,22 @@
   }
   setTimeout(poll, 1000);
 })();
+
+// A running task's log page follows the log: it polls the latest tail every two seconds until the run ends.
+(function () {
+  "use strict";
+  const log = document.querySelector("pre.log[data-follow]");
+  if (!log) return;
+  const state = document.getElementById("log-state");
+  async function poll() {
+    const answer = await fetch(log.dataset.follow, {cache: "no-store", credentials: "same-origin"});
+    if (answer.ok) {
+      const last = await answer.json();
+      log.textContent = last.log;
+      if (state) { state.textContent = last.state; state.className = "state " + last.state; }
+      if (last.state !== "running") return;
+    }
+    setTimeout(poll, 2000);
+  }
+  setTimeout(poll, 2000);
+})();
