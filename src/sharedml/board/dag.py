@@ -1,5 +1,6 @@
 """A job's task graph drawn on the server as SVG: columns by depth (a task sits one column right of its
-latest upstream task), boxes coloured by the task's state over its parties.
+latest upstream task), boxes coloured by the task's state over its parties (the colour is the stylesheet's,
+by class, so the page's script can change it as the job runs).
 
 Why on the server: the picture needs no script in the browser (the board's Content-Security-Policy allows
 none) and no layout library; a job's DAG has tens of tasks, which a layered layout draws readably.
@@ -12,8 +13,6 @@ from html import escape
 from ..jobs.spec import JobSpec
 
 BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 150, 34, 56, 14, 10
-COLOURS = {"succeeded": "#1a7f37", "failed": "#cf222e", "cancelled": "#9a6700", "running": "#0969da",
-           "queued": "#6e7781"}
 
 
 def task_state(states: list[str]) -> str:
@@ -51,8 +50,8 @@ def dag_svg(spec: JobSpec, states: dict[str, str]) -> str:
         label = f"{task} ({spec.tasks[task].component})"
         shown = label if len(label) <= 24 else label[:23] + "…"
         parts.append(f'<g class="task" data-task="{escape(task)}"><title>{escape(label)}: {state}</title>'
-                     f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="5" fill="white" '
-                     f'stroke="{COLOURS.get(state, "#6e7781")}" stroke-width="2"/>'
+                     f'<rect class="{escape(state)}" x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="5" '
+                     f'fill="white" stroke-width="2"/>'
                      f'<text x="{x + 8}" y="{y + 21}">{escape(shown)}</text></g>')
     parts.append("</svg>")
     return "".join(parts)

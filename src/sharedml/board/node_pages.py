@@ -21,6 +21,7 @@ from .render import page
 
 NAV = (("/ui/approvals", "approvals", "viewer"), ("/ui/audit", "audit log", "viewer"))
 AUDIT_PAGE = 100
+PENDING_SHOWN = 100  # the oldest first; the rest once these are decided
 MAX_REASON = 500
 
 
@@ -38,7 +39,8 @@ def add_node_board(app: FastAPI, node: Node, gate: Gate) -> None:
     @app.get("/ui/approvals", response_class=HTMLResponse, include_in_schema=False)
     def approvals(request: Request) -> HTMLResponse:
         gate.need(request)
-        return show(request, "node_approvals.html", pending=node.pending_approvals())
+        return show(request, "node_approvals.html", pending=node.pending_approvals(PENDING_SHOWN),
+                    waiting=node.store.count_pending())
 
     @app.post("/ui/approvals/{job_id}", include_in_schema=False)
     async def decide(request: Request, job_id: str) -> Response:

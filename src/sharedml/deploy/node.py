@@ -151,11 +151,11 @@ class Node:
             return {"state": state, "decided_by": None, "reason": ""}
         return {"state": record.state, "decided_by": record.decided_by, "reason": record.reason}
 
-    def pending_approvals(self) -> list[dict[str, Any]]:
-        """The jobs waiting for an operator, oldest first, each with what it would do here: per task of this
-        node its component, the datasets of this node it would use, and the peers."""
+    def pending_approvals(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The jobs waiting for an operator, oldest first (the first `limit`), each with what it would do here:
+        per task of this node its component, the datasets of this node it would use, and the peers."""
         out = []
-        for record in self.store.pending():
+        for record in self.store.pending(limit):
             spec = JobSpec.model_validate_json(record.spec)
             try:
                 uses = self.checker.check_job(spec, record.submitter)
@@ -291,7 +291,7 @@ class Node:
         return {"party": self.party, "running": [f"{r.job_id}/{r.task}" for r in self.store.running()],
                 "datasets": self.catalog.names(), "version": __version__, "approval": self.checker.policy.approval,
                 "shared": sorted(self.checker.policy.datasets), "certificate_expires": self._cert_expiry,
-                "waiting": len(self.store.pending())}
+                "waiting": self.store.count_pending()}
 
     # ---- outputs --------------------------------------------------------------------------------
     def export_output(self, job_id: str, task: str, dest: Path, actor: str) -> Path:

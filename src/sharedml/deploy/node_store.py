@@ -132,7 +132,7 @@ class NodeStore:
         with Session(self.engine) as session, session.begin():
             waiting = session.scalar(select(func.count()).select_from(NodeApproval)
                                      .where(NodeApproval.state == "pending")) or 0
-            if waiting >= limit:
+            if waiting >= limit:  # (count_pending's query, in this transaction)
                 return False
             session.merge(NodeApproval(job_id=job_id, spec=spec_json, submitter=submitter, state="pending",
                                        decided_by=None, reason="", created_at=utc_now(), decided_at=None))
@@ -142,10 +142,16 @@ class NodeStore:
         with Session(self.engine, expire_on_commit=False) as session:
             return session.get(NodeApproval, job_id)
 
-    def pending(self) -> list[NodeApproval]:
+    def pending(self, limit: int | None = None) -> list[NodeApproval]:
+        """Jobs waiting for an operator, oldest first."""
         with Session(self.engine, expire_on_commit=False) as session:
             query = select(NodeApproval).where(NodeApproval.state == "pending").order_by(NodeApproval.created_at)
-            return list(session.scalars(query))
+            return list(session.scalars(query.limit(limit)))
+
+    def count_pending(self) -> int:
+        with Session(self.engine) as session:
+            return int(session.scalar(select(func.count()).select_from(NodeApproval)
+                                      .where(NodeApproval.state == "pending")) or 0)
 
     def decide(self, job_id: str, state: str, by: str, reason: str) -> bool:
         """Move a pending job to `state` (approved or rejected); False if it was not pending (decided already)."""

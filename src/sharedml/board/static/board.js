@@ -23,6 +23,13 @@
       const mark = document.querySelector('span.approval[data-approval="' + CSS.escape(party) + '"]');
       if (mark) { mark.textContent = party + ": " + state; mark.className = "approval " + state; }
     }
+    const byTask = {};
+    for (const t of job.tasks) { (byTask[t.task] = byTask[t.task] || []).push(t.state); }
+    for (const [task, states] of Object.entries(byTask)) {  // the graph's boxes: as dag.py colours them
+      const state = ["failed", "cancelled", "running", "queued"].find(s => states.includes(s)) || "succeeded";
+      const box = document.querySelector('g.task[data-task="' + CSS.escape(task) + '"] rect');
+      if (box) box.setAttribute("class", state);
+    }
     badge.textContent = job.state;
     badge.className = "state " + job.state;
     if (done.includes(job.state)) { window.location.reload(); return; }
