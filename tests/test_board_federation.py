@@ -241,3 +241,14 @@ def test_accounts_are_managed_from_the_command_line(tmp_path):
     bare = write_yaml(tmp_path / "bare.yaml", {"certs": "certs", "nodes": {"bank": "https://x:1"}})
     refused = run(app, ["coordinator", "user", "list", "--config", str(bare)])
     assert refused.exit_code == 2 and "no `board:` section" in refused.output
+
+
+def test_a_refusal_is_a_page_for_people_and_json_for_scripts(coordinator):
+    coord, newest = coordinator
+    operator = logged_in(coord, "alice")
+    token = csrf_of(operator.get(f"/ui/jobs/{newest}").text)
+    answer = operator.post(f"/ui/jobs/{newest}/cancel", data={"csrf": token})
+    assert answer.status_code == 409 and "<h1>409: not possible</h1>" in answer.text
+    assert "already succeeded" in answer.text
+    missing = operator.get("/ui/jobs/no-such-job/state.json")
+    assert missing.status_code == 404 and missing.json()["detail"].startswith("no job")

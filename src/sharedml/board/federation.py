@@ -15,6 +15,7 @@ one, is the host's own business.
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -45,6 +46,7 @@ PAGE_SIZE = 50
 MAX_FORM_BYTES = 256 << 10
 FIGURE_CACHE = 128  # finished tasks' drawn results, kept: they never change
 EDITOR_SOURCE = "the YAML editor"
+_CACHE_LOCK = threading.Lock()  # pages are answered on several threads
 NAV = (("/ui/jobs", "jobs", "viewer"), ("/ui/new", "new job", "operator"), ("/ui/models", "models", "viewer"),
        ("/ui/nodes", "nodes", "viewer"), ("/ui/components", "components", "viewer"))
 
@@ -146,14 +148,20 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
     async def cancel(request: Request, job_id: str) -> Response:
         person = gate.need(request, "operator")
         await form_of(request, person)
-        coordinator.cancel(job_id, f"board:{person.name}")
+        try:
+            coordinator.cancel(job_id, f"board:{person.name}")
+        except CoordinatorError as err:
+            raise HTTPException(err.status, str(err)) from None
         return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
 
     @app.post("/ui/jobs/{job_id}/rerun", include_in_schema=False)
     async def rerun(request: Request, job_id: str) -> Response:
         person = gate.need(request, "operator")
         await form_of(request, person)
-        coordinator.rerun(job_id)
+        try:
+            coordinator.rerun(job_id)
+        except CoordinatorError as err:
+            raise HTTPException(err.status, str(err)) from None
         return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
 
     @app.get("/ui/new", response_class=HTMLResponse, include_in_schema=False)
@@ -309,10 +317,13 @@ def _drawn(cache: OrderedDict[tuple[str, str, str, int], dict[str, Any]], job_id
            run: dict[str, Any]) -> dict[str, Any]:
     """A party's results of one finished task run as numbers and figures, drawn once."""
     key = (job_id, run["task"], run["party"], run["attempt"])
-    if key not in cache:
-        drawn = sections([_result(run)])
-        cache[key] = drawn[0] if drawn else {"task": run["task"], "party": run["party"], "numbers": {},
-                                             "images": []}
+    with _CACHE_LOCK:
+        if key in cache:
+            return cache[key]
+    drawn = sections([_result(run)])  # outside the lock: a few hundred ms of drawing
+    section = drawn[0] if drawn else {"task": run["task"], "party": run["party"], "numbers": {}, "images": []}
+    with _CACHE_LOCK:
+        cache[key] = section
         while len(cache) > FIGURE_CACHE:
             cache.popitem(last=False)
-    return cache[key]
+    return section

@@ -19,7 +19,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..net.https import PEER_KEY
 from ..private_files import write_bytes_atomic
@@ -136,6 +138,17 @@ def add_login(app: FastAPI, gate: Gate) -> None:
         response = page("message.html", title="Not allowed", message=str(err), person=gate.person(request),
                         csrf=gate.csrf(request), nav=gate.nav)
         response.status_code = 403
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _refused(request: Request, err: StarletteHTTPException) -> Response:
+        """A board page answers a person with a page; the API (and the pages' JSON) keep their JSON errors."""
+        if not request.url.path.startswith("/ui/") or request.url.path.endswith(".json"):
+            return await http_exception_handler(request, err)
+        person = gate.person(request)
+        response = page("message.html", title=f"{err.status_code}: not possible", message=str(err.detail),
+                        person=person, csrf=gate.csrf(request) if person else "", nav=gate.nav)
+        response.status_code = err.status_code
         return response
 
     @app.get("/ui/login", response_class=HTMLResponse, include_in_schema=False)

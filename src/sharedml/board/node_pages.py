@@ -56,6 +56,7 @@ def add_node_board(app: FastAPI, node: Node, gate: Gate) -> None:
     @app.get("/ui/audit", response_class=HTMLResponse, include_in_schema=False)
     def audit(request: Request, page_number: int = 1) -> HTMLResponse:
         gate.need(request)
-        total, entries = node.audit_page(AUDIT_PAGE, (max(1, page_number) - 1) * AUDIT_PAGE)
-        return show(request, "node_audit.html", entries=entries, page=max(1, page_number),
-                    pages=max(1, math.ceil(total / AUDIT_PAGE)), total=total)
+        current = max(1, page_number)
+        found = node.audit_entries(AUDIT_PAGE, (current - 1) * AUDIT_PAGE, verify=current == 1)
+        return show(request, "node_audit.html", entries=found["entries"], page=current, intact=found.get("intact"),
+                    pages=max(1, math.ceil(found["total"] / AUDIT_PAGE)), total=found["total"])

@@ -113,9 +113,14 @@ def node_approvals(config: NodeConfigPath) -> None:
     if not pending:
         console.print("no job is waiting for a decision")
         return
+    table = Table("job id", "submitter", "waiting since (UTC)", "tasks here", width=min(80, console.width),
+                  title=f"{len(pending)} job(s) waiting for a decision")
     for job in pending:
-        console.print(f"[bold]{job['job_id']}[/] submitted by {job['submitter']} at {job['created_at']}",
-                      highlight=False)
+        table.add_row(job["job_id"], job["submitter"], job["created_at"],
+                      str(len(job["tasks"])) + (" [red](now refused)[/]" if job["problem"] else ""))
+    console.print(table)
+    for job in pending:  # what each would do here, one line per task
+        console.print(f"[bold]{job['job_id']}[/] ({job['job']}) submitted by {job['submitter']}", highlight=False)
         for task in job["tasks"]:
             console.print(f"  {task['task']}: {task['component']} on {', '.join(task['datasets']) or 'no dataset'} "
                           f"with {', '.join(task['peers'])}", highlight=False)

@@ -124,14 +124,18 @@ class Coordinator:
         if found is None:
             raise CoordinatorError(404, f"no job {job_id!r}; list jobs with GET /jobs")
         job, meta, tasks = found
-        approvals = {party: row.state for party, row in self.store.approvals(job_id).items()}
         return {"id": job.id, "name": job.name, "state": job.state, "error": job.error, "submitter": meta.submitter,
-                "approvals": approvals,
+                "approvals": self.approvals(job_id),
                 "attempt": meta.attempt, "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
                 "finished_at": _iso(job.finished_at),
                 "tasks": [{"task": t.task, "party": t.party, "state": t.state, "error": t.error,
                            "started_at": _iso(t.started_at), "finished_at": _iso(t.finished_at)}
                           for t in tasks]}
+
+    def approvals(self, job_id: str) -> dict[str, str]:
+        """{party: pending | approved | rejected} for the nodes whose operators must approve the job by hand
+        (policy `approval: manual`), as last read from them; {} when none must."""
+        return {party: row.state for party, row in sorted(self.store.approvals(job_id).items())}
 
     def jobs(self, limit: int) -> list[dict[str, Any]]:
         return [{"id": j.id, "name": j.name, "state": j.state, "created_at": _iso(j.created_at),
@@ -139,7 +143,10 @@ class Coordinator:
 
     def logs(self, job_id: str, caller: str | None = None) -> list[dict[str, Any]]:
         """Each party's report of each finished task run: metrics, log tail, and its `report` and feature
-        importance, which go only to that party itself (`caller`; None: the board, which filters by person)."""
+        importance, which go only to that party itself (`caller`; None: the board, which filters by person).
+        Each row: task, party, attempt, state, log, metrics ({"metrics": [...], "traffic": ..., and for the
+        party itself "report", "importance", "notes"}), and, where present and allowed, "report" (dict),
+        "importance" (list of {"feature", "importance", ...} rows) and "notes" (list of str) at the top too."""
         self._job(job_id)
         out = []
         for r in self.store.reports(job_id):
@@ -147,7 +154,8 @@ class Coordinator:
             if caller is not None and caller != r.party:
                 metrics = {key: value for key, value in metrics.items() if key not in PRIVATE_RESULTS}
             out.append({"task": r.task, "party": r.party, "attempt": r.attempt, "state": r.state,
-                        "metrics": metrics, "log": r.log})
+                        "metrics": metrics, "log": r.log,
+                        **{key: metrics[key] for key in (*PRIVATE_RESULTS, "notes") if key in metrics}})
         return out
 
     def node_status(self) -> dict[str, dict[str, Any]]:
@@ -268,9 +276,8 @@ class Coordinator:
                 self.store.set_approval(job_id, party, decision["state"], decision.get("reason") or "")
             if decision["state"] == "rejected":
                 with self._lock(job_id):
-                    why = f": {decision['reason']}" if decision.get("reason") else ""
-                    self._end(job_id, "failed", f"job refused by the operator of node {party!r} "
-                                                f"({decision.get('decided_by')}){why}")
+                    self._end(job_id, "failed", f"job refused by the operator of node {party!r}: "
+                                                f"{decision.get('reason') or 'no reason given'}")
                 return
 
     def _start(self, job_id: str) -> None:

@@ -121,6 +121,10 @@ class Node:
             except (ContractError, DatasetError) as err:
                 raise NodeError(400, str(err)) from err
         if self.checker.policy.approval == "manual":
+            earlier = self.store.approval(job_id)
+            if earlier is not None and earlier.state != "pending":
+                raise NodeError(409, f"job {job_id!r} was already {earlier.state} by {earlier.decided_by} at node "
+                                     f"{self.party!r}; submit it again as a new job")
             if not self.store.add_pending(job_id, json.dumps(spec_doc), submitter, MAX_PENDING):
                 raise NodeError(429, f"node {self.party!r} already has {MAX_PENDING} jobs waiting for its operators; "
                                      "submit again once they have decided some")
@@ -195,8 +199,16 @@ class Node:
             self._remember(job_id, spec, json.loads(record.spec), record.submitter, uses, actor)
         return state
 
-    def audit_page(self, limit: int, offset: int = 0) -> tuple[int, list[Any]]:
-        return self.audit.page(limit, offset)
+    def audit_entries(self, limit: int = 50, offset: int = 0, verify: bool = False) -> dict[str, Any]:
+        """A page of the audit log as plain data, newest first: {"total": n, "entries": [{seq, at, event, actor,
+        job_id, task, dataset, detail}]} (at most 1,000), plus "intact" (whether the whole hash chain verifies:
+        it reads every record) with `verify`."""
+        total, records = self.audit.page(max(0, min(limit, 1000)), max(0, offset))
+        out: dict[str, Any] = {} if not verify else {"intact": self.audit.verify() is None}
+        return {"total": total, **out,
+                "entries": [{"seq": r.seq, "at": r.at.strftime("%Y-%m-%d %H:%M:%S"), "event": r.event,
+                             "actor": r.actor, "job_id": r.job_id, "task": r.task, "dataset": r.dataset,
+                             "detail": r.detail} for r in records]}
 
     def open_job(self, job_id: str) -> int:
         """Allocate this job's protocol port (the coordinator announces it to the peers)."""
