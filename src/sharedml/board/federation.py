@@ -40,11 +40,12 @@ from .accounts import Person
 from .dag import dag_svg, task_state
 from .login import Gate
 from .pipelines import PIPELINES, FieldError
-from .render import compared, page, sections
+from .render import compared, figures_of, numbers_of, page
 
 PAGE_SIZE = 50
 MAX_FORM_BYTES = 256 << 10
-FIGURE_CACHE = 128  # finished tasks' drawn results, kept: they never change
+FIGURE_CACHE = 512  # finished tasks' numbers and figure titles, kept: they never change
+PNG_CACHE = 256  # drawn figures (~30 KB each)
 EDITOR_SOURCE = "the YAML editor"
 _CACHE_LOCK = threading.Lock()  # pages are answered on several threads
 NAV = (("/ui/jobs", "jobs", "viewer"), ("/ui/new", "new job", "operator"), ("/ui/models", "models", "viewer"),
@@ -53,7 +54,9 @@ NAV = (("/ui/jobs", "jobs", "viewer"), ("/ui/new", "new job", "operator"), ("/ui
 
 def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> None:
     """Add the board's pages to the coordinator's app (`/ui/...`)."""
-    drawn: OrderedDict[tuple[str, str, str, int], dict[str, Any]] = OrderedDict()
+    figures_of(TaskResult("", "", "", None, None))  # imports matplotlib now, not on someone's first page
+    shown: OrderedDict[tuple[str, str, str, int], dict[str, Any]] = OrderedDict()
+    pngs: OrderedDict[tuple[str, str, str, int, int], bytes] = OrderedDict()
 
     def show(request: Request, person: Person | None, name: str, **values: Any) -> HTMLResponse:
         return page(name, nav=gate.nav, person=person, csrf=gate.csrf(request), **values)
@@ -95,9 +98,32 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
         reports = [r for r in coordinator.logs(job_id) if r["party"] == person.party]
         return show(request, person, "fed_job.html", job=view, tasks=tasks, spec=spec,
                     graph=dag_svg(spec, {t: task_state(s) for t, s in by_task.items()}),
-                    sections=[_drawn(drawn, job_id, r) for r in reports if r["state"] != "running"],
+                    sections=[_section(shown, job_id, r) for r in reports if r["state"] != "running"],
                     logs=list(dict.fromkeys((r["task"], r["party"]) for r in reports if r["log"])),
                     approvals=view.get("approvals") or {})
+
+    @app.get("/ui/jobs/{job_id}/figures/{task}/{party}/{attempt}/{number}.png", include_in_schema=False)
+    def figure(request: Request, job_id: str, task: str, party: str, attempt: int, number: int) -> Response:
+        """One figure of a party's results, drawn once and kept; for that party's people only."""
+        person = gate.need(request)
+        if party != person.party:
+            raise HTTPException(403, f"only {party!r}'s people see {party!r}'s results")
+        key = (job_id, task, party, attempt, number)
+        with _CACHE_LOCK:
+            data = pngs.get(key)
+        if data is None:
+            runs = [r for r in coordinator.logs(job_id)
+                    if (r["task"], r["party"], r["attempt"]) == (task, party, attempt) and r["state"] != "running"]
+            made = figures_of(_result(runs[0])) if runs else []
+            if not 0 <= number < len(made):
+                raise HTTPException(404, f"no figure {number} of task {task!r} at {party!r}")
+            from ..viz.page import png_bytes
+            data = png_bytes(made[number])
+            with _CACHE_LOCK:
+                pngs[key] = data
+                while len(pngs) > PNG_CACHE:
+                    pngs.popitem(last=False)
+        return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/ui/compare", response_class=HTMLResponse, include_in_schema=False)
     def compare(request: Request, a: str, b: str) -> HTMLResponse:
@@ -313,15 +339,17 @@ def _result(run: dict[str, Any]) -> TaskResult:
                       importance=pd.DataFrame(importance) if importance else None)
 
 
-def _drawn(cache: OrderedDict[tuple[str, str, str, int], dict[str, Any]], job_id: str,
-           run: dict[str, Any]) -> dict[str, Any]:
-    """A party's results of one finished task run as numbers and figures, drawn once."""
+def _section(cache: OrderedDict[tuple[str, str, str, int], dict[str, Any]], job_id: str,
+             run: dict[str, Any]) -> dict[str, Any]:
+    """A party's results of one finished task run: its numbers and the titles of its figures (each figure is
+    drawn by its own request, so the page answers at once and the images follow)."""
     key = (job_id, run["task"], run["party"], run["attempt"])
     with _CACHE_LOCK:
         if key in cache:
             return cache[key]
-    drawn = sections([_result(run)])  # outside the lock: a few hundred ms of drawing
-    section = drawn[0] if drawn else {"task": run["task"], "party": run["party"], "numbers": {}, "images": []}
+    result = _result(run)
+    section = {"task": run["task"], "party": run["party"], "attempt": run["attempt"], "numbers": numbers_of(result),
+               "titles": [f.axes[0].get_title() for f in figures_of(result)]}
     with _CACHE_LOCK:
         cache[key] = section
         while len(cache) > FIGURE_CACHE:

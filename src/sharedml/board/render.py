@@ -54,27 +54,41 @@ def add_board_basics(app: FastAPI) -> None:
         return response
 
 
-def sections(results: list[TaskResult]) -> list[dict[str, Any]]:
-    """Per task and party with something to show: its figures (PNG data URIs) and its numbers."""
+def figures_of(result: TaskResult) -> list[Any]:
+    """A task's figures at one party (matplotlib Figures, not yet drawn): a curve per metric logged by step,
+    a report's (ROC, PR, KS, lift/gain, confusion matrix), feature importance. None without matplotlib
+    (the `viz` extra): the board then shows every number and no figure."""
     try:
         from ..viz import figures
-        from ..viz.page import png
-    except ImportError:  # matplotlib is the `viz` extra: without it the board still shows every number
-        figures = png = None
-    drawn_sections = []
+    except ImportError:
+        return []
+    made = figures.curves(result.metrics)
+    if result.report is not None:
+        made += figures.report_figures(result.report)
+    if result.importance is not None and len(result.importance):
+        made.append(figures.importance(result.importance))
+    return made
+
+
+def numbers_of(result: TaskResult) -> dict[str, Any]:
+    """A task's final figures at one party: its metrics logged without a step and the report's scalars."""
+    return {**result.scalars(),
+            **{k: v for k, v in (result.report or {}).items() if isinstance(v, int | float | str)}}
+
+
+def sections(results: list[TaskResult]) -> list[dict[str, Any]]:
+    """Per task and party with something to show: its numbers and its figures as PNG data URIs (the local
+    board's pages carry their figures; the coordinator's link to them, see federation.py)."""
+    shown = []
     for r in results:
-        drawn = []
-        if figures is not None:
-            drawn = figures.curves(r.metrics)
-            if r.report is not None:
-                drawn += figures.report_figures(r.report)
-            if r.importance is not None and len(r.importance):
-                drawn.append(figures.importance(r.importance))
-        numbers = {**r.scalars(), **{k: v for k, v in (r.report or {}).items() if isinstance(v, int | float | str)}}
-        if drawn or r.report is not None or numbers:
-            drawn_sections.append({"task": r.task, "party": r.party, "numbers": numbers,
-                                   "images": [(f.axes[0].get_title(), png(f)) for f in drawn]})
-    return drawn_sections
+        drawn, numbers = figures_of(r), numbers_of(r)
+        images = []
+        if drawn:
+            from ..viz.page import png  # (there is a figure only where matplotlib is)
+            images = [(f.axes[0].get_title(), png(f)) for f in drawn]
+        if images or r.report is not None or numbers:
+            shown.append({"task": r.task, "party": r.party, "numbers": numbers, "images": images})
+    return shown
 
 
 def compared(runs: list[list[TaskResult]]) -> list[tuple[tuple[str, str, str], list[Any]]]:

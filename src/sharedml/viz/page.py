@@ -28,11 +28,16 @@ td,th{border:1px solid #d0d7de;padding:.25rem .55rem;text-align:left} th{backgro
 SHOWN_SCALARS = 6  # numbers per row of the task table; a task with figures lists all in its section
 
 
-def png(figure: Figure) -> str:
-    """The figure as base64 PNG, for a data: URI."""
+def png_bytes(figure: Figure) -> bytes:
+    """The figure drawn as PNG."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
+
+
+def png(figure: Figure) -> str:
+    """The figure as base64 PNG, for a data: URI."""
+    return base64.b64encode(png_bytes(figure)).decode()
 
 
 def _number(value: object) -> str:
