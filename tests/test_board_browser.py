@@ -140,6 +140,10 @@ def test_submit_from_the_form_watch_it_succeed_and_read_its_roc_and_log(deployme
         ".some(e => e.textContent === 'succeeded')"))
     assert browser.find_element(By.CSS_SELECTOR, 'span.approval[data-approval="insurer"]').text == "insurer: approved"
     shot(browser, "job-running")
+    # ...up to the end: every task `succeeded`, still the same document...
+    WebDriverWait(browser, 120, poll_frequency=0.2).until(lambda b: b.execute_script(
+        "const s = [...document.querySelectorAll('table.tasks span.state')].map(e => e.textContent);"
+        "return window.sameDocument === true && s.length === 7 && s.every(t => t === 'succeeded')"))
     # ...and once the job has ended it reloads once, to draw the results.
     WebDriverWait(browser, 180, poll_frequency=0.5).until(
         lambda b: b.find_element(By.ID, "job-state").text in ("succeeded", "failed", "cancelled"))

@@ -32,7 +32,10 @@
     }
     badge.textContent = job.state;
     badge.className = "state " + job.state;
-    if (done.includes(job.state)) { window.location.reload(); return; }
+    if (done.includes(job.state)) {  // every badge shows the end for a moment, then the results are drawn
+      setTimeout(() => window.location.reload(), 1500);
+      return;
+    }
     setTimeout(poll, 1000);
   }
   setTimeout(poll, 1000);
