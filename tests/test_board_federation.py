@@ -125,6 +125,7 @@ def test_the_job_list_paginates_filters_and_shows_full_ids(coordinator):
     assert ids[0] == newest and len(ids) == 50 and "page 1 of 20" in page
     by_bank = client.get("/ui/jobs?submitter=bank&page_number=2").text
     assert "500" in by_bank and "page 2 of 10" in by_bank
+    assert 'href="/ui/jobs?page_number=3&amp;submitter=bank">older' in by_bank  # the filter stays on
     assert all(int(i[-4:]) % 2 for i in re.findall(r'href="/ui/jobs/(scored-\d{4})"', by_bank))
     assert client.get("/ui/jobs?state=failed").text.count('href="/ui/jobs/scored-') == 0
     assert client.get("/ui/jobs?state=nonsense").status_code == 400
