@@ -327,14 +327,14 @@ def _board_demo(workdir: Path, port: int) -> None:
     console.rule("[bold]sharedml demo --board")
     with console.status("starting two nodes and a coordinator (each its own process, mutual TLS)..."):
         started = start_board_demo(workdir, port)
-    console.print(f"Board: [bold]{started.url}[/] (the federation's own CA signed its certificate: your browser "
-                  "will warn once)", highlight=False)
+    console.print(f"Board: [bold]{started.url}[/]\n  (the federation's own CA signed its certificate: your browser will "
+                  "warn once)", highlight=False)
     for name, (role, party) in USERS.items():
         sees = f", sees {party}'s results" if party else ""
         console.print(f"  log in as [bold]{name}[/] ({role}{sees})", highlight=False)
     console.print(f"  password (all three, this run only): [bold]{started.password}[/]", highlight=False)
-    console.print(f"Jobs submitted: {', '.join(started.job_ids)}\nFiles under {workdir}. Ctrl-C stops everything.",
-                  highlight=False)
+    console.print("Jobs submitted:\n" + "\n".join(f"  {job_id}" for job_id in started.job_ids), highlight=False)
+    console.print(f"Files under {workdir}. Ctrl-C stops everything.", highlight=False)
     try:
         while all(proc.poll() is None for proc in started.deployment.procs.values()):
             time.sleep(1)
