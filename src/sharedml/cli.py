@@ -327,8 +327,8 @@ def _board_demo(workdir: Path, port: int) -> None:
     console.rule("[bold]sharedml demo --board")
     with console.status("starting two nodes and a coordinator (each its own process, mutual TLS)..."):
         started = start_board_demo(workdir, port)
-    console.print(f"Board: [bold]{started.url}[/]\n  (the federation's own CA signed its certificate: your browser will "
-                  "warn once)", highlight=False)
+    console.print(f"Board: [bold]{started.url}[/]\n  (the federation's own CA signed its certificate: your "
+                  "browser will warn once)", highlight=False)
     for name, (role, party) in USERS.items():
         sees = f", sees {party}'s results" if party else ""
         console.print(f"  log in as [bold]{name}[/] ({role}{sees})", highlight=False)
