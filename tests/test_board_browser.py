@@ -106,6 +106,8 @@ def test_submit_from_the_form_watch_it_succeed_and_read_its_roc_and_log(deployme
     log_in(browser, deployment.url, "alice")
     browser.find_element(By.LINK_TEXT, "new job").click()
     shot(browser, "new-job")
+    offered = {o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#datasets-offered option")}
+    assert offered == {"breast_guest", "breast_host"}  # what the nodes' policies share, as suggestions
     browser.find_element(By.NAME, "data.guest").send_keys("breast_guest")
     browser.find_element(By.NAME, "data.host").send_keys("breast_host")
     trees = browser.find_element(By.NAME, "param.boost.n_estimators")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -46,6 +47,7 @@ PAGE_SIZE = 50
 MAX_FORM_BYTES = 256 << 10
 FIGURE_CACHE = 512  # finished tasks' numbers and figure titles, kept: they never change
 PNG_CACHE = 256  # drawn figures (~30 KB each)
+OFFERED_S = 30.0  # how long the nodes' shared dataset names are reused for the job form
 EDITOR_SOURCE = "the YAML editor"
 _CACHE_LOCK = threading.Lock()  # pages are answered on several threads
 NAV = (("/ui/jobs", "jobs", "viewer"), ("/ui/new", "new job", "operator"), ("/ui/models", "models", "viewer"),
@@ -60,6 +62,24 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
 
     def show(request: Request, person: Person | None, name: str, **values: Any) -> HTMLResponse:
         return page(name, nav=gate.nav, person=person, csrf=gate.csrf(request), **values)
+
+    offered: dict[str, Any] = {"at": -math.inf, "names": []}
+
+    def datasets_offered() -> list[str]:
+        """The dataset names the nodes' policies share, for the form's suggestions (asked at most every 30 s)."""
+        with _CACHE_LOCK:
+            if time.monotonic() - offered["at"] < OFFERED_S:
+                return offered["names"]
+        names = sorted({d for n in coordinator.node_status().values() for d in (n.get("shared") or [])})
+        with _CACHE_LOCK:
+            offered.update(at=time.monotonic(), names=names)
+        return names
+
+    def job_form(request: Request, person: Person, chosen: Any, values: dict[str, str], error: str | None = None,
+                 error_field: str | None = None) -> HTMLResponse:
+        return show(request, person, "fed_new.html", pipelines=PIPELINES.values(), pipeline=chosen,
+                    fields=chosen.fields(), nodes=list(coordinator.nodes), values=values, error=error,
+                    error_field=error_field, datasets=datasets_offered())
 
     async def form_of(request: Request, person: Person) -> FormData:
         length = request.headers.get("content-length", "0")
@@ -193,9 +213,7 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
     @app.get("/ui/new", response_class=HTMLResponse, include_in_schema=False)
     def new_job(request: Request, pipeline: str = "vertical-secureboost") -> HTMLResponse:
         person = gate.need(request, "operator")
-        chosen = _pipeline(pipeline)
-        return show(request, person, "fed_new.html", pipelines=PIPELINES.values(), pipeline=chosen,
-                    fields=chosen.fields(), nodes=list(coordinator.nodes), values={}, error=None, error_field=None)
+        return job_form(request, person, _pipeline(pipeline), {})
 
     @app.post("/ui/new", response_class=HTMLResponse, include_in_schema=False)
     async def submit_form(request: Request) -> Response:
@@ -215,9 +233,7 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
             error, error_field = str(err), err.field
         except _Refused as err:
             error, error_field = str(err), _field_named(str(err), chosen)
-        answer = show(request, person, "fed_new.html", pipelines=PIPELINES.values(), pipeline=chosen,
-                      fields=chosen.fields(), nodes=list(coordinator.nodes), values=form, error=error,
-                      error_field=error_field)
+        answer = job_form(request, person, chosen, form, error, error_field)
         answer.status_code = 400
         return answer
 
