@@ -53,6 +53,9 @@ def test_a_job_page_draws_its_graph_states_and_figures(runs):
     assert all(f'data-task="{t}"' in svg for t in ("align_data", "predict", "report"))
     assert svg.count("<path") == 2  # align_data -> predict -> report
     assert page.count('<img alt="ROC  (AUC') == 1 and f"{report['auc']:.4g}" in page
+    roc = re.search(r'<img alt="ROC[^"]*" src="([^"]+)"', page).group(1)
+    assert client.get(roc).content.startswith(b"\x89PNG")  # drawn by its own request
+    assert client.get(roc.replace(".png", "9.png")).status_code == 404
     assert client.get("/ui/jobs/no-such-job").status_code == 404
 
 

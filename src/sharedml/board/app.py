@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from ..jobs.components import load_builtin_components
 from ..jobs.results import JobNotFound, TaskResult, collect
@@ -24,7 +24,7 @@ from ..jobs.store import STATES, JobStore, sqlite_url
 from ..runtime.component import registered
 from ..runtime.component_docs import describe
 from .dag import dag_svg, task_state
-from .render import add_board_basics, compared, sections
+from .render import add_board_basics, compared, png_of, section_of
 from .render import page as render_page
 
 PAGE_SIZE = 50
@@ -79,7 +79,18 @@ def local_board(workdir: Path) -> FastAPI:
         except JobSpecError:  # a job stored before its spec was kept as YAML: no picture, the table still says all
             graph = None
         logs = sorted(p.name.removesuffix(".log") for p in (workdir / job_id / "_local").glob("*.log"))
-        return page("job.html", job=record, results=results, graph=graph, sections=sections(results), logs=logs)
+        shown = [s for r in results if (s := section_of(r)) is not None]
+        return page("job.html", job=record, results=results, graph=graph, sections=shown, logs=logs)
+
+    @app.get("/ui/jobs/{job_id}/figures/{task}/{party}/{attempt}/{number}.png", include_in_schema=False)
+    def figure(job_id: str, task: str, party: str, attempt: int, number: int) -> Response:
+        """One figure of a task's results at a party (a local run has one attempt: 1)."""
+        _, results = _job(job_id)
+        found = [r for r in results if (r.task, r.party) == (task, party)]
+        data = png_of(found[0], number) if found and attempt == 1 else None
+        if data is None:
+            raise HTTPException(404, f"no figure {number} of task {task!r} at {party!r} in job {job_id}")
+        return Response(data, media_type="image/png")
 
     @app.get("/ui/jobs/{job_id}/state.json")
     def job_state(job_id: str) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from .accounts import Person
 from .dag import dag_svg, task_state
 from .login import Gate
 from .pipelines import PIPELINES, FieldError
-from .render import compared, figures_of, numbers_of, page
+from .render import compared, figures_of, page, png_of, section_of
 
 PAGE_SIZE = 50
 MAX_FORM_BYTES = 256 << 10
@@ -57,7 +57,7 @@ NAV = (("/ui/jobs", "jobs", "viewer"), ("/ui/new", "new job", "operator"), ("/ui
 def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> None:
     """Add the board's pages to the coordinator's app (`/ui/...`)."""
     figures_of(TaskResult("", "", "", None, None))  # imports matplotlib now, not on someone's first page
-    shown: OrderedDict[tuple[str, str, str, int], dict[str, Any]] = OrderedDict()
+    shown: OrderedDict[tuple[str, str, str, int], dict[str, Any] | None] = OrderedDict()
     pngs: OrderedDict[tuple[str, str, str, int, int], bytes] = OrderedDict()
 
     def show(request: Request, person: Person | None, name: str, **values: Any) -> HTMLResponse:
@@ -118,7 +118,8 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
         reports = [r for r in coordinator.logs(job_id) if r["party"] == person.party]
         return show(request, person, "fed_job.html", job=view, tasks=tasks, spec=spec,
                     graph=dag_svg(spec, {t: task_state(s) for t, s in by_task.items()}),
-                    sections=[_section(shown, job_id, r) for r in reports if r["state"] != "running"],
+                    sections=[s for r in reports if r["state"] != "running"
+                              if (s := _section(shown, job_id, r)) is not None],
                     logs=list(dict.fromkeys((r["task"], r["party"]) for r in reports if r["log"])),
                     approvals=view.get("approvals") or {})
 
@@ -134,11 +135,9 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
         if data is None:
             runs = [r for r in coordinator.logs(job_id)
                     if (r["task"], r["party"], r["attempt"]) == (task, party, attempt) and r["state"] != "running"]
-            made = figures_of(_result(runs[0])) if runs else []
-            if not 0 <= number < len(made):
+            data = png_of(_result(runs[0]), number) if runs else None
+            if data is None:
                 raise HTTPException(404, f"no figure {number} of task {task!r} at {party!r}")
-            from ..viz.page import png_bytes
-            data = png_bytes(made[number])
             with _CACHE_LOCK:
                 pngs[key] = data
                 while len(pngs) > PNG_CACHE:
@@ -355,17 +354,16 @@ def _result(run: dict[str, Any]) -> TaskResult:
                       importance=pd.DataFrame(importance) if importance else None)
 
 
-def _section(cache: OrderedDict[tuple[str, str, str, int], dict[str, Any]], job_id: str,
-             run: dict[str, Any]) -> dict[str, Any]:
-    """A party's results of one finished task run: its numbers and the titles of its figures (each figure is
-    drawn by its own request, so the page answers at once and the images follow)."""
+def _section(cache: OrderedDict[tuple[str, str, str, int], dict[str, Any] | None], job_id: str,
+             run: dict[str, Any]) -> dict[str, Any] | None:
+    """A party's results of one finished task run (`render.section_of`), worked out once."""
     key = (job_id, run["task"], run["party"], run["attempt"])
     with _CACHE_LOCK:
         if key in cache:
             return cache[key]
-    result = _result(run)
-    section = {"task": run["task"], "party": run["party"], "attempt": run["attempt"], "numbers": numbers_of(result),
-               "titles": [f.axes[0].get_title() for f in figures_of(result)]}
+    section = section_of(_result(run))
+    if section is not None:
+        section["attempt"] = run["attempt"]
     with _CACHE_LOCK:
         cache[key] = section
         while len(cache) > FIGURE_CACHE:

@@ -76,19 +76,23 @@ def numbers_of(result: TaskResult) -> dict[str, Any]:
             **{k: v for k, v in (result.report or {}).items() if isinstance(v, int | float | str)}}
 
 
-def sections(results: list[TaskResult]) -> list[dict[str, Any]]:
-    """Per task and party with something to show: its numbers and its figures as PNG data URIs (the local
-    board's pages carry their figures; the coordinator's link to them, see federation.py)."""
-    shown = []
-    for r in results:
-        drawn, numbers = figures_of(r), numbers_of(r)
-        images = []
-        if drawn:
-            from ..viz.page import png  # (there is a figure only where matplotlib is)
-            images = [(f.axes[0].get_title(), png(f)) for f in drawn]
-        if images or r.report is not None or numbers:
-            shown.append({"task": r.task, "party": r.party, "numbers": numbers, "images": images})
-    return shown
+def section_of(result: TaskResult) -> dict[str, Any] | None:
+    """A task's results at one party as a page shows them: its numbers and the titles of its figures, each
+    figure then drawn by a request of its own (`png_of`), so the page answers at once and the images follow.
+    None when there is nothing to show."""
+    numbers, titles = numbers_of(result), [f.axes[0].get_title() for f in figures_of(result)]
+    if not (numbers or titles or result.report is not None):
+        return None
+    return {"task": result.task, "party": result.party, "numbers": numbers, "titles": titles}
+
+
+def png_of(result: TaskResult, number: int) -> bytes | None:
+    """Figure `number` of a task's results at one party, drawn as PNG (None if it has no such figure)."""
+    made = figures_of(result)
+    if not 0 <= number < len(made):
+        return None
+    from ..viz.page import png_bytes  # (there is a figure only where matplotlib is)
+    return png_bytes(made[number])
 
 
 def compared(runs: list[list[TaskResult]]) -> list[tuple[tuple[str, str, str], list[Any]]]:
