@@ -31,7 +31,7 @@ def _ids(html: str) -> list[str]:
 
 def test_the_job_list_shows_full_ids_filters_and_no_script(runs):
     workdir, _ = runs
-    client = TestClient(local_board(workdir))
+    client = TestClient(local_board(workdir), base_url="http://127.0.0.1")
     page = client.get("/ui/jobs")
     assert page.status_code == 200
     policy = page.headers["content-security-policy"]
@@ -46,7 +46,7 @@ def test_the_job_list_shows_full_ids_filters_and_no_script(runs):
 
 def test_a_job_page_draws_its_graph_states_and_figures(runs):
     workdir, report = runs
-    client = TestClient(local_board(workdir))
+    client = TestClient(local_board(workdir), base_url="http://127.0.0.1")
     scoring = next(i for i in _ids(client.get("/ui/jobs").text) if "-score-" in i)
     page = client.get(f"/ui/jobs/{scoring}").text
     svg = page[page.index("<svg"):page.index("</svg>")]
@@ -61,7 +61,7 @@ def test_a_job_page_draws_its_graph_states_and_figures(runs):
 
 def test_two_runs_side_by_side(runs):
     workdir, _ = runs
-    client = TestClient(local_board(workdir))
+    client = TestClient(local_board(workdir), base_url="http://127.0.0.1")
     first, second = _ids(client.get("/ui/jobs").text)
     page = client.get(f"/ui/compare?a={first}&b={second}").text
     assert first in page and second in page and "intersection_size" in page
@@ -71,7 +71,7 @@ def test_the_job_list_pages_a_thousand_jobs_quickly(tmp_path):
     store = JobStore(sqlite_url(tmp_path / "sharedml.db"))
     for i in range(1000):
         store.create_job(f"job-{i:04d}", "j", "", {"t": ["a", "b"]})
-    client = TestClient(local_board(tmp_path))
+    client = TestClient(local_board(tmp_path), base_url="http://127.0.0.1")
     client.get("/ui/jobs")  # templates compiled, connections opened
     started = time.perf_counter()
     page = client.get("/ui/jobs?page_number=20")
@@ -82,7 +82,7 @@ def test_the_job_list_pages_a_thousand_jobs_quickly(tmp_path):
 
 def test_state_json_logs_and_components(runs):
     workdir, _ = runs
-    client = TestClient(local_board(workdir))
+    client = TestClient(local_board(workdir), base_url="http://127.0.0.1")
     fitted = next(i for i in _ids(client.get("/ui/jobs").text) if "-fit-" in i)
     state = client.get(f"/ui/jobs/{fitted}/state.json").json()
     assert state["state"] == "succeeded"
@@ -93,3 +93,10 @@ def test_state_json_logs_and_components(runs):
     assert client.get("/ui/static/board.js").status_code == 200
     components = client.get("/ui/components").text
     assert '<section id="hetero_lr">' in components and "<code>learning_rate</code>" in components
+
+
+def test_a_page_asked_for_by_another_name_is_refused(runs):
+    """DNS rebinding: a site that points its own name at 127.0.0.1 cannot read the local board."""
+    workdir, _ = runs
+    client = TestClient(local_board(workdir), base_url="http://rebind.attacker.example")
+    assert client.get("/ui/jobs").status_code == 400

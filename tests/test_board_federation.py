@@ -261,3 +261,41 @@ def test_a_refusal_is_a_page_for_people_and_json_for_scripts(coordinator):
     assert "already succeeded" in answer.text
     missing = operator.get("/ui/jobs/no-such-job/state.json")
     assert missing.status_code == 404 and missing.json()["detail"].startswith("no job")
+
+
+def test_guesses_count_before_they_are_checked_and_a_new_password_ends_old_sessions(coordinator, monkeypatch):
+    import threading
+
+    from sharedml.board import login as login_module
+
+    coord, _ = coordinator
+    checks = []
+    slow_verify = login_module.verify_password
+
+    def counted(stored: str, password: str) -> bool:
+        checks.append(password)
+        return slow_verify(stored, password)
+
+    monkeypatch.setattr(login_module, "verify_password", counted)
+    monkeypatch.setattr(login_module, "CONCURRENT_LOGINS", 64)
+    gate = login_module.Gate(login_module.Accounts(coord.config.path("board-accounts.yaml")), b"k" * 32, set())
+    guesses = [threading.Thread(target=gate.try_login, args=("alice", f"guess-number-{i}")) for i in range(40)]
+    for t in guesses:
+        t.start()
+    for t in guesses:
+        t.join()
+    assert len(checks) == 5  # 40 parallel guesses, 5 scrypt checks: the rest were refused unchecked
+
+    client = logged_in(coord, "vera")
+    assert client.get("/ui/jobs").status_code == 200
+    add_user(coord.config.path("board-accounts.yaml"), "vera", PASSWORD + " changed", "viewer", "bank")
+    try:
+        assert client.get("/ui/jobs").status_code == 303  # the old session ended with the old password
+    finally:
+        add_user(coord.config.path("board-accounts.yaml"), "vera", PASSWORD, "viewer", "bank")
+    elsewhere = client_of(coord).post("/ui/login", headers={"origin": "https://evil.example"},
+                                      data={"name": "vera", "password": PASSWORD})
+    assert elsewhere.status_code == 403 and "set-cookie" not in elsewhere.headers
+    fetched = client_of(coord).post("/ui/login", headers={"sec-fetch-site": "cross-site", "origin": "null"},
+                                    data={"name": "vera", "password": PASSWORD})
+    assert fetched.status_code == 403

@@ -140,3 +140,19 @@ def test_an_approved_job_is_followed_live_and_each_party_gets_its_own_importance
             assert "importance" not in rows[other] and "importance" not in rows[other]["metrics"]
     finally:
         deploy.stop()
+
+
+def test_a_withdrawn_job_cannot_be_approved_and_one_submitter_cannot_fill_the_queue(insurer, monkeypatch):
+    node, _ = insurer
+    node.approve("job-6", spec_doc(), "coordinator", "bank")
+    assert node.withdraw("job-6", "coordinator", "cancelled by 'bank'") is True
+    assert node.approval_state("job-6")["state"] == "withdrawn" and node.pending_approvals() == []
+    with pytest.raises(NodeError, match="already withdrawn"):
+        node.decide("job-6", True, "operator:olga")
+    assert node.withdraw("job-6", "coordinator", "again") is False
+    monkeypatch.setattr(node_module, "MAX_PENDING_PER_SUBMITTER", 2)
+    node.approve("job-7", spec_doc(), "coordinator", "bank")
+    node.approve("job-8", spec_doc(), "coordinator", "bank")
+    with pytest.raises(NodeError, match="2 jobs of 'bank' waiting") as full:
+        node.approve("job-9", spec_doc(), "coordinator", "bank")
+    assert full.value.status == 429

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..jobs.components import load_builtin_components
 from ..jobs.results import JobNotFound, TaskResult, collect
@@ -40,6 +41,9 @@ def local_board(workdir: Path) -> FastAPI:
         raise FileNotFoundError(f"no job database at {db}: run a job first (`sharedml run`) or pass --workdir")
     store = JobStore(sqlite_url(db))
     app = FastAPI(title="sharedml board", docs_url=None, redoc_url=None, openapi_url=None)
+    # Plain HTTP on loopback without a login: answer only requests addressed to loopback, so that a web page
+    # elsewhere cannot read it by pointing a name of its own at 127.0.0.1 (DNS rebinding).
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])
     add_board_basics(app)
 
     def page(name: str, **values: Any) -> HTMLResponse:

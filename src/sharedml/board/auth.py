@@ -64,6 +64,7 @@ class Session:
     role: Role
     expires: float
     nonce: str  # random per login: what the CSRF token is bound to
+    generation: str = ""  # of the account's password when the session began (login.py checks it)
 
     def may(self, role: Role) -> bool:
         """Whether this session's role includes `role`'s rights."""
@@ -81,11 +82,11 @@ class SessionSigner:
     def _mac(self, purpose: str, data: bytes) -> bytes:
         return hmac.new(self._secret, purpose.encode() + b"\0" + data, hashlib.sha256).digest()
 
-    def issue(self, user: str, role: Role, seconds: float = SESSION_SECONDS) -> str:
+    def issue(self, user: str, role: Role, seconds: float = SESSION_SECONDS, generation: str = "") -> str:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
-        body = json.dumps({"u": user, "r": role, "e": time.time() + seconds, "n": secrets.token_hex(16)},
-                          separators=(",", ":")).encode()
+        body = json.dumps({"u": user, "r": role, "e": time.time() + seconds, "n": secrets.token_hex(16),
+                           "g": generation}, separators=(",", ":")).encode()
         return f"{_b64(body)}.{_b64(self._mac('session', body))}"
 
     def verify(self, cookie: str | None) -> Session | None:
@@ -100,7 +101,7 @@ class SessionSigner:
         if not hmac.compare_digest(mac, self._mac("session", body)):
             return None
         data = json.loads(body)
-        session = Session(str(data["u"]), data["r"], float(data["e"]), str(data["n"]))
+        session = Session(str(data["u"]), data["r"], float(data["e"]), str(data["n"]), str(data.get("g", "")))
         return session if session.role in ROLES and session.expires > time.time() else None
 
     def csrf_token(self, session: Session) -> str:

@@ -82,8 +82,10 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
                     error_field=error_field, datasets=datasets_offered())
 
     async def form_of(request: Request, person: Person) -> FormData:
-        length = request.headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > MAX_FORM_BYTES:
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit():  # browsers send a form with its length: nothing else is read
+            raise HTTPException(411, "a board form needs a Content-Length")
+        if int(length) > MAX_FORM_BYTES:
             raise HTTPException(413, f"a board form takes at most {MAX_FORM_BYTES >> 10} KiB")
         form = await request.form(max_files=0, max_fields=500)
         gate.check_csrf(request, str(form.get("csrf", "")))
@@ -303,7 +305,7 @@ def _checked(text: str) -> JobSpec:
 def _submitted(coordinator: Coordinator, person: Person, text: str) -> Response:
     _checked(text)
     try:
-        job_id = coordinator.submit(text, person.party or person.name)
+        job_id = coordinator.submit(text, person.party or f"board:{person.name}")  # never a certificate's name
     except CoordinatorError as err:
         node = f" (node {err.extra['node']!r})" if "node" in err.extra else ""
         raise _Refused(f"{err}{node}") from None

@@ -11,6 +11,7 @@ are limited per name so a password cannot be guessed at the speed of the network
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -33,11 +34,16 @@ COOKIE = "__Host-sharedml-board"
 SECRET_BYTES = 32
 FAILURES_ALLOWED, FAILURE_WINDOW_S = 5, 300.0  # failed logins per name within the window before a pause
 MAX_TRACKED_NAMES = 10_000
+CONCURRENT_LOGINS = 2  # password checks at once; more are answered 429 (each costs 16 MiB and ~50 ms)
 _DUMMY_HASH = hash_password("not-a-password-of-anyone")  # unknown names cost a scrypt too: no timing oracle
 
 
 class LoginRequired(Exception):
     """A page asked for by nobody logged in: answered with a redirect to the login page."""
+
+
+class Busy(Exception):
+    """Too many password checks at once: answered 429, try again in a moment."""
 
 
 class Forbidden(Exception):
@@ -60,19 +66,21 @@ class Gate:
     """Who a request comes from and whether they may do what they ask."""
 
     def __init__(self, accounts: Accounts, secret: bytes, admins: set[str],
-                 nav: tuple[tuple[str, str, str | None], ...] = ()) -> None:
+                 nav: tuple[tuple[str, str, str | None], ...] = (), cookie: str = COOKIE) -> None:
         self.accounts, self.signer, self.admins, self.nav = accounts, SessionSigner(secret), admins, nav
-        self._failures: dict[str, deque[float]] = {}
+        self.cookie = cookie  # one name per board: two boards on one host (different ports) share cookies
+        self._attempts: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        self._hashing = threading.BoundedSemaphore(CONCURRENT_LOGINS)
 
     def person(self, request: Request) -> Person | None:
         peer = getattr(request.state, PEER_KEY, None)
         if peer is not None and peer in self.admins:
             return Person(peer, "admin", None)
-        session = self.signer.verify(request.cookies.get(COOKIE))
+        session = self.signer.verify(request.cookies.get(self.cookie))
         account = self.accounts.get(session.user) if session else None
-        if session is None or account is None:  # a removed account is logged out at once
-            return None
+        if session is None or account is None or session.generation != _generation(account.password):
+            return None  # a removed account, or one whose password changed since, is logged out at once
         return Person(session.user, account.role, account.party)
 
     def need(self, request: Request, role: Role = "viewer") -> Person:
@@ -98,32 +106,67 @@ class Gate:
         peer = getattr(request.state, PEER_KEY, None)
         if peer is not None and peer in self.admins:  # bound to the certificate's name, unforgeable without the key
             return Session(peer, "admin", 0.0, f"certificate:{peer}")
-        return self.signer.verify(request.cookies.get(COOKIE))
+        return self.signer.verify(request.cookies.get(self.cookie))
 
     def try_login(self, name: str, password: str) -> str | None:
-        """A session cookie for a right name and password, None otherwise (or while the name is paused)."""
+        """A session cookie for a right name and password, None otherwise: also while the name is paused
+        (FAILURES_ALLOWED attempts that failed or are under way within the window) or while too many names
+        are being tried at once. Raises Busy while CONCURRENT_LOGINS password checks already run."""
         name = name[:64]
-        if self._paused(name):
+        if not self._reserve(name):
             return None
-        account = self.accounts.get(name)
-        if not verify_password(account.password if account else _DUMMY_HASH, password) or account is None:
-            self._failed(name)
-            return None
-        return self.signer.issue(name, account.role)
+        if not self._hashing.acquire(blocking=False):  # scrypt costs 16 MiB and ~50 ms: a few at a time
+            self._release(name)
+            raise Busy
+        try:
+            account = self.accounts.get(name)
+            right = verify_password(account.password if account else _DUMMY_HASH, password) and account is not None
+        finally:
+            self._hashing.release()
+        if not right:
+            return None  # the reserved attempt stays counted as a failure
+        self._release(name)
+        return self.signer.issue(name, account.role, generation=_generation(account.password))
 
-    def _paused(self, name: str) -> bool:
+    def _reserve(self, name: str) -> bool:
+        """Count an attempt for `name` before its password is checked, so parallel guesses count too."""
         with self._lock:
-            recent = self._failures.get(name)
             now = time.monotonic()
+            if name not in self._attempts and len(self._attempts) >= MAX_TRACKED_NAMES:
+                for stale in [n for n, times in self._attempts.items() if now - times[-1] > FAILURE_WINDOW_S]:
+                    del self._attempts[stale]
+                if len(self._attempts) >= MAX_TRACKED_NAMES:  # every tracked name failed recently: wait
+                    return False
+            recent = self._attempts.setdefault(name, deque())
             while recent and now - recent[0] > FAILURE_WINDOW_S:
                 recent.popleft()
-            return bool(recent) and len(recent) >= FAILURES_ALLOWED
+            if len(recent) >= FAILURES_ALLOWED:
+                return False
+            recent.append(now)
+            return True
 
-    def _failed(self, name: str) -> None:
+    def _release(self, name: str) -> None:
+        """The reserved attempt did not fail (a right password, or no check made): forget it."""
         with self._lock:
-            if name not in self._failures and len(self._failures) >= MAX_TRACKED_NAMES:
-                self._failures.pop(next(iter(self._failures)))
-            self._failures.setdefault(name, deque(maxlen=FAILURES_ALLOWED)).append(time.monotonic())
+            recent = self._attempts.get(name)
+            if recent:
+                recent.pop()
+            if recent is not None and not recent:
+                del self._attempts[name]
+
+
+def _same_site(request: Request) -> bool:
+    """Whether a POST comes from a page of this board: by the browser's Sec-Fetch-Site where it sends one, and by
+    Origin (which our no-referrer pages make "null" in some browsers, so only another site's origin refuses)."""
+    site, origin = request.headers.get("sec-fetch-site"), request.headers.get("origin")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    return origin in (None, "null") or origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _generation(password_hash: str) -> str:
+    """What a session carries of the account's password hash: a new password ends the old sessions."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
 
 def add_login(app: FastAPI, gate: Gate) -> None:
@@ -156,16 +199,24 @@ def add_login(app: FastAPI, gate: Gate) -> None:
         return page("login.html", next=_local(next), error=None, person=None, csrf="", nav=gate.nav)
 
     @app.post("/ui/login", include_in_schema=False)
-    def login(name: str = Form(max_length=200), password: str = Form(max_length=1000),
+    def login(request: Request, name: str = Form(max_length=200), password: str = Form(max_length=1000),
               next: str = Form("/ui/jobs", max_length=2000)) -> Response:  # noqa: A002
-        cookie = gate.try_login(name, password)
+        if not _same_site(request):
+            raise Forbidden("a login form posted from another site is refused")  # no logging in as someone else
+        try:
+            cookie = gate.try_login(name, password)
+        except Busy:
+            response = page("login.html", next=_local(next), person=None, csrf="", nav=gate.nav,
+                            error="Too many logins at this moment: try again in a second.")
+            response.status_code = 429
+            return response
         if cookie is None:
             response = page("login.html", next=_local(next), person=None, csrf="", nav=gate.nav,
                             error="Wrong name or password (after 5 failures a name waits 5 minutes).")
             response.status_code = 401
             return response
         response = RedirectResponse(_local(next), status_code=303)
-        response.set_cookie(COOKIE, cookie, max_age=SESSION_SECONDS, path="/", secure=True, httponly=True,
+        response.set_cookie(gate.cookie, cookie, max_age=SESSION_SECONDS, path="/", secure=True, httponly=True,
                             samesite="strict")
         return response
 
@@ -173,7 +224,7 @@ def add_login(app: FastAPI, gate: Gate) -> None:
     def logout(request: Request, csrf: str = Form("", max_length=200)) -> Response:
         gate.check_csrf(request, csrf)
         response = RedirectResponse("/ui/login", status_code=303)
-        response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+        response.delete_cookie(gate.cookie, path="/", secure=True, httponly=True, samesite="strict")
         return response
 
 

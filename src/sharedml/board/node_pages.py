@@ -16,13 +16,15 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..deploy.node import Node
-from .login import Gate
+from .login import Forbidden, Gate
 from .render import page
 
 NAV = (("/ui/approvals", "approvals", "viewer"), ("/ui/audit", "audit log", "viewer"))
 AUDIT_PAGE = 100
+MAX_AUDIT_PAGES = 1_000_000
 PENDING_SHOWN = 100  # the oldest first; the rest once these are decided
 MAX_REASON = 500
+MAX_DECISION_BYTES = 8 << 10
 
 
 def add_node_board(app: FastAPI, node: Node, gate: Gate) -> None:
@@ -45,6 +47,9 @@ def add_node_board(app: FastAPI, node: Node, gate: Gate) -> None:
     @app.post("/ui/approvals/{job_id}", include_in_schema=False)
     async def decide(request: Request, job_id: str) -> Response:
         person = gate.need(request, "approver")
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit() or int(length) > MAX_DECISION_BYTES:
+            raise HTTPException(413, f"a decision is a form of at most {MAX_DECISION_BYTES} bytes")
         form = await request.form(max_files=0, max_fields=10)
         gate.check_csrf(request, str(form.get("csrf", "")))
         action = form.get("action")
@@ -54,9 +59,13 @@ def add_node_board(app: FastAPI, node: Node, gate: Gate) -> None:
         return RedirectResponse("/ui/approvals", status_code=303)
 
     @app.get("/ui/audit", response_class=HTMLResponse, include_in_schema=False)
-    def audit(request: Request, page_number: int = 1) -> HTMLResponse:
-        gate.need(request)
-        current = max(1, page_number)
-        found = node.audit_entries(AUDIT_PAGE, (current - 1) * AUDIT_PAGE, verify=current == 1)
+    def audit(request: Request, page_number: int = 1, verify: bool = False) -> HTMLResponse:
+        """The audit log, newest first; `verify=true` also checks the whole hash chain (it reads every record,
+        so an approver asks for it; a viewer's page never costs that)."""
+        person = gate.need(request)
+        if verify and not person.may("approver"):
+            raise Forbidden("checking the whole audit chain is for approvers")
+        current = min(max(1, page_number), MAX_AUDIT_PAGES)
+        found = node.audit_entries(AUDIT_PAGE, (current - 1) * AUDIT_PAGE, verify=verify)
         return show(request, "node_audit.html", entries=found["entries"], page=current, intact=found.get("intact"),
                     pages=max(1, math.ceil(found["total"] / AUDIT_PAGE)), total=found["total"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,8 @@ from .node_client import NodeClient, NodeRefused, NodeUnreachable
 FINISHED = ("succeeded", "failed", "cancelled")
 MAX_REQUEST_TIMEOUT_S = 5.0
 FAILURE_GRACE_S = 2.0
+APPROVAL_POLL_S = 2.0
+APPROVAL_BACKOFF_S = 10.0
 LIVE_LOG_S = 2.0  # how often a running task's log tail is kept
 PRIVATE_RESULTS = ("report", "importance")  # what a node reports for its own people only
 ECHOES = ("aborted by party", "PeerUnreachable:", "PeerTimeout:", "PeerRejected:")
@@ -65,6 +68,8 @@ class Coordinator:
         self._silent_since: dict[tuple[str, str], float] = {}
         self._failing_since: dict[str, float] = {}
         self._progress_seen: dict[tuple[str, str, str], tuple[float, float, str]] = {}
+        self._approvals_read: dict[str, float] = {}  # job -> when its nodes' decisions were last read
+        self._approval_silent: dict[str, float] = {}  # party -> when it last failed to answer about one
         self._log_seen: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._specs: dict[str, JobSpec] = {}
         # Few threads: each holds a database connection (the pool has 15) that API requests also need.
@@ -263,13 +268,19 @@ class Coordinator:
 
     def _check_approvals(self, job_id: str) -> None:
         """Read the decisions of the nodes whose operators must approve the job (the coordinator cannot
-        decide for them); a rejection fails the job with the operator's reason."""
+        decide for them), each at most every APPROVAL_POLL_S, a node that did not answer not again for
+        APPROVAL_BACKOFF_S; a rejection fails the job with the operator's reason."""
+        now = time.monotonic()
+        if now - self._approvals_read.get(job_id, -math.inf) < APPROVAL_POLL_S:
+            return
+        self._approvals_read[job_id] = now
         for party, row in self.store.approvals(job_id).items():
-            if row.state != "pending":
+            if row.state != "pending" or now - self._approval_silent.get(party, -math.inf) < APPROVAL_BACKOFF_S:
                 continue
             try:
                 decision = self.nodes[party].approval(job_id)
             except (NodeUnreachable, NodeRefused) as err:
+                self._approval_silent[party] = time.monotonic()
                 _log.warning("could not read node %s's decision on job %s: %s", party, job_id, err)
                 continue
             if decision["state"] in ("approved", "rejected"):
@@ -281,6 +292,7 @@ class Coordinator:
                 return
 
     def _start(self, job_id: str) -> None:
+        self._approvals_read.pop(job_id, None)  # (it no longer waits for any operator)
         with self._lock(job_id):
             if self._job(job_id).state != "queued" or job_id in self.store.awaiting_approval():
                 return
@@ -398,7 +410,16 @@ class Coordinator:
             self._stop_tasks(job_id, f"not finished: the job {state}")
 
     def _stop_tasks(self, job_id: str, why: str) -> None:
-        """Interrupt the job's runs still going at the nodes and mark every unfinished task."""
+        """Interrupt the job's runs still going at the nodes and mark every unfinished task; withdraw it where
+        it still waits for an operator (so it no longer holds a place there, nor can be approved)."""
+        self._approvals_read.pop(job_id, None)
+        for party, row in self.store.approvals(job_id).items():
+            if row.state == "pending":
+                try:
+                    self.nodes[party].withdraw(job_id, why)
+                except (NodeUnreachable, NodeRefused) as err:
+                    _log.warning("could not withdraw job %s at %s: %s", job_id, party, err)
+                self.store.set_approval(job_id, party, "withdrawn", why)
         for row in self.store.states.tasks(job_id):
             if row.state == "running":
                 try:

@@ -44,6 +44,7 @@ REAP_INTERVAL_S = 0.2
 LOG_TAIL_LINES = 40
 TAIL_BYTES = 64 << 10
 MAX_PENDING = 1000  # jobs waiting for an operator's decision
+MAX_PENDING_PER_SUBMITTER = 100  # so that one submitter cannot fill the queue for everyone
 MAX_REASON_CHARS = 500
 MAX_REPORT_BYTES = 256 << 10  # a task's `report` output sent to the coordinator with its metrics
 MAX_IMPORTANCE_ROWS = 1000
@@ -125,19 +126,21 @@ class Node:
             if earlier is not None and earlier.state != "pending":
                 raise NodeError(409, f"job {job_id!r} was already {earlier.state} by {earlier.decided_by} at node "
                                      f"{self.party!r}; submit it again as a new job")
+            if self.store.count_pending_of(submitter) >= MAX_PENDING_PER_SUBMITTER:
+                raise NodeError(429, f"node {self.party!r} already has {MAX_PENDING_PER_SUBMITTER} jobs of "
+                                     f"{submitter!r} waiting for its operators; wait for their decisions")
             if not self.store.add_pending(job_id, json.dumps(spec_doc), submitter, MAX_PENDING):
                 raise NodeError(429, f"node {self.party!r} already has {MAX_PENDING} jobs waiting for its operators; "
                                      "submit again once they have decided some")
             self.audit.append(AuditEntry("pending", actor, job_id, detail=f"submitted by {submitter!r}; waits for "
                                          "an operator's decision (policy: approval: manual)"))
         else:
-            self._remember(job_id, spec, spec_doc, submitter, uses, actor)
+            self.store.remember_job(job_id, json.dumps(spec_doc), submitter)  # approved: its tasks may now run
+            self._audit_uses(job_id, spec, submitter, uses, actor)
         return {task: sorted(datasets) for task, datasets in uses.items()}
 
-    def _remember(self, job_id: str, spec: JobSpec, spec_doc: dict[str, Any], submitter: str,
-                  uses: dict[str, set[str]], actor: str) -> None:
-        """The job is approved: keep its spec (tasks may now run) and audit each dataset it uses."""
-        self.store.remember_job(job_id, json.dumps(spec_doc), submitter)
+    def _audit_uses(self, job_id: str, spec: JobSpec, submitter: str, uses: dict[str, set[str]], actor: str) -> None:
+        """The job is approved: audit each dataset it uses."""
         for task, datasets in uses.items():
             for dataset in sorted(datasets):
                 self.audit.append(AuditEntry("approved", actor, job_id, task, dataset,
@@ -192,12 +195,20 @@ class Node:
                 self.audit.append(AuditEntry("denied", actor, job_id, detail=f"operator's approval: {err}"))
                 raise
         state = "approved" if approve else "rejected"
-        if not self.store.decide(job_id, state, actor, reason):
-            raise NodeError(409, f"job {job_id!r} was decided meanwhile by someone else")
+        if not self.store.decide(job_id, state, actor, reason):  # an approval records the job with it
+            raise NodeError(409, f"job {job_id!r} was decided (or withdrawn) meanwhile")
         self.audit.append(AuditEntry(f"{state}-by-operator", actor, job_id, detail=reason))
         if approve:
-            self._remember(job_id, spec, json.loads(record.spec), record.submitter, uses, actor)
+            self._audit_uses(job_id, spec, record.submitter, uses, actor)
         return state
+
+    def withdraw(self, job_id: str, actor: str, why: str) -> bool:
+        """The coordinator ended a job still waiting here (cancelled, or refused elsewhere): it waits no more
+        and can no longer be approved. False if it was not waiting."""
+        if not self.store.decide(job_id, "withdrawn", actor, why[:MAX_REASON_CHARS]):
+            return False
+        self.audit.append(AuditEntry("withdrawn", actor, job_id, detail=why[:MAX_REASON_CHARS]))
+        return True
 
     def audit_entries(self, limit: int = 50, offset: int = 0, verify: bool = False) -> dict[str, Any]:
         """A page of the audit log as plain data, newest first: {"total": n, "entries": [{seq, at, event, actor,

@@ -27,6 +27,10 @@ class JobRequest(BaseModel):
                            "as the coordinator authenticated it; the policy's `submitters` rules apply to it")
 
 
+class WithdrawRequest(BaseModel):
+    why: str = Field("", max_length=500)
+
+
 class RunRequest(BaseModel):
     ports: dict[str, int]
     attempt: int = Field(1, ge=1)
@@ -60,6 +64,11 @@ def create_app(node: Node) -> FastAPI:
     def approval(job_id: str, _actor: str = Depends(coordinator)) -> dict[str, Any]:
         """Whether the node's operators approved the job (only they decide: nothing here can)."""
         return node.approval_state(job_id)
+
+    @app.post("/jobs/{job_id}/withdraw")
+    def withdraw(job_id: str, body: WithdrawRequest, actor: str = Depends(coordinator)) -> dict[str, bool]:
+        """The job ended before this node's operators decided (cancelled, or refused elsewhere)."""
+        return {"withdrawn": node.withdraw(job_id, actor, body.why)}
 
     @app.post("/jobs/{job_id}/open")
     def open_job(job_id: str, _actor: str = Depends(coordinator)) -> dict[str, int]:
@@ -95,7 +104,8 @@ def _add_board(app: FastAPI, node: Node) -> None:
     from ..board.render import add_board_basics
 
     config, settings = node.config, node.config.board
-    gate = Gate(Accounts(config.path(settings.accounts)), session_secret(config.path(settings.secret)), set(), NAV)
+    gate = Gate(Accounts(config.path(settings.accounts)), session_secret(config.path(settings.secret)), set(), NAV,
+                cookie=f"__Host-sharedml-node-{node.party}")
     add_board_basics(app)
     add_login(app, gate)
     add_node_board(app, node, gate)

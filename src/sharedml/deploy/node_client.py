@@ -50,6 +50,9 @@ class NodeClient:
     def approval(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}/approval")
 
+    def withdraw(self, job_id: str, why: str) -> None:
+        self._call("POST", f"/jobs/{job_id}/withdraw", {"why": why[:500]})
+
     def open_job(self, job_id: str) -> int:
         return int(self._call("POST", f"/jobs/{job_id}/open")["port"])
 

@@ -51,7 +51,7 @@ class NodeApproval(_Base):
     job_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     spec: Mapped[str] = mapped_column(Text)  # JSON of the JobSpec as submitted
     submitter: Mapped[str] = mapped_column(String(200))
-    state: Mapped[str] = mapped_column(String(20))  # pending | approved | rejected
+    state: Mapped[str] = mapped_column(String(20))  # pending | approved | rejected | withdrawn
     decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)
@@ -154,9 +154,22 @@ class NodeStore:
                                       .where(NodeApproval.state == "pending")) or 0)
 
     def decide(self, job_id: str, state: str, by: str, reason: str) -> bool:
-        """Move a pending job to `state` (approved or rejected); False if it was not pending (decided already)."""
+        """Move a pending job to `state` (approved, rejected or withdrawn); False if it was not pending (decided
+        already). An approval records the job (as `remember_job`) in the same transaction, so whoever reads
+        "approved" finds the job there."""
         with Session(self.engine) as session, session.begin():
             changed = session.execute(update(NodeApproval).where(NodeApproval.job_id == job_id,
                                                                  NodeApproval.state == "pending")
                                       .values(state=state, decided_by=by, reason=reason, decided_at=utc_now()))
-            return changed.rowcount == 1
+            if changed.rowcount != 1:
+                return False
+            if state == "approved":
+                approval = session.get(NodeApproval, job_id)
+                session.merge(NodeJob(job_id=job_id, spec=approval.spec, submitter=approval.submitter))
+            return True
+
+    def count_pending_of(self, submitter: str) -> int:
+        with Session(self.engine) as session:
+            return int(session.scalar(select(func.count()).select_from(NodeApproval)
+                                      .where(NodeApproval.state == "pending", NodeApproval.submitter == submitter))
+                       or 0)
