@@ -171,3 +171,29 @@ def test_a_server_open_to_browsers_lets_them_reach_its_pages_only(certs):
         assert reached == ["page", "api"]
     finally:
         srv.should_exit = True
+
+
+def test_browsers_get_a_bounded_share_of_the_server(certs, monkeypatch):
+    from sharedml.net import https
+
+    app = FastAPI()
+
+    @app.get("/ui/page")
+    async def page() -> dict[str, str]:
+        return {"page": "ok"}
+
+    monkeypatch.setattr(https, "MAX_BROWSER_REQUESTS", 0)  # as if the board's share were in use
+    listen = f"127.0.0.1:{free_port()}"
+    srv = server(app, listen, TlsFiles.in_dir(certs, "coordinator"), browsers_under="/ui")
+    serve_in_thread(srv)
+    try:
+        anonymous = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+        anonymous.check_hostname = False
+        with httpx.Client(verify=anonymous, base_url=f"https://{listen}") as browser:
+            busy = browser.get("/ui/page")
+            assert busy.status_code == 503 and "busy" in busy.json()["detail"]
+        member = MtlsClient(f"https://{listen}", TlsFiles.in_dir(certs, "shop"), "coordinator")
+        assert member.request("GET", "/ui/page").json() == {"page": "ok"}  # the federation's share is untouched
+        member.close()
+    finally:
+        srv.should_exit = True

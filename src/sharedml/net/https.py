@@ -38,6 +38,7 @@ GRACEFUL_SHUTDOWN_S = 3.0  # then open requests (e.g. a long poll from a stopped
 KEEP_ALIVE_S = 30
 MAX_BODY_BYTES = 4 << 20  # a request body any of our APIs accepts by default; control messages are a few KB
 MAX_CONNECTIONS = 256  # open connections per server; uvicorn answers 503 beyond it
+MAX_BROWSER_REQUESTS = 32  # requests without a client certificate (the board's pages) answered at once
 OCTETS = "application/octet-stream"
 _DETAIL_CHARS = 500
 
@@ -119,6 +120,7 @@ class BoundedBody:
     def __init__(self, app: Any, max_bytes: int, callers: set[str] | None = None,
                  open_prefix: str | None = None) -> None:
         self.app, self.max_bytes, self.callers, self.open_prefix = app, max_bytes, callers, open_prefix
+        self.browsers_in_flight = 0  # requests without a certificate being answered now (one event loop: no lock)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -128,6 +130,19 @@ class BoundedBody:
         if browser and not _under(scope["path"], self.open_prefix):
             return await _answer(send, 401, "no client certificate: connect with mutual TLS "
                                             f"(only {self.open_prefix} is open to browsers)")
+        if browser:  # people's pages get a share of the server, the federation's calls keep the rest
+            if self.browsers_in_flight >= MAX_BROWSER_REQUESTS:
+                return await _answer(send, 503, "the board is busy: try again in a moment")
+            self.browsers_in_flight += 1
+            try:
+                return await self._bounded(scope, receive, send)
+            finally:
+                self.browsers_in_flight -= 1
+        return await self._bounded(scope, receive, send)
+
+    async def _bounded(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        peer = scope.get("state", {}).get(PEER_KEY)
+        browser = peer is None and self.open_prefix is not None
         if self.callers is not None and peer not in self.callers and not browser:
             return await _answer(send, 403, f"certificate {peer!r} may not call this API; allowed: "
                                             f"{', '.join(sorted(self.callers))}")
