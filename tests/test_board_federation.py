@@ -299,3 +299,17 @@ def test_guesses_count_before_they_are_checked_and_a_new_password_ends_old_sessi
     fetched = client_of(coord).post("/ui/login", headers={"sec-fetch-site": "cross-site", "origin": "null"},
                                     data={"name": "vera", "password": PASSWORD})
     assert fetched.status_code == 403
+
+
+def test_a_rerun_from_the_board_is_audited_with_the_person(coordinator):
+    coord, _ = coordinator
+    spec = parse_job(SPEC)
+    coord.store.create("failed-one", "scored", spec.model_dump_json(),
+                       {task: spec.parties_for(task) for task in spec.topological_order()}, "bank")
+    coord.store.transition("failed-one", ("queued",), "failed", "task 'boost' failed at 'bank': test")
+    operator = logged_in(coord, "alice")
+    token = csrf_of(operator.get("/ui/jobs/failed-one").text)
+    assert operator.post("/ui/jobs/failed-one/rerun", data={"csrf": token}).status_code == 303
+    assert coord.job("failed-one")["state"] == "queued" and coord.job("failed-one")["attempt"] == 2
+    [entry] = [r for r in coord.audit.records("failed-one") if r.event == "rerun"]
+    assert entry.actor == "board:alice" and entry.detail == "attempt 2"

@@ -206,7 +206,7 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
         person = gate.need(request, "operator")
         await form_of(request, person)
         try:
-            coordinator.rerun(job_id)
+            coordinator.rerun(job_id, f"board:{person.name}")
         except CoordinatorError as err:
             raise HTTPException(err.status, str(err)) from None
         return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)

@@ -59,7 +59,7 @@ class Coordinator:
         load_builtin_components()  # to validate jobs and to recognise the models they produce
         self.store = CoordinatorStore(config.database_url)
         self.registry = Registry(self.store.engine)
-        self.audit = AuditLog(self.store.engine)  # registry changes: imports and deletions, refused ones too
+        self.audit = AuditLog(self.store.engine)  # registry imports and deletions (refused ones too), reruns
         tls = config.tls
         timeout = min(config.node_timeout, MAX_REQUEST_TIMEOUT_S)
         self.nodes = {party: NodeClient(party, url, tls, timeout) for party, url in config.nodes.items()}
@@ -113,8 +113,9 @@ class Coordinator:
         self._stop_tasks(job_id, "not run: the job was cancelled" if job.state == "queued"
                          else "not finished: the job was cancelled")
 
-    def rerun(self, job_id: str) -> int:
-        """Queue a failed or cancelled job again from its first unfinished task; returns the attempt."""
+    def rerun(self, job_id: str, actor: str) -> int:
+        """Queue a failed or cancelled job again from its first unfinished task; returns the attempt. The
+        coordinator's audit log records who asked (`actor`)."""
         job = self._job(job_id)
         tasks = self.store.states.tasks(job_id)
         if any(t.state == "running" for t in tasks):
@@ -122,6 +123,7 @@ class Coordinator:
         attempt = self.store.requeue(job_id, sorted({t.task for t in tasks if t.state != "succeeded"}))
         if attempt is None:
             raise CoordinatorError(409, f"job {job_id!r} is {job.state}; only failed or cancelled jobs rerun")
+        self.audit.append(AuditEntry("rerun", actor, job_id, detail=f"attempt {attempt}"))
         return attempt
 
     def job(self, job_id: str) -> dict[str, Any]:

@@ -71,8 +71,8 @@ def create_app(coordinator: Coordinator) -> FastAPI:
         return coordinator.job(job_id)
 
     @app.post("/jobs/{job_id}/rerun")
-    def rerun(job_id: str, _caller: str = Depends(peer_name)) -> dict[str, int]:
-        return {"attempt": coordinator.rerun(job_id)}
+    def rerun(job_id: str, caller: str = Depends(peer_name)) -> dict[str, int]:
+        return {"attempt": coordinator.rerun(job_id, caller)}
 
     @app.get("/nodes")
     def nodes(_caller: str = Depends(peer_name)) -> dict[str, Any]:
