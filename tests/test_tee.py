@@ -356,3 +356,20 @@ def test_storage_url_without_fsspec_says_how_to_fix(tmp_path):
             handle.write(b"abc")
         with open_input("memory://tee/x") as handle:
             assert handle.read() == b"abc"
+
+
+def test_a_gzip_bomb_is_refused_while_an_honest_gzip_table_reads(monkeypatch):
+    import gzip
+
+    from sharedml.tee import tables
+    from sharedml.tee.errors import TrainingError
+
+    honest = gzip.compress(b"id,x\n" + b"".join(b"%d,%d\n" % (i, i % 7) for i in range(50_000)))
+    table = tables.read_csv_chunks(iter([honest[:1000], honest[1000:]]), "bank", "id")
+    assert table.frame.shape == (50_000, 2) and table.frame["x"].sum() == sum(i % 7 for i in range(50_000))
+    monkeypatch.setattr(tables, "INFLATION_SLACK", 1 << 20)
+    bomb = gzip.compress(b"id,x\n" + b"1,0\n" + b"0" * (40 << 20), compresslevel=9)  # ~1000x
+    assert len(bomb) < 100_000
+    chunks = (bomb[i:i + 4096] for i in range(0, len(bomb), 4096))
+    with pytest.raises(TrainingError, match="decompression bomb"):
+        tables.read_csv_chunks(chunks, "bank", "id")

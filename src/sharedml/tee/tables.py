@@ -3,7 +3,8 @@
 Why: the plaintext of a dataset never exists as one byte string in enclave memory. `ChunkStream` feeds
 pandas' CSV parser one decrypted chunk at a time, so decryption adds one chunk (default 1 MiB) to the
 memory that parsing needs anyway; the parsed columns are what training needs. A gzip-compressed CSV (an
-owner's `.csv.gz`) is recognised by its first bytes and decompressed on the way, chunk by chunk too.
+owner's `.csv.gz`) is recognised by its first bytes and decompressed on the way, chunk by chunk too, and
+refused if it expands beyond what an honest CSV does (a decompression bomb).
 
 Joined columns are named `<dataset id>.<column>` (owners' column names may collide); rows are the inner
 join on each owner's id column, in the order of the first table, under the key column `_id`.
@@ -23,14 +24,17 @@ from .errors import TrainingError
 
 KEY = "_id"
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_INFLATION = 200  # CSV compresses 3-20x, very regular columns ~100x; a gzip bomb ~1000x
+INFLATION_SLACK = 64 << 20  # bytes: small files may expand more without being a threat
 
 
 class ChunkStream(io.RawIOBase):
-    """A read-only binary stream over an iterator of byte chunks."""
+    """A read-only binary stream over an iterator of byte chunks; `consumed` counts the bytes read so far."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
         self._current = memoryview(b"")
+        self.consumed = 0
 
     def readable(self) -> bool:
         return True
@@ -44,6 +48,28 @@ class ChunkStream(io.RawIOBase):
         size = min(len(buffer), len(self._current))
         buffer[:size] = self._current[:size]
         self._current = self._current[size:]
+        self.consumed += size
+        return size
+
+
+class BoundedInflation(io.RawIOBase):
+    """Decompressed bytes of a gzip stream, refused once they outgrow what the compressed bytes read so far
+    could honestly hold (MAX_INFLATION times, plus INFLATION_SLACK): a gzip bomb stops the training with a
+    clear error instead of filling the enclave's memory."""
+
+    def __init__(self, inflated: io.BufferedIOBase, source: ChunkStream, dataset_id: str) -> None:
+        self._inflated, self._source, self._dataset_id = inflated, source, dataset_id
+        self._produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        size = self._inflated.readinto(buffer)
+        self._produced += size
+        if self._produced > MAX_INFLATION * self._source.consumed + INFLATION_SLACK:
+            raise TrainingError(f"dataset {self._dataset_id!r}: the gzip file expands more than {MAX_INFLATION} "
+                                "times its size; refused as a decompression bomb (send it uncompressed)")
         return size
 
 
@@ -58,9 +84,11 @@ class OwnerTable:
 
 def read_csv_chunks(chunks: Iterator[bytes], dataset_id: str, id_column: str) -> OwnerTable:
     """Parse a CSV (plain or gzip-compressed) arriving as decrypted chunks."""
-    stream: io.BufferedIOBase = io.BufferedReader(ChunkStream(chunks), buffer_size=1 << 20)
+    source = ChunkStream(chunks)
+    stream: io.BufferedIOBase = io.BufferedReader(source, buffer_size=1 << 20)
     if stream.peek(len(GZIP_MAGIC)).startswith(GZIP_MAGIC):
-        stream = gzip.GzipFile(fileobj=stream, mode="rb")
+        stream = io.BufferedReader(BoundedInflation(gzip.GzipFile(fileobj=stream, mode="rb"), source, dataset_id),
+                                   buffer_size=1 << 20)
     try:
         frame = pd.read_csv(stream)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError,
