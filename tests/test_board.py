@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import sharedml as sm
-from sharedml.board.app import local_board
+from sharedml.board.local import local_board
 from sharedml.jobs.store import JobStore, sqlite_url
 
 

@@ -310,7 +310,7 @@ def board(workdir: Annotated[Path, typer.Option(help="the runs directory to show
           port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8450) -> None:
     """Serve read-only web pages of the jobs in a runs directory on this machine: states, the task graph,
     figures, reports, comparisons (http://127.0.0.1:PORT/ui)."""
-    from .board.app import local_board
+    from .board.local import local_board
     from .net.https import server
 
     try:

@@ -1,11 +1,6 @@
-"""The board: web pages of jobs, their task graphs, states, figures and reports, rendered on the server.
-
-This first room is the local board (`sharedml board --workdir DIR`): read-only pages over the job store
-and artifacts of `sharedml run` or the Python API, served on loopback only. Why server-rendered: the pages
-need no build step and no JavaScript bundle (nothing to vendor, nothing to go stale), and a strict
-Content-Security-Policy holds (`script-src 'self'`: one small script of ours, `static/board.js`, which
-polls a job's states so a running job's page follows it without reloading); figures are PNGs drawn from
-the stored reports and metrics (`sharedml.viz`), the task graph an SVG (`dag.py`).
+"""The local board (`sharedml board --workdir DIR`): read-only pages over the job store and artifacts of
+`sharedml run` or the Python API, served over plain HTTP on loopback only, without logins (whoever can reach
+127.0.0.1 on this machine can read the runs folder anyway).
 """
 
 from __future__ import annotations
