@@ -131,6 +131,13 @@ def test_a_caller_that_may_not_call_is_refused_before_its_body_is_read(certs):
         srv.should_exit = True
 
 
+def browser_of(certs, listen: str) -> httpx.Client:
+    """A client like a browser: it trusts the federation's CA and presents no certificate."""
+    anonymous = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    anonymous.check_hostname = False
+    return httpx.Client(verify=anonymous, base_url=f"https://{listen}")
+
+
 def test_a_server_open_to_browsers_lets_them_reach_its_pages_only(certs):
     """`browsers_under="/ui"`: no client certificate reaches /ui and nothing else; a certificate from another CA
     is still refused in the handshake; a federation certificate reaches everything."""
@@ -151,9 +158,7 @@ def test_a_server_open_to_browsers_lets_them_reach_its_pages_only(certs):
     srv = server(app, listen, TlsFiles.in_dir(certs, "coordinator"), browsers_under="/ui")
     serve_in_thread(srv)
     try:
-        anonymous = ssl.create_default_context(cafile=str(certs / "ca.crt"))
-        anonymous.check_hostname = False
-        with httpx.Client(verify=anonymous, base_url=f"https://{listen}") as browser:
+        with browser_of(certs, listen) as browser:
             assert browser.get("/ui/page").json() == {"page": "ok"}
             refused = browser.get("/jobs")
             assert refused.status_code == 401 and "only /ui is open" in refused.json()["detail"]
@@ -187,9 +192,7 @@ def test_browsers_get_a_bounded_share_of_the_server(certs, monkeypatch):
     srv = server(app, listen, TlsFiles.in_dir(certs, "coordinator"), browsers_under="/ui")
     serve_in_thread(srv)
     try:
-        anonymous = ssl.create_default_context(cafile=str(certs / "ca.crt"))
-        anonymous.check_hostname = False
-        with httpx.Client(verify=anonymous, base_url=f"https://{listen}") as browser:
+        with browser_of(certs, listen) as browser:
             busy = browser.get("/ui/page")
             assert busy.status_code == 503 and "busy" in busy.json()["detail"]
         member = MtlsClient(f"https://{listen}", TlsFiles.in_dir(certs, "shop"), "coordinator")

@@ -18,6 +18,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -191,25 +192,23 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
         last = max(runs, key=lambda r: r["attempt"])
         return JSONResponse({"attempt": last["attempt"], "state": last["state"], "log": last["log"]})
 
-    @app.post("/ui/jobs/{job_id}/cancel", include_in_schema=False)
-    async def cancel(request: Request, job_id: str) -> Response:
+    async def job_action(request: Request, job_id: str, act: Callable[[str], object]) -> Response:
+        """An operator's action on a job, taken by the coordinator's own operation with `board:<name>` as actor."""
         person = gate.need(request, "operator")
         await form_of(request, person)
         try:
-            coordinator.cancel(job_id, f"board:{person.name}")
+            act(f"board:{person.name}")
         except CoordinatorError as err:
             raise HTTPException(err.status, str(err)) from None
         return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
 
+    @app.post("/ui/jobs/{job_id}/cancel", include_in_schema=False)
+    async def cancel(request: Request, job_id: str) -> Response:
+        return await job_action(request, job_id, lambda actor: coordinator.cancel(job_id, actor))
+
     @app.post("/ui/jobs/{job_id}/rerun", include_in_schema=False)
     async def rerun(request: Request, job_id: str) -> Response:
-        person = gate.need(request, "operator")
-        await form_of(request, person)
-        try:
-            coordinator.rerun(job_id, f"board:{person.name}")
-        except CoordinatorError as err:
-            raise HTTPException(err.status, str(err)) from None
-        return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
+        return await job_action(request, job_id, lambda actor: coordinator.rerun(job_id, actor))
 
     @app.get("/ui/new", response_class=HTMLResponse, include_in_schema=False)
     def new_job(request: Request, pipeline: str = "vertical-secureboost") -> HTMLResponse:
