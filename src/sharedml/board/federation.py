@@ -27,7 +27,6 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from starlette.datastructures import FormData
 
 from ..deploy.coordinator import Coordinator, CoordinatorError
 from ..deploy.coordinator_store import JobMeta
@@ -46,6 +45,7 @@ from .render import compared, figures_of, page, png_of, section_of
 
 PAGE_SIZE = 50
 MAX_FORM_BYTES = 256 << 10
+MAX_FORM_FIELDS = 500
 FIGURE_CACHE = 512  # finished tasks' numbers and figure titles, kept: they never change
 PNG_CACHE = 256  # drawn figures (~30 KB each)
 OFFERED_S = 30.0  # how long the nodes' shared dataset names are reused for the job form
@@ -81,16 +81,6 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
         return show(request, person, "fed_new.html", pipelines=PIPELINES.values(), pipeline=chosen,
                     fields=chosen.fields(), nodes=list(coordinator.nodes), values=values, error=error,
                     error_field=error_field, datasets=datasets_offered())
-
-    async def form_of(request: Request, person: Person) -> FormData:
-        length = request.headers.get("content-length")
-        if length is None or not length.isdigit():  # browsers send a form with its length: nothing else is read
-            raise HTTPException(411, "a board form needs a Content-Length")
-        if int(length) > MAX_FORM_BYTES:
-            raise HTTPException(413, f"a board form takes at most {MAX_FORM_BYTES >> 10} KiB")
-        form = await request.form(max_files=0, max_fields=500)
-        gate.check_csrf(request, str(form.get("csrf", "")))
-        return form
 
     @app.get("/ui", include_in_schema=False)
     def _home() -> RedirectResponse:
@@ -195,7 +185,7 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
     async def job_action(request: Request, job_id: str, act: Callable[[str], object]) -> Response:
         """An operator's action on a job, taken by the coordinator's own operation with `board:<name>` as actor."""
         person = gate.need(request, "operator")
-        await form_of(request, person)
+        await gate.form(request, MAX_FORM_BYTES, MAX_FORM_FIELDS)
         try:
             act(f"board:{person.name}")
         except CoordinatorError as err:
@@ -218,7 +208,7 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
     @app.post("/ui/new", response_class=HTMLResponse, include_in_schema=False)
     async def submit_form(request: Request) -> Response:
         person = gate.need(request, "operator")
-        form = {k: str(v) for k, v in (await form_of(request, person)).items()}
+        form = {k: str(v) for k, v in (await gate.form(request, MAX_FORM_BYTES, MAX_FORM_FIELDS)).items()}
         chosen = _pipeline(form.get("pipeline", ""))
         error = error_field = None
         try:
@@ -245,7 +235,7 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
     @app.post("/ui/new/yaml", response_class=HTMLResponse, include_in_schema=False)
     async def submit_yaml(request: Request) -> Response:
         person = gate.need(request, "operator")
-        form = await form_of(request, person)
+        form = await gate.form(request, MAX_FORM_BYTES, MAX_FORM_FIELDS)
         text = str(form.get("spec", ""))
         try:
             if form.get("action") == "check":
@@ -348,10 +338,9 @@ def _job_page(coordinator: Coordinator, state: str | None, submitter: str | None
 
 def _result(run: dict[str, Any]) -> TaskResult:
     """A party's report of one task run (`Coordinator.logs`) as the results the figures are drawn from."""
-    reported = run["metrics"] or {}
-    importance = run.get("importance") or reported.get("importance")
-    return TaskResult(run["task"], run["party"], run["state"], None, None, metrics=reported.get("metrics", []),
-                      report=run.get("report") or reported.get("report"),
+    importance = run.get("importance")
+    return TaskResult(run["task"], run["party"], run["state"], None, None,
+                      metrics=(run["metrics"] or {}).get("metrics", []), report=run.get("report"),
                       importance=pd.DataFrame(importance) if importance else None)
 
 

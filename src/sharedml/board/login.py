@@ -19,9 +19,10 @@ from collections import deque
 from pathlib import Path
 from urllib.parse import quote
 
-from fastapi import FastAPI, Form, Request
+from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..net.https import PEER_KEY
@@ -101,6 +102,18 @@ class Gate:
         session = self._session_for_csrf(request)
         if session is None or not self.signer.check_csrf(session, token):
             raise Forbidden("the form's security token is missing or stale: reload the page and try again")
+
+    async def form(self, request: Request, max_bytes: int, max_fields: int) -> FormData:
+        """A posted form, read only if it declares a length within `max_bytes` (browsers always do), and
+        accepted only with this login's CSRF token."""
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit():
+            raise HTTPException(411, "a board form needs a Content-Length")
+        if int(length) > max_bytes:
+            raise HTTPException(413, f"a form here takes at most {max_bytes} bytes")
+        form = await request.form(max_files=0, max_fields=max_fields)
+        self.check_csrf(request, str(form.get("csrf", "")))
+        return form
 
     def _session_for_csrf(self, request: Request) -> Session | None:
         peer = getattr(request.state, PEER_KEY, None)

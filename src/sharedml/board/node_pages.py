@@ -47,11 +47,7 @@ def add_node_board(app: FastAPI, node: Node, gate: Gate) -> None:
     @app.post("/ui/approvals/{job_id}", include_in_schema=False)
     async def decide(request: Request, job_id: str) -> Response:
         person = gate.need(request, "approver")
-        length = request.headers.get("content-length")
-        if length is None or not length.isdigit() or int(length) > MAX_DECISION_BYTES:
-            raise HTTPException(413, f"a decision is a form of at most {MAX_DECISION_BYTES} bytes")
-        form = await request.form(max_files=0, max_fields=10)
-        gate.check_csrf(request, str(form.get("csrf", "")))
+        form = await gate.form(request, MAX_DECISION_BYTES, max_fields=10)
         action = form.get("action")
         if action not in ("approve", "reject"):
             raise HTTPException(400, "action must be approve or reject")

@@ -55,32 +55,20 @@ def add_board_basics(app: FastAPI) -> None:
 
 
 def figures_of(result: TaskResult) -> list[Any]:
-    """A task's figures at one party (matplotlib Figures, not yet drawn): a curve per metric logged by step,
-    a report's (ROC, PR, KS, lift/gain, confusion matrix), feature importance. None without matplotlib
-    (the `viz` extra): the board then shows every number and no figure."""
+    """A task's figures at one party (`viz.figures.task_figures`), or none without matplotlib (the `viz`
+    extra): the board then shows every number and no figure."""
     try:
-        from ..viz import figures
+        from ..viz.figures import task_figures
     except ImportError:
         return []
-    made = figures.curves(result.metrics)
-    if result.report is not None:
-        made += figures.report_figures(result.report)
-    if result.importance is not None and len(result.importance):
-        made.append(figures.importance(result.importance))
-    return made
-
-
-def numbers_of(result: TaskResult) -> dict[str, Any]:
-    """A task's final figures at one party: its metrics logged without a step and the report's scalars."""
-    return {**result.scalars(),
-            **{k: v for k, v in (result.report or {}).items() if isinstance(v, int | float | str)}}
+    return task_figures(result)
 
 
 def section_of(result: TaskResult) -> dict[str, Any] | None:
     """A task's results at one party as a page shows them: its numbers and the titles of its figures, each
     figure then drawn by a request of its own (`png_of`), so the page answers at once and the images follow.
     None when there is nothing to show."""
-    numbers, titles = numbers_of(result), [f.axes[0].get_title() for f in figures_of(result)]
+    numbers, titles = result.numbers(), [f.axes[0].get_title() for f in figures_of(result)]
     if not (numbers or titles or result.report is not None):
         return None
     return {"task": result.task, "party": result.party, "numbers": numbers, "titles": titles}
@@ -100,7 +88,7 @@ def compared(runs: list[list[TaskResult]]) -> list[tuple[tuple[str, str, str], l
     rows: dict[tuple[str, str, str], list[Any]] = {}
     for i, results in enumerate(runs):
         for r in results:
-            figures = {**r.scalars(), **{k: v for k, v in (r.report or {}).items() if isinstance(v, int | float)}}
+            figures = {k: v for k, v in r.numbers().items() if isinstance(v, int | float)}
             for name, value in figures.items():
                 rows.setdefault((r.task, r.party, name), [None] * len(runs))[i] = value
     return sorted(rows.items())

@@ -149,20 +149,18 @@ class Coordinator:
                  "finished_at": _iso(j.finished_at)} for j in self.store.states.jobs(limit)]
 
     def logs(self, job_id: str, caller: str | None = None) -> list[dict[str, Any]]:
-        """Each party's report of each finished task run: metrics, log tail, and its `report` and feature
-        importance, which go only to that party itself (`caller`; None: the board, which filters by person).
-        Each row: task, party, attempt, state, log, metrics ({"metrics": [...], "traffic": ..., and for the
-        party itself "report", "importance", "notes"}), and, where present and allowed, "report" (dict),
-        "importance" (list of {"feature", "importance", ...} rows) and "notes" (list of str) at the top too."""
+        """Each party's report of each task run: task, party, attempt, state, log tail, `metrics` (the component's
+        metrics.json), `notes`, and the party's `report` and feature `importance`, which go only to that party
+        itself (`caller`; None: the board, which filters by person)."""
         self._job(job_id)
         out = []
         for r in self.store.reports(job_id):
-            metrics = json.loads(r.metrics)
+            metrics = json.loads(r.metrics)  # stored together (no migration), handed out apart
+            extra = {key: metrics.pop(key) for key in (*PRIVATE_RESULTS, "notes") if key in metrics}
             if caller is not None and caller != r.party:
-                metrics = {key: value for key, value in metrics.items() if key not in PRIVATE_RESULTS}
+                extra = {key: value for key, value in extra.items() if key not in PRIVATE_RESULTS}
             out.append({"task": r.task, "party": r.party, "attempt": r.attempt, "state": r.state,
-                        "metrics": metrics, "log": r.log,
-                        **{key: metrics[key] for key in (*PRIVATE_RESULTS, "notes") if key in metrics}})
+                        "metrics": metrics, "log": r.log, **extra})
         return out
 
     def node_status(self) -> dict[str, dict[str, Any]]:
@@ -253,8 +251,7 @@ class Coordinator:
         waiting = self.store.awaiting_approval()
         list(self._pool.map(self._guarded, [self._check_approvals] * len(waiting), waiting))
         free = self.config.max_concurrent_jobs - self.store.count("running")
-        if free > 0:
-            waiting = self.store.awaiting_approval()  # jobs waiting for operators do not hold up the queue
+        if free > 0:  # jobs waiting for operators do not hold up the queue (one just approved starts next pass)
             queued = [job.id for job in self.store.in_state("queued", limit=free + len(waiting))
                       if job.id not in waiting][:free]
             list(self._pool.map(self._guarded, [self._start] * len(queued), queued))
@@ -296,7 +293,7 @@ class Coordinator:
     def _start(self, job_id: str) -> None:
         self._approvals_read.pop(job_id, None)  # (it no longer waits for any operator)
         with self._lock(job_id):
-            if self._job(job_id).state != "queued" or job_id in self.store.awaiting_approval():
+            if self._job(job_id).state != "queued":
                 return
             spec = self._spec(job_id)
             ports: dict[str, int] = {}

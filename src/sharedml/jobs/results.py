@@ -36,6 +36,11 @@ class TaskResult:
         """The last value of every metric logged without a step (a task's final figures)."""
         return {r["name"]: r["value"] for r in self.metrics if r.get("step") is None}
 
+    def numbers(self) -> dict[str, Any]:
+        """What a page shows as a task's figures: its scalars and the report's top-level numbers and words."""
+        return {**self.scalars(),
+                **{k: v for k, v in (self.report or {}).items() if isinstance(v, int | float | str)}}
+
 
 class JobNotFound(LookupError):
     pass

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..jobs.results import TaskResult
+
 try:
     import matplotlib
 
@@ -153,3 +155,14 @@ def report_figures(report: dict[str, Any]) -> list[Figure]:
     confusion matrix for multi-class, none for regression; a figure whose data a report lacks is skipped."""
     kinds = REPORT_FIGURES if report.get("task_type") == "binary" else {"confusion": confusion}
     return [draw(report) for kind, draw in kinds.items() if all(key in report for key in NEEDS[kind])]
+
+
+def task_figures(result: TaskResult) -> list[Figure]:
+    """Every figure of one task's results at one party: a curve per metric logged by step, the report's,
+    and the feature importance."""
+    drawn = curves(result.metrics)
+    if result.report is not None:
+        drawn += report_figures(result.report)
+    if result.importance is not None and len(result.importance):
+        drawn.append(importance(result.importance))
+    return drawn

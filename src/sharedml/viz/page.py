@@ -57,14 +57,7 @@ def _task_table(results: Iterable[TaskResult]) -> str:
 
 
 def _section(result: TaskResult) -> str:
-    drawn = figures.curves(result.metrics)
-    if result.report is not None:
-        drawn += figures.report_figures(result.report)
-    if result.importance is not None and len(result.importance):
-        drawn.append(figures.importance(result.importance))
-    numbers = dict(result.scalars())
-    if result.report is not None:
-        numbers.update({k: v for k, v in result.report.items() if isinstance(v, int | float | str)})
+    drawn, numbers = figures.task_figures(result), result.numbers()
     if not drawn and result.report is None and not result.error:
         return ""  # its numbers are all in the task table
     parts = [f"<h2>{html.escape(result.task)} &middot; {html.escape(result.party)}</h2>"]
