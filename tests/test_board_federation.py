@@ -313,3 +313,14 @@ def test_a_rerun_from_the_board_is_audited_with_the_person(coordinator):
     assert coord.job("failed-one")["state"] == "queued" and coord.job("failed-one")["attempt"] == 2
     [entry] = [r for r in coord.audit.records("failed-one") if r.event == "rerun"]
     assert entry.actor == "board:alice" and entry.detail == "attempt 2"
+
+
+def test_without_matplotlib_the_page_says_how_to_get_figures(coordinator, monkeypatch):
+    from sharedml.board import federation
+
+    coord, newest = coordinator
+    client = logged_in(coord, "vera")
+    assert 'id="no-figures"' not in client.get(f"/ui/jobs/{newest}").text
+    monkeypatch.setattr(federation, "can_draw", lambda: False)
+    page = client.get(f"/ui/jobs/{newest}").text
+    assert 'id="no-figures"' in page and "sharedml[viz]" in page and 'data-metric="auc">0.9731' in page

@@ -41,7 +41,7 @@ from .accounts import Person
 from .dag import dag_svg, task_state
 from .login import Gate
 from .pipelines import PIPELINES, FieldError
-from .render import compared, figures_of, page, png_of, section_of
+from .render import can_draw, compared, figures_of, page, png_of, section_of
 
 PAGE_SIZE = 50
 MAX_FORM_BYTES = 256 << 10
@@ -114,7 +114,7 @@ def add_federation_board(app: FastAPI, coordinator: Coordinator, gate: Gate) -> 
                     sections=[s for r in reports if r["state"] != "running"
                               if (s := _section(shown, job_id, r)) is not None],
                     logs=list(dict.fromkeys((r["task"], r["party"]) for r in reports if r["log"])),
-                    approvals=view.get("approvals") or {})
+                    approvals=view.get("approvals") or {}, can_draw=can_draw())
 
     @app.get("/ui/jobs/{job_id}/figures/{task}/{party}/{attempt}/{number}.png", include_in_schema=False)
     def figure(request: Request, job_id: str, task: str, party: str, attempt: int, number: int) -> Response:

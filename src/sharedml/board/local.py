@@ -20,7 +20,7 @@ from ..jobs.store import STATES, JobStore, sqlite_url
 from ..runtime.component import registered
 from ..runtime.component_docs import describe
 from .dag import dag_svg, task_state
-from .render import add_board_basics, compared, png_of, section_of
+from .render import add_board_basics, can_draw, compared, png_of, section_of
 from .render import page as render_page
 
 PAGE_SIZE = 50
@@ -79,7 +79,8 @@ def local_board(workdir: Path) -> FastAPI:
             graph = None
         logs = sorted(p.name.removesuffix(".log") for p in (workdir / job_id / "_local").glob("*.log"))
         shown = [s for r in results if (s := section_of(r)) is not None]
-        return page("job.html", job=record, results=results, graph=graph, sections=shown, logs=logs)
+        return page("job.html", job=record, results=results, graph=graph, sections=shown, logs=logs,
+                    can_draw=can_draw())
 
     @app.get("/ui/jobs/{job_id}/figures/{task}/{party}/{attempt}/{number}.png", include_in_schema=False)
     def figure(job_id: str, task: str, party: str, attempt: int, number: int) -> Response:

@@ -9,6 +9,7 @@ every value anyway. Figures are PNGs drawn on the server from a task's metrics, 
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Any
@@ -52,6 +53,11 @@ def add_board_basics(app: FastAPI) -> None:
         if request.url.path.startswith("/ui"):
             response.headers.update(HEADERS)
         return response
+
+
+def can_draw() -> bool:
+    """Whether figures can be drawn here (matplotlib, the `viz` extra, is installed)."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def figures_of(result: TaskResult) -> list[Any]:
