@@ -336,7 +336,8 @@ def _board_demo(workdir: Path, port: int) -> None:
     console.print(f"  password (all three, this run only): [bold]{started.password}[/]", highlight=False)
     console.print("Jobs submitted:\n" + "\n".join(f"  {job_id}" for job_id in started.job_ids), highlight=False)
     if importlib.util.find_spec("matplotlib") is None:
-        console.print("Figures (ROC and other curves) need matplotlib: pip install 'sharedml[viz]'", highlight=False)
+        console.print("Figures (ROC and other curves) need matplotlib: pip install 'sharedml[viz]'", markup=False,
+                      highlight=False)
     console.print(f"Files under {workdir}. Ctrl-C stops everything.", highlight=False)
     try:
         while all(proc.poll() is None for proc in started.deployment.procs.values()):
